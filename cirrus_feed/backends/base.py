@@ -1,0 +1,346 @@
+"""The ports of the pipeline, each a Protocol with its contract in the docstring.
+
+Every adapter (``backends/local/``, ``backends/aws/``) passes the one contract suite in
+``tests/contract/``. Methods speak domain types (payload ids, `StateRecord`, JSON-able
+values), never boto3 dicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Literal, Protocol
+
+from cirrus_feed.payload import key_to_payload_id, payload_id_to_key
+from cirrus_feed.states import State
+
+# -- state store ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StateRecord:
+    """One payload's row in the state DB; fields mirror the Cirrus v2 DynamoDB item."""
+
+    payload_id: str
+    state: State
+    state_updated: str  # "<STATE>_<iso timestamp>" as stored
+    created: str
+    updated: str
+    claimed_at: str | None = None
+    executions: tuple[str, ...] = ()  # raw execution ARNs, oldest first
+    last_error: str | None = None
+    outputs: tuple[str, ...] | None = None
+
+    @property
+    def latest_execution(self) -> str | None:
+        return self.executions[-1] if self.executions else None
+
+    @property
+    def collections_workflow(self) -> str:
+        return payload_id_to_key(self.payload_id).collections_workflow
+
+    @property
+    def itemids(self) -> str:
+        return payload_id_to_key(self.payload_id).itemids
+
+    @staticmethod
+    def id_from_key(collections_workflow: str, itemids: str) -> str:
+        return key_to_payload_id(collections_workflow, itemids)
+
+
+SortIndex = Literal["updated", "state_updated", "default"]
+
+
+@dataclass(frozen=True, slots=True)
+class StateQuery:
+    """Filters of a state listing; the semantics of Cirrus ``StateDB.query`` (spec §4.5).
+
+    ``collections_workflow=None`` lists every collections_workflow (a table scan on DynamoDB).
+    ``since`` + ``state`` select on ``state_updated``; ``since`` alone on ``updated``;
+    ``error_prefix`` keeps records whose ``last_error`` starts with it.
+    """
+
+    collections_workflow: str | None = None
+    state: State | None = None
+    since: timedelta | None = None
+    error_prefix: str | None = None
+    sort_ascending: bool = False
+    sort_index: SortIndex = "updated"
+
+
+@dataclass(frozen=True, slots=True)
+class StatePage:
+    records: list[StateRecord]
+    next_key: str | None = None  # a payload id to pass back as ``next_key``
+
+
+class StateStore(Protocol):
+    """Where every payload's state lives. All writes are compare-and-set.
+
+    Timestamps are ``datetime.now(UTC).isoformat()`` strings; ``state_updated`` is
+    ``f"{state}_{timestamp}"``. Legacy ``COMPLETED`` records read as ``SUCCEEDED``.
+    """
+
+    def get(self, payload_id: str) -> StateRecord:
+        """The record of ``payload_id``. Raises: PayloadNotFoundError."""
+        ...
+
+    def get_many(self, payload_ids: Iterable[str]) -> dict[str, StateRecord]:
+        """Records of the ids that exist (any number of ids; missing ones are omitted)."""
+        ...
+
+    def claim(self, payload_id: str, execution_arn: str) -> StateRecord:
+        """Move to CLAIMED and append ``execution_arn`` to ``executions``.
+
+        Allowed from no record or any state not in `states.UNCLAIMABLE`; sets ``created`` if
+        absent, ``claimed_at``/``updated`` to now, removes ``last_error`` and ``outputs``.
+        Returns the new record. Raises: ClaimConflictError (with the current record).
+        """
+        ...
+
+    def set_processing(self, claimed: StateRecord) -> StateRecord:
+        """CLAIMED → PROCESSING, only while ``claimed.latest_execution`` is still the latest.
+
+        Raises: ClaimConflictError (with the current record) when the record moved on.
+        """
+        ...
+
+    def finish(
+        self,
+        current: StateRecord,
+        execution_arn: str,
+        state: State,
+        error: str | None = None,
+    ) -> StateRecord:
+        """Record the end of ``execution_arn``: CLAIMED/PROCESSING → a terminal ``state``.
+
+        ``current`` is the record as last read; the write is conditional on
+        ``execution_arn`` still being the latest execution and the state still active.
+        ``error`` sets ``last_error`` (FAILED/INVALID); SUCCEEDED/ABORTED leave it as is.
+
+        Raises:
+            StaleExecutionError: ``execution_arn`` is not the latest execution.
+            ClaimConflictError: the record is no longer active (e.g. already finished).
+        """
+        ...
+
+    def query(
+        self, query: StateQuery, *, limit: int = 100, next_key: str | None = None
+    ) -> StatePage:
+        """One page of matching records, newest first unless ``sort_ascending``."""
+        ...
+
+    def count(self, query: StateQuery, *, limit: int | None = None) -> int | str:
+        """Number of matching records; ``f"{limit}+"`` when there are more than ``limit``."""
+        ...
+
+    def delete(self, payload_id: str) -> None:
+        """Remove a record (idempotent)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+# -- queue ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class QueueMessage:
+    message_id: str
+    body: str
+    receipt: str
+    receive_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """Outcome of one body of a `PayloadQueue.send` call, in input order."""
+
+    message_id: str | None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueDepth:
+    visible: int
+    in_flight: int
+    dead: int | None = None  # messages in the dead-letter queue, when one is known
+
+
+class PayloadQueue(Protocol):
+    """The process queue: at-least-once delivery with a visibility timeout.
+
+    A message received more than ``max_receives`` times without being deleted moves to the
+    dead-letter queue (SQS: the queue's redrive policy) instead of being delivered again.
+    """
+
+    max_message_bytes: int
+
+    def send(self, bodies: Sequence[str]) -> list[SendResult]:
+        """Send any number of bodies (batched internally; transient per-entry failures are
+        retried with backoff). One result per body, in order; bodies over
+        ``max_message_bytes`` come back failed, never truncated."""
+        ...
+
+    def receive(
+        self,
+        max_messages: int = 10,
+        *,
+        visibility_timeout: int | None = None,
+        wait_seconds: float = 0,
+    ) -> list[QueueMessage]:
+        """Up to ``max_messages`` (≤10) messages, invisible to others until deleted or until
+        ``visibility_timeout`` seconds pass. Waits up to ``wait_seconds`` for the first."""
+        ...
+
+    def delete(self, receipts: Sequence[str]) -> None:
+        """Delete received messages; stale or unknown receipts are ignored."""
+        ...
+
+    def change_visibility(self, receipt: str, timeout: int) -> None: ...
+
+    def depth(self) -> QueueDepth: ...
+
+    def close(self) -> None: ...
+
+
+# -- payload store --------------------------------------------------------------------------
+
+
+class PayloadStore(Protocol):
+    """The payload bucket (Cirrus v2 layout, see `cirrus_feed.layout`) and URL reads.
+
+    Keys are relative to the root prefix (``cirrus`` by default), e.g.
+    ``executions/<payload id>/<execution name>/input.json``.
+    """
+
+    def url_for(self, key: str) -> str:
+        """The URL an object at ``key`` has (``s3://…`` or ``file://…``); no IO."""
+        ...
+
+    def put_json(self, key: str, obj: Any) -> str:
+        """Write ``obj`` as JSON at ``key``; returns its URL. Raises: BackendError."""
+        ...
+
+    def get_json(self, url: str) -> Any:
+        """Read JSON (gunzipped when the key ends ``.gz``) from an allowed location.
+
+        Raises:
+            ForbiddenUrlError: the URL is not in this store or an allowed bucket.
+            PayloadNotFoundError: nothing there.
+        """
+        ...
+
+    def is_allowed(self, url: str) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+# -- workflows ------------------------------------------------------------------------------
+
+ExecutionStatus = Literal["SUCCEEDED", "FAILED", "ABORTED", "TIMED_OUT"]
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionOutcome:
+    """How a workflow execution ended: what update-state consumes.
+
+    ``input``/``output`` are the decoded execution input/output (a payload or a ``{"url"}``
+    pointer); ``*_included`` are False when the event source dropped them.
+    """
+
+    execution_arn: str
+    name: str
+    status: ExecutionStatus
+    input: Any = None
+    output: Any = None
+    error: str | None = None
+    cause: str | None = None
+    input_included: bool = True
+    output_included: bool = True
+
+
+class WorkflowRunner(Protocol):
+    """Starts workflow executions under deterministic names (see `cirrus_feed.executions`)."""
+
+    base_arn: str  # "arn:aws:states:<region>:<account>:stateMachine:<prefix>"
+    region: str
+
+    def start(self, workflow: str, name: str, payload: Mapping[str, Any]) -> str:
+        """Start ``workflow`` as execution ``name`` with input ``payload``; returns its ARN.
+
+        Raises:
+            WorkflowNotFoundError: no such workflow.
+            ExecutionAlreadyExistsError: that name was started before (safe to ignore).
+        """
+        ...
+
+    def describe(self, execution_arn: str) -> ExecutionOutcome | None:
+        """The outcome of a finished execution, None while it runs.
+        Raises: PayloadNotFoundError for an unknown execution."""
+        ...
+
+    def close(self) -> None: ...
+
+
+# -- notifier -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowEvent:
+    """A Cirrus workflow event (spec §6.1); empty fields are left out of the message."""
+
+    event_type: str
+    payload_id: str
+    isotimestamp: str
+    input_payload_url: str | None = None
+    output_payload_url: str | None = None
+    execution: str | None = None  # console URL of the execution
+    error: str | None = None
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    def to_message(self) -> dict[str, str]:
+        body = {
+            "event_type": self.event_type,
+            "payload_id": self.payload_id,
+            "isotimestamp": self.isotimestamp,
+            "input_payload_url": self.input_payload_url,
+            "output_payload_url": self.output_payload_url,
+            "execution": self.execution,
+            "error": self.error,
+        }
+        return {k: v for k, v in body.items() if v} | dict(self.extra)
+
+
+class Notifier(Protocol):
+    """Workflow events and published items (SNS topics on AWS, an event log locally)."""
+
+    def announce(self, events: Sequence[WorkflowEvent]) -> None:
+        """Deliver workflow events, in order. Raises: BackendError."""
+        ...
+
+    def publish_items(self, items: Sequence[Mapping[str, Any]]) -> None:
+        """Publish output STAC items, one message each, with Cirrus attributes (spec §6.2)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Backends:
+    """The five ports, wired once in `cirrus_feed.app`."""
+
+    state: StateStore
+    queue: PayloadQueue
+    store: PayloadStore
+    runner: WorkflowRunner
+    notifier: Notifier
+
+    def close(self) -> None:
+        for port in (self.notifier, self.runner, self.store, self.queue, self.state):
+            port.close()

@@ -1,0 +1,129 @@
+"""The one exception tree of cirrus-feed.
+
+```
+CirrusFeedError
+├── ConfigError                 bad or missing setting → exit 2
+├── PluginError                 feeder not found / failed to load / name conflict
+├── FeederError
+│   ├── SourceUnavailableError  retryable
+│   └── InvalidSourceDataError
+├── PayloadValidationError      also ValueError; names the payload and the field
+├── InvalidRecordError          a queue/event record that is not a payload (also ValueError)
+│   └── ForbiddenUrlError       a `url` pointer outside the allowed locations
+└── BackendError
+    ├── BackendUnavailableError retryable (throttling, 5xx, connection)
+    ├── ClaimConflictError      a compare-and-set on the state DB lost; carries the current record
+    ├── StaleExecutionError     a completion for an execution that is not the payload's latest
+    ├── ExecutionAlreadyExistsError
+    ├── WorkflowNotFoundError   the workflow (state machine) does not exist
+    ├── PayloadNotFoundError    no state record / no stored object (also LookupError)
+    └── PayloadTooLargeError
+```
+
+Adapters translate their library's errors into this tree with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from cirrus_feed.backends.base import StateRecord
+
+
+class CirrusFeedError(Exception):
+    """Root of every error cirrus-feed raises on purpose."""
+
+    retryable: ClassVar[bool] = False
+
+
+class ConfigError(CirrusFeedError):
+    """A setting is missing or wrong; the CLI exits with code 2."""
+
+
+class PluginError(CirrusFeedError):
+    """A feeder plugin could not be found or loaded."""
+
+
+class FeederError(CirrusFeedError):
+    """Raised by feeders only."""
+
+
+class SourceUnavailableError(FeederError):
+    """The source (STAC API, S3, ...) is unreachable or throttling."""
+
+    retryable = True
+
+
+class InvalidSourceDataError(FeederError):
+    """The source returned data that cannot be turned into payloads."""
+
+
+class PayloadValidationError(CirrusFeedError, ValueError):
+    """A payload breaks the Cirrus payload contract.
+
+    The message names the payload (its id, or ``unknown``) and the offending field.
+    """
+
+    def __init__(self, message: str, *, payload_id: str | None = None, field: str | None = None):
+        self.payload_id = payload_id
+        self.field = field
+        self.reason = message
+        super().__init__(f"payload '{payload_id or 'unknown'}': {message}")
+
+
+class InvalidRecordError(CirrusFeedError, ValueError):
+    """A record from a queue or event could not be read as a payload."""
+
+
+class ForbiddenUrlError(InvalidRecordError):
+    """A ``url`` pointer names a location cirrus-feed is not allowed to read."""
+
+
+class BackendError(CirrusFeedError):
+    """A backend adapter failed."""
+
+
+class BackendUnavailableError(BackendError):
+    """Connection failure, throttling or a 5xx: worth retrying."""
+
+    retryable = True
+
+
+class ClaimConflictError(BackendError):
+    """A conditional state write lost; ``current`` is the record as it is now (None if absent)."""
+
+    def __init__(self, payload_id: str, current: StateRecord | None, message: str = ""):
+        self.payload_id = payload_id
+        self.current = current
+        state = current.state.value if current and current.state else "absent"
+        super().__init__(message or f"payload '{payload_id}': state is {state}")
+
+
+class StaleExecutionError(BackendError):
+    """A completion names an execution that is not the payload's latest one."""
+
+    def __init__(self, payload_id: str, execution_arn: str, current: StateRecord | None):
+        self.payload_id = payload_id
+        self.execution_arn = execution_arn
+        self.current = current
+        latest = current.latest_execution if current else None
+        super().__init__(
+            f"payload '{payload_id}': execution {execution_arn} is not the latest ({latest})"
+        )
+
+
+class ExecutionAlreadyExistsError(BackendError):
+    """An execution with this name was already started (idempotent restart)."""
+
+
+class WorkflowNotFoundError(BackendError):
+    """The named workflow does not exist."""
+
+
+class PayloadNotFoundError(BackendError, LookupError):
+    """No state record or stored object for this id / URL."""
+
+
+class PayloadTooLargeError(BackendError):
+    """A message is over the queue limit and cannot be offloaded."""

@@ -1,0 +1,1 @@
+"""Feeder plugins: one module per source, registered under `cirrus_feed.feeders`."""
