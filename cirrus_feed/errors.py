@@ -69,7 +69,10 @@ class PayloadValidationError(CirrusFeedError, ValueError):
         self.payload_id = payload_id
         self.field = field
         self.reason = message
-        super().__init__(f"payload '{payload_id or 'unknown'}': {message}")
+        where = f"payload '{payload_id or 'unknown'}'"
+        # Cirrus's own wording usually quotes the field already; name it only when it does not.
+        named = field is None or f"'{field}'" in message
+        super().__init__(f"{where}: {message}" if named else f"{where}: {field}: {message}")
 
 
 class InvalidRecordError(CirrusFeedError, ValueError):

@@ -236,7 +236,7 @@ def validate(data: Mapping[str, Any], payload_id: Any) -> None:
             payload_id,
             "id",
             "Payload 'id' field must match "
-            f"'${{COLLECTIONS}}/workflow-${{WORKFLOW_NAME}}/${{ITEMIDS}}': {payload_id}",
+            f"'${{COLLECTIONS}}/workflow-${{WORKFLOW_NAME}}/${{ITEMIDS}}: {payload_id}",
         )
     id_workflow = payload_id_to_key(payload_id).workflow
     if id_workflow != str(process[0]["workflow"]):

@@ -1,0 +1,14 @@
+"""The embedded local backend: every port on one machine, no cloud account.
+
+| port            | adapter                | storage                                  |
+| --------------- | ---------------------- | ---------------------------------------- |
+| StateStore      | `SqliteStateStore`     | SQLite table shaped like the DynamoDB one |
+| PayloadQueue    | `SqlitePayloadQueue`   | SQLite, SQS semantics + dead letters     |
+| PayloadStore    | `FilePayloadStore`     | files, the Cirrus v2 bucket layout       |
+| WorkflowRunner  | `InlineWorkflowRunner` | SQLite execution log, tasks in-process   |
+| Notifier        | `EventLogNotifier`     | SQLite event log                         |
+
+Every SQLite file is safe to share between threads and processes (`sqlite.SqliteDatabase`).
+Import the adapters from their modules; this package imports nothing so that loading one
+adapter never drags in the others.
+"""

@@ -1,0 +1,128 @@
+"""Composition root: builds the backends and stages from `Settings`. Nothing else wires."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cirrus_feed.backends.base import Backends
+from cirrus_feed.config import Settings
+from cirrus_feed.enqueue import Enqueuer
+from cirrus_feed.process import Processor
+from cirrus_feed.update_state import StateUpdater
+
+
+@dataclass(frozen=True)
+class App:
+    """Everything a command or handler needs, built once."""
+
+    settings: Settings
+    backends: Backends
+    enqueuer: Enqueuer
+    processor: Processor
+    updater: StateUpdater
+
+    def close(self) -> None:
+        self.backends.close()
+
+
+def build_app(settings: Settings) -> App:
+    backends = build_local(settings) if settings.backend == "local" else build_aws(settings)
+    return App(
+        settings=settings,
+        backends=backends,
+        enqueuer=Enqueuer(backends.queue, backends.store),
+        processor=Processor(backends),
+        updater=StateUpdater(backends),
+    )
+
+
+@dataclass(frozen=True)
+class LocalPaths:
+    """Where the embedded default keeps its files under ``local.root``."""
+
+    root: Path
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state.sqlite"
+
+    @property
+    def queue(self) -> Path:
+        return self.root / "queue.sqlite"
+
+    @property
+    def events(self) -> Path:
+        return self.root / "events.sqlite"
+
+    @property
+    def executions(self) -> Path:
+        return self.root / "executions.sqlite"
+
+    @property
+    def payloads(self) -> Path:
+        return self.root / "payloads"
+
+    @property
+    def catalog(self) -> Path:
+        return self.root / "catalog"
+
+
+def build_local(settings: Settings) -> Backends:
+    from cirrus_feed.backends.local.event_log import EventLogNotifier
+    from cirrus_feed.backends.local.files import FilePayloadStore
+    from cirrus_feed.backends.local.inline_runner import InlineWorkflowRunner
+    from cirrus_feed.backends.local.sqlite_queue import SqlitePayloadQueue
+    from cirrus_feed.backends.local.sqlite_state import SqliteStateStore
+
+    local = settings.local
+    paths = LocalPaths(local.root)
+    paths.root.mkdir(parents=True, exist_ok=True)
+    store = FilePayloadStore(paths.payloads)
+    return Backends(
+        state=SqliteStateStore(paths.state),
+        queue=SqlitePayloadQueue(
+            paths.queue,
+            visibility_timeout=local.visibility_timeout,
+            max_receives=local.max_receives,
+        ),
+        store=store,
+        runner=InlineWorkflowRunner(
+            paths.executions,
+            settings.workflows,
+            lease_seconds=local.lease_seconds,
+            catalog=paths.catalog,
+            store=store,  # to read {"url"} inputs of oversized payloads
+        ),
+        notifier=EventLogNotifier(paths.events),
+    )
+
+
+def build_aws(settings: Settings, session: Any = None) -> Backends:
+    from cirrus_feed.backends.aws.clients import make_client
+    from cirrus_feed.backends.aws.dynamodb import DynamoDbStateStore
+    from cirrus_feed.backends.aws.s3 import S3PayloadStore
+    from cirrus_feed.backends.aws.sns import SnsNotifier
+    from cirrus_feed.backends.aws.sqs import SqsPayloadQueue
+    from cirrus_feed.backends.aws.stepfunctions import StepFunctionsWorkflowRunner
+
+    aws = settings.aws
+    aws.require("state_db", "payload_bucket", "base_workflow_arn", "process_queue_url")
+    assert aws.state_db and aws.payload_bucket and aws.base_workflow_arn and aws.process_queue_url
+
+    def client(service: str) -> Any:
+        return make_client(service, region=aws.region, endpoint_url=aws.endpoint_url,
+                           session=session)
+
+    return Backends(
+        state=DynamoDbStateStore(aws.state_db, client=client("dynamodb")),
+        queue=SqsPayloadQueue(aws.process_queue_url, client=client("sqs")),
+        store=S3PayloadStore(aws.payload_bucket, client=client("s3"), root=aws.payload_root,
+                             allowed_buckets=aws.allowed_buckets),
+        runner=StepFunctionsWorkflowRunner(aws.base_workflow_arn, client=client("stepfunctions"),
+                                           region=aws.region),
+        notifier=SnsNotifier(client=client("sns"), region=aws.region,
+                             workflow_event_topic_arn=aws.workflow_event_topic_arn,
+                             publish_topic_arn=aws.publish_topic_arn),
+    )

@@ -1,0 +1,486 @@
+"""`StateStore` on the Cirrus v2 DynamoDB state table (spec §4), shareable with real Cirrus.
+
+Items have exactly the Cirrus v2 attributes (§4.2). Every write is a conditional
+``UpdateItem`` whose condition comes from `cirrus_feed.states` and which asks for
+``ReturnValuesOnConditionCheckFailure=ALL_OLD``, so a lost race is reported with the current
+record without a second read. There is no unconditional write path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from cirrus_feed.backends.aws.clients import backoff, call, chunks, error_code, translate
+from cirrus_feed.backends.base import StatePage, StateQuery, StateRecord
+from cirrus_feed.errors import (
+    BackendError,
+    BackendUnavailableError,
+    ClaimConflictError,
+    PayloadNotFoundError,
+    StaleExecutionError,
+)
+from cirrus_feed.payload import key_to_payload_id, payload_id_to_key
+from cirrus_feed.states import (
+    ACTIVE,
+    LEGACY_STATES,
+    TERMINAL,
+    UNCLAIMABLE,
+    State,
+    state_from_state_updated,
+)
+
+_INDEXES = ("state_updated", "updated")
+_BATCH_GET_KEYS = 100
+_UNPROCESSED_ATTEMPTS = 8
+_MIN_FILTERED_PAGE = 100  # a FilterExpression thins pages out: read ahead in bigger steps
+
+Item = dict[str, Any]  # a low-level DynamoDB item: attribute name -> {"S": ...} etc.
+
+_KEY_SCHEMA = [
+    {"AttributeName": "collections_workflow", "KeyType": "HASH"},
+    {"AttributeName": "itemids", "KeyType": "RANGE"},
+]
+_TABLE_SCHEMA: dict[str, Any] = {  # spec §4.1, as in Cirrus's statedb-schema.json
+    "KeySchema": _KEY_SCHEMA,
+    "AttributeDefinitions": [
+        {"AttributeName": name, "AttributeType": "S"}
+        for name in ("collections_workflow", "itemids", *_INDEXES)
+    ],
+    "GlobalSecondaryIndexes": [
+        {
+            "IndexName": index,
+            "KeySchema": [_KEY_SCHEMA[0], {"AttributeName": index, "KeyType": "RANGE"}],
+            "Projection": {"ProjectionType": "ALL"},
+        }
+        for index in _INDEXES
+    ],
+    "BillingMode": "PAY_PER_REQUEST",
+}
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _state_names(states: Iterable[State]) -> list[str]:
+    """Stored names meaning any of ``states``, legacy aliases (``COMPLETED``) included."""
+    wanted = set(states)
+    legacy = [name for name, state in LEGACY_STATES.items() if state in wanted]
+    return sorted({s.value for s in wanted} | set(legacy))
+
+
+def _attr(value: str | int | list[str]) -> dict[str, Any]:
+    if isinstance(value, str):
+        return {"S": value}
+    if isinstance(value, int):
+        return {"N": str(value)}
+    return {"L": [{"S": v} for v in value]}
+
+
+@dataclass
+class _Expr:
+    """Collects the placeholders of one request: DynamoDB rejects unused ones."""
+
+    names: dict[str, str] = field(default_factory=dict)
+    values: dict[str, Any] = field(default_factory=dict)
+
+    def name(self, attribute: str) -> str:
+        self.names[f"#{attribute}"] = attribute
+        return f"#{attribute}"
+
+    def value(self, value: str | int | list[str]) -> str:
+        placeholder = f":v{len(self.values)}"
+        self.values[placeholder] = _attr(value)
+        return placeholder
+
+    def begins_with_any(self, attribute: str, prefixes: Iterable[str]) -> str:
+        name = self.name(attribute)
+        terms = [f"begins_with({name}, {self.value(p)})" for p in prefixes]
+        return f"({' OR '.join(terms)})"
+
+    def latest_is(self, executions: tuple[str, ...]) -> str:
+        """``executions`` is still the stored list's length and last element."""
+        name = self.name("executions")
+        if not executions:
+            return f"attribute_not_exists({name})"
+        last = len(executions) - 1  # a list index cannot be a placeholder
+        # attribute_exists first: moto fails the request on size() of a missing attribute.
+        return (
+            f"attribute_exists({name}) AND size({name}) = {self.value(len(executions))} "
+            f"AND {name}[{last}] = {self.value(executions[-1])}"
+        )
+
+    def kwargs(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.names:
+            out["ExpressionAttributeNames"] = self.names
+        if self.values:
+            out["ExpressionAttributeValues"] = self.values
+        return out
+
+
+class _LostRaceError(Exception):
+    def __init__(self, old: Item | None):
+        self.old = old
+
+
+@dataclass
+class _Plan:
+    """How a `StateQuery` maps onto a Query (or a Scan when no collections_workflow)."""
+
+    expr: _Expr
+    index: str | None
+    key_condition: str | None
+    filter: str | None
+
+    def request(self, table: str) -> dict[str, Any]:
+        req: dict[str, Any] = {"TableName": table, **self.expr.kwargs()}
+        if self.index:
+            req["IndexName"] = self.index
+        if self.key_condition:
+            req["KeyConditionExpression"] = self.key_condition
+        if self.filter:
+            req["FilterExpression"] = self.filter
+        return req
+
+    def start_key(self, record: StateRecord) -> Item:
+        key: Item = {
+            "collections_workflow": _attr(record.collections_workflow),
+            "itemids": _attr(record.itemids),
+        }
+        if self.index == "state_updated":
+            key["state_updated"] = _attr(record.state_updated)
+        elif self.index == "updated":
+            key["updated"] = _attr(record.updated)
+        return key
+
+
+def _plan(query: StateQuery, now: datetime) -> _Plan:
+    """Cirrus ``StateDB.query`` index rules (§4.5); a Scan puts every condition in the filter."""
+    expr = _Expr()
+    index: str | None = None if query.sort_index == "default" else query.sort_index
+    range_condition: str | None = None
+    if query.since is not None:
+        low, high = (now - query.since).isoformat(), now.isoformat()
+        if query.state is not None:
+            index = "state_updated"
+            low, high = f"{query.state.value}_{low}", f"{query.state.value}_{high}"
+        else:
+            index = "updated"
+        range_condition = f"{expr.name(index)} BETWEEN {expr.value(low)} AND {expr.value(high)}"
+    elif query.state is not None:
+        index = "state_updated"
+        range_condition = expr.begins_with_any("state_updated", [query.state.value])
+    error_condition = (
+        f"begins_with({expr.name('last_error')}, {expr.value(query.error_prefix)})"
+        if query.error_prefix
+        else None
+    )
+    if query.collections_workflow is None:
+        conditions = [c for c in (range_condition, error_condition) if c]
+        return _Plan(expr, None, None, " AND ".join(conditions) or None)
+    key_condition = (
+        f"{expr.name('collections_workflow')} = {expr.value(query.collections_workflow)}"
+    )
+    if range_condition:
+        key_condition += f" AND {range_condition}"
+    return _Plan(expr, index, key_condition, error_condition)
+
+
+class DynamoDbStateStore:
+    """The Cirrus v2 state table (``collections_workflow``/``itemids`` keys, §4.1)."""
+
+    def __init__(
+        self, table: str, *, client: Any, clock: Callable[[], datetime] | None = None
+    ) -> None:
+        self.table = table
+        self._client = client
+        self._clock = clock or _utcnow
+
+    @staticmethod
+    def create_table(client: Any, table: str) -> None:
+        """Create ``table`` with the exact Cirrus v2 schema (§4.1); no-op if it exists."""
+        try:
+            client.create_table(TableName=table, **_TABLE_SCHEMA)
+        except ClientError as exc:
+            if error_code(exc) != "ResourceInUseException":
+                raise translate(exc, f"DynamoDB CreateTable {table!r}") from exc
+        except BotoCoreError as exc:
+            raise translate(exc, f"DynamoDB CreateTable {table!r}") from exc
+        client.get_waiter("table_exists").wait(
+            TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+        )
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def get(self, payload_id: str) -> StateRecord:
+        try:
+            key = _key(payload_id)
+        except ValueError:
+            raise PayloadNotFoundError(f"Payload not found: {payload_id}") from None
+        response = self._call(
+            "get_item",
+            f"DynamoDB GetItem payload {payload_id!r}",
+            TableName=self.table,
+            Key=key,
+            ConsistentRead=True,
+        )
+        if "Item" not in response:
+            raise PayloadNotFoundError(f"Payload not found: {payload_id}")
+        return _record(payload_id, response["Item"])
+
+    def get_many(self, payload_ids: Iterable[str]) -> dict[str, StateRecord]:
+        # Several ids may split to one key (see payload.payload_id_to_key): map back to all.
+        wanted: dict[tuple[str, str], list[str]] = {}
+        for payload_id in dict.fromkeys(payload_ids):
+            try:
+                key = payload_id_to_key(payload_id)
+            except ValueError:
+                continue  # nothing can be stored under an id without '/workflow-'
+            wanted.setdefault((key.collections_workflow, key.itemids), []).append(payload_id)
+        found: dict[str, StateRecord] = {}
+        for batch in chunks(list(wanted), _BATCH_GET_KEYS):
+            for item in self._batch_get([_key_of(cw, ids) for cw, ids in batch]):
+                key_tuple = (item["collections_workflow"]["S"], item["itemids"]["S"])
+                for payload_id in wanted.get(key_tuple, []):
+                    found[payload_id] = _record(payload_id, item)
+        return found
+
+    def _batch_get(self, keys: list[Item]) -> list[Item]:
+        items: list[Item] = []
+        pending = keys
+        for attempt in range(1, _UNPROCESSED_ATTEMPTS + 1):
+            response = self._call(
+                "batch_get_item",
+                f"DynamoDB BatchGetItem of {len(pending)} payloads",
+                RequestItems={self.table: {"Keys": pending, "ConsistentRead": True}},
+            )
+            items.extend(response.get("Responses", {}).get(self.table, []))
+            pending = response.get("UnprocessedKeys", {}).get(self.table, {}).get("Keys", [])
+            if not pending:
+                return items
+            backoff(attempt)
+        raise BackendUnavailableError(
+            f"DynamoDB BatchGetItem: {len(pending)} keys still unprocessed after "
+            f"{_UNPROCESSED_ATTEMPTS} attempts"
+        )
+
+    def query(
+        self, query: StateQuery, *, limit: int = 100, next_key: str | None = None
+    ) -> StatePage:
+        """Collect up to ``limit`` records across DynamoDB pages (a filter can thin pages out).
+
+        ``next_key`` is the payload id of the last record of the previous page; the start key
+        is rebuilt from its stored record. Without ``collections_workflow`` this is a Scan,
+        which DynamoDB cannot sort: records then come in table order.
+        """
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit}")
+        plan = _plan(query, self._clock())
+        request = plan.request(self.table)
+        operation = "query" if plan.key_condition else "scan"
+        if operation == "query":
+            request["ScanIndexForward"] = query.sort_ascending
+        if next_key is not None:
+            request["ExclusiveStartKey"] = plan.start_key(self.get(next_key))
+        records: list[StateRecord] = []
+        while True:
+            # One more than needed tells whether another page exists.
+            wanted = limit - len(records) + 1
+            request["Limit"] = max(wanted, _MIN_FILTERED_PAGE) if plan.filter else wanted
+            response = self._call(operation, f"DynamoDB {operation.title()} states", **request)
+            records.extend(_record_from_item(item) for item in response.get("Items", []))
+            if len(records) > limit:
+                return StatePage(records[:limit], next_key=records[limit - 1].payload_id)
+            if "LastEvaluatedKey" not in response:
+                return StatePage(records)
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def count(self, query: StateQuery, *, limit: int | None = None) -> int | str:
+        plan = _plan(query, self._clock())
+        request = plan.request(self.table) | {"Select": "COUNT"}
+        operation = "query" if plan.key_condition else "scan"
+        total = 0
+        while True:
+            response = self._call(operation, f"DynamoDB {operation.title()} count", **request)
+            total += int(response.get("Count", 0))
+            if limit is not None and total > limit:
+                return f"{limit}+"
+            if "LastEvaluatedKey" not in response:
+                return total
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    # -- conditional writes ---------------------------------------------------------------
+
+    def claim(self, payload_id: str, execution_arn: str) -> StateRecord:
+        now = self._clock().isoformat()
+        expr = _Expr()
+        state_updated, created, executions = (
+            expr.name("state_updated"),
+            expr.name("created"),
+            expr.name("executions"),
+        )
+        now_value = expr.value(now)
+        update = (
+            f"SET {created} = if_not_exists({created}, {now_value}), "
+            f"{state_updated} = {expr.value(f'{State.CLAIMED.value}_{now}')}, "
+            f"{expr.name('updated')} = {now_value}, {expr.name('claimed_at')} = {now_value}, "
+            f"{executions} = list_append(if_not_exists({executions}, {expr.value([])}), "
+            f"{expr.value([execution_arn])}) "
+            f"REMOVE {expr.name('last_error')}, {expr.name('outputs')}"
+        )
+        unclaimable = expr.begins_with_any("state_updated", _state_names(UNCLAIMABLE))
+        condition = f"attribute_not_exists({state_updated}) OR NOT {unclaimable}"
+        try:
+            return self._update(payload_id, "claim", update, condition, expr)
+        except _LostRaceError as lost:
+            raise ClaimConflictError(payload_id, _maybe_record(payload_id, lost.old)) from None
+
+    def set_processing(self, claimed: StateRecord) -> StateRecord:
+        now = self._clock().isoformat()
+        expr = _Expr()
+        update = (
+            f"SET {expr.name('state_updated')} = {expr.value(f'{State.PROCESSING.value}_{now}')}, "
+            f"{expr.name('updated')} = {expr.value(now)}"
+        )
+        claimed_condition = expr.begins_with_any("state_updated", _state_names([State.CLAIMED]))
+        condition = f"{claimed_condition} AND {expr.latest_is(claimed.executions)}"
+        try:
+            return self._update(claimed.payload_id, "set_processing", update, condition, expr)
+        except _LostRaceError as lost:
+            current = _maybe_record(claimed.payload_id, lost.old)
+            raise ClaimConflictError(claimed.payload_id, current) from None
+
+    def finish(
+        self,
+        current: StateRecord,
+        execution_arn: str,
+        state: State,
+        error: str | None = None,
+    ) -> StateRecord:
+        """See `StateStore.finish`; a record that no longer exists counts as stale."""
+        payload_id = current.payload_id
+        if state not in TERMINAL:
+            raise ValueError(f"payload '{payload_id}': {state} is not a terminal state")
+        if current.latest_execution != execution_arn:
+            raise StaleExecutionError(payload_id, execution_arn, current)
+        now = self._clock().isoformat()
+        expr = _Expr()
+        update = (
+            f"SET {expr.name('state_updated')} = {expr.value(f'{state.value}_{now}')}, "
+            f"{expr.name('updated')} = {expr.value(now)}"
+        )
+        if error is not None:
+            update += f", {expr.name('last_error')} = {expr.value(error)}"
+        active = expr.begins_with_any("state_updated", _state_names(ACTIVE))
+        condition = f"{active} AND {expr.latest_is(current.executions)}"
+        try:
+            return self._update(payload_id, f"finish {state.value}", update, condition, expr)
+        except _LostRaceError as lost:
+            old = _maybe_record(payload_id, lost.old)
+            if old is None or old.latest_execution != execution_arn:
+                raise StaleExecutionError(payload_id, execution_arn, old) from None
+            raise ClaimConflictError(payload_id, old) from None
+
+    def delete(self, payload_id: str) -> None:
+        try:
+            key = _key(payload_id)
+        except ValueError:
+            return  # nothing can be stored under an id without '/workflow-'
+        self._call(
+            "delete_item",
+            f"DynamoDB DeleteItem payload {payload_id!r}",
+            TableName=self.table,
+            Key=key,
+        )
+
+    def close(self) -> None:
+        """Nothing to release: the client belongs to whoever injected it."""
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def _update(
+        self, payload_id: str, action: str, update: str, condition: str, expr: _Expr
+    ) -> StateRecord:
+        """One conditional UpdateItem; raises `_LostRaceError` with the old item on a lost race."""
+        try:
+            response = self._client.update_item(
+                TableName=self.table,
+                Key=_key(payload_id),
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                **expr.kwargs(),
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                old: Item | None = exc.response.get("Item")  # type: ignore[assignment]
+                raise _LostRaceError(old) from exc
+            raise translate(exc, f"DynamoDB UpdateItem ({action}) payload {payload_id!r}") from exc
+        except BotoCoreError as exc:
+            raise translate(exc, f"DynamoDB UpdateItem ({action}) payload {payload_id!r}") from exc
+        return _record(payload_id, response["Attributes"])
+
+    def _call(self, operation: str, what: str, **kwargs: Any) -> dict[str, Any]:
+        return call(self._client, operation, what, **kwargs)
+
+
+# -- item <-> record ----------------------------------------------------------------------
+
+
+def _key_of(collections_workflow: str, itemids: str) -> Item:
+    return {"collections_workflow": {"S": collections_workflow}, "itemids": {"S": itemids}}
+
+
+def _key(payload_id: str) -> Item:
+    key = payload_id_to_key(payload_id)
+    return _key_of(key.collections_workflow, key.itemids)
+
+
+def _string(item: Item, name: str) -> str | None:
+    value = item.get(name)
+    return str(value["S"]) if value and "S" in value else None
+
+
+def _strings(item: Item, name: str) -> tuple[str, ...] | None:
+    value = item.get(name)
+    if not value or "L" not in value:
+        return None
+    return tuple(str(v["S"]) for v in value["L"] if "S" in v)
+
+
+def _record(payload_id: str, item: Item) -> StateRecord:
+    """A `StateRecord` from a stored item; ``COMPLETED_…`` reads as SUCCEEDED."""
+    state_updated = _string(item, "state_updated")
+    if state_updated is None:
+        raise BackendError(f"payload '{payload_id}': state record has no state_updated")
+    try:
+        state = state_from_state_updated(state_updated)
+    except ValueError as exc:
+        raise BackendError(f"payload '{payload_id}': {exc}") from exc
+    return StateRecord(
+        payload_id=payload_id,
+        state=state,
+        state_updated=state_updated,
+        created=_string(item, "created") or "",
+        updated=_string(item, "updated") or "",
+        claimed_at=_string(item, "claimed_at"),
+        executions=_strings(item, "executions") or (),
+        last_error=_string(item, "last_error"),
+        outputs=_strings(item, "outputs"),
+    )
+
+
+def _record_from_item(item: Item) -> StateRecord:
+    cw, itemids = item["collections_workflow"]["S"], item["itemids"]["S"]
+    return _record(key_to_payload_id(cw, itemids), item)
+
+
+def _maybe_record(payload_id: str, item: Item | None) -> StateRecord | None:
+    return _record(payload_id, item) if item else None

@@ -1,0 +1,108 @@
+"""`PayloadStore` on the S3 payload bucket, Cirrus v2 layout under a root prefix (spec §4.7).
+
+Unlike Cirrus (whose upload helper logs and swallows S3 errors) a failed write raises.
+Reads follow ``{"url"}`` pointers only into the payload bucket or explicitly allowed
+buckets: any other URL is refused before any request is made.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import zlib
+from collections.abc import Sequence
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from cirrus_feed.backends.aws.clients import call, error_code, translate
+from cirrus_feed.errors import ForbiddenUrlError, InvalidRecordError, PayloadNotFoundError
+from cirrus_feed.layout import DEFAULT_ROOT
+
+_MISSING_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "404", "NotFound"})
+
+
+def parse_s3_url(url: str) -> tuple[str, str] | None:
+    """``s3://bucket/key`` → (bucket, key); None for anything else: empty parts, or ``.``/``..``
+    segments, which some HTTP stacks would resolve to another key.
+
+    Split by hand: S3 keys may contain ``?`` and ``#``, which URL parsers would cut off.
+    """
+    if not url.startswith("s3://"):
+        return None
+    bucket, _, key = url[len("s3://") :].partition("/")
+    if not bucket or not key or {".", ".."} & set(key.split("/")):
+        return None
+    return bucket, key
+
+
+class S3PayloadStore:
+    """Objects at ``s3://<bucket>/<root>/<key>``; reads allowed from ``allowed_buckets`` too."""
+
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        client: Any,
+        root: str = DEFAULT_ROOT,
+        allowed_buckets: Sequence[str] = (),
+    ) -> None:
+        self.bucket = bucket
+        self.root = root.strip("/")
+        self._client = client
+        self._readable = frozenset({bucket, *allowed_buckets})
+
+    def _object_key(self, key: str) -> str:
+        return f"{self.root}/{key}" if self.root else key
+
+    def url_for(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self._object_key(key)}"
+
+    def put_json(self, key: str, obj: Any) -> str:
+        url = self.url_for(key)
+        call(
+            self._client,
+            "put_object",
+            f"S3 PutObject {url}",
+            Bucket=self.bucket,
+            Key=self._object_key(key),
+            Body=json.dumps(obj).encode(),
+            ContentType="application/json",
+        )
+        return url
+
+    def is_allowed(self, url: str) -> bool:
+        parsed = parse_s3_url(url)
+        return parsed is not None and parsed[0] in self._readable
+
+    def get_json(self, url: str) -> Any:
+        parsed = parse_s3_url(url)
+        if parsed is None or parsed[0] not in self._readable:
+            allowed = ", ".join(f"s3://{b}/" for b in sorted(self._readable))
+            raise ForbiddenUrlError(f"url {url!r} is not in an allowed location ({allowed})")
+        bucket, key = parsed
+        data = self._read(url, bucket, key)
+        if key.endswith(".gz"):
+            try:
+                data = gzip.decompress(data)
+            except (OSError, EOFError, zlib.error) as exc:
+                raise InvalidRecordError(f"{url}: not valid gzip data: {exc}") from exc
+        try:
+            return json.loads(data)
+        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+            raise InvalidRecordError(f"{url}: not valid JSON: {exc}") from exc
+
+    def _read(self, url: str, bucket: str, key: str) -> bytes:
+        try:
+            response = self._client.get_object(Bucket=bucket, Key=key)
+            body: bytes = response["Body"].read()
+        except ClientError as exc:
+            if error_code(exc) in _MISSING_CODES:
+                raise PayloadNotFoundError(f"no object at {url}") from exc
+            raise translate(exc, f"S3 GetObject {url}") from exc
+        except BotoCoreError as exc:
+            raise translate(exc, f"S3 GetObject {url}") from exc
+        return body
+
+    def close(self) -> None:
+        """Nothing to release: the client belongs to whoever injected it."""

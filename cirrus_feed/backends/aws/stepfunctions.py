@@ -1,0 +1,91 @@
+"""`WorkflowRunner` on Step Functions: one state machine per workflow, ``<base_arn><workflow>``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, cast
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from cirrus_feed.backends.aws.clients import error_code, translate
+from cirrus_feed.backends.base import ExecutionOutcome, ExecutionStatus
+from cirrus_feed.errors import (
+    ExecutionAlreadyExistsError,
+    InvalidRecordError,
+    PayloadNotFoundError,
+    WorkflowNotFoundError,
+)
+from cirrus_feed.executions import execution_arn as build_execution_arn
+from cirrus_feed.executions import name_from_arn, state_machine_arn
+
+_FINISHED = frozenset({"SUCCEEDED", "FAILED", "ABORTED", "TIMED_OUT"})
+
+
+class StepFunctionsWorkflowRunner:
+    """Starts and describes executions of the deployment's state machines."""
+
+    def __init__(self, base_arn: str, *, client: Any, region: str) -> None:
+        self.base_arn = base_arn
+        self.region = region
+        self._client = client
+
+    def start(self, workflow: str, name: str, payload: Mapping[str, Any]) -> str:
+        """StartExecution; an unknown state machine's error text is kept verbatim.
+
+        The `WorkflowNotFoundError` message is botocore's own ("An error occurred
+        (StateMachineDoesNotExist) when calling the StartExecution operation: ..."), which
+        Cirrus stores as the payload's ``last_error``.
+        """
+        machine = state_machine_arn(self.base_arn, workflow)
+        try:
+            response = self._client.start_execution(
+                stateMachineArn=machine, name=name, input=json.dumps(payload)
+            )
+        except ClientError as exc:
+            code = error_code(exc)
+            if code == "StateMachineDoesNotExist":
+                raise WorkflowNotFoundError(str(exc)) from exc
+            if code == "ExecutionAlreadyExists":
+                arn = build_execution_arn(self.base_arn, workflow, name)
+                raise ExecutionAlreadyExistsError(f"execution {arn} already exists") from exc
+            raise translate(exc, f"Step Functions StartExecution {name!r} of {machine}") from exc
+        except BotoCoreError as exc:
+            raise translate(exc, f"Step Functions StartExecution {name!r} of {machine}") from exc
+        return str(response["executionArn"])
+
+    def describe(self, execution_arn: str) -> ExecutionOutcome | None:
+        try:
+            response = self._client.describe_execution(executionArn=execution_arn)
+        except ClientError as exc:
+            if error_code(exc) == "ExecutionDoesNotExist":
+                raise PayloadNotFoundError(f"execution not found: {execution_arn}") from exc
+            raise translate(exc, f"Step Functions DescribeExecution {execution_arn}") from exc
+        except BotoCoreError as exc:
+            raise translate(exc, f"Step Functions DescribeExecution {execution_arn}") from exc
+        status = str(response["status"])
+        if status not in _FINISHED:  # RUNNING, PENDING_REDRIVE
+            return None
+        return ExecutionOutcome(
+            execution_arn=execution_arn,
+            name=str(response.get("name") or name_from_arn(execution_arn)),
+            status=cast(ExecutionStatus, status),
+            input=_decode(response.get("input"), execution_arn, "input"),
+            output=_decode(response.get("output"), execution_arn, "output"),
+            error=response.get("error"),
+            cause=response.get("cause"),
+            input_included=bool(response.get("inputDetails", {}).get("included", True)),
+            output_included=bool(response.get("outputDetails", {}).get("included", True)),
+        )
+
+    def close(self) -> None:
+        """Nothing to release: the client belongs to whoever injected it."""
+
+
+def _decode(text: str | None, execution_arn: str, what: str) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise InvalidRecordError(f"execution {execution_arn}: {what} is not JSON: {exc}") from exc

@@ -1,0 +1,129 @@
+"""`Notifier` as an event log in SQLite: what the SNS topics would carry, kept to be read back.
+
+``events`` holds workflow events (spec §6.1) with the exact message body SNS would get;
+``items`` holds published STAC items with the message attributes SNS would get (§6.2).
+Both are append-only and ordered by ``seq``, so the CLI and tests can replay them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from cirrus_feed.backends.base import WorkflowEvent
+from cirrus_feed.backends.local.sqlite import SqliteDatabase
+from cirrus_feed.item_attributes import item_attributes
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_type TEXT NOT NULL,
+    payload_id TEXT NOT NULL,
+    isotimestamp TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_payload ON events (payload_id, seq);
+CREATE TABLE IF NOT EXISTS items (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    item_id TEXT,
+    collection TEXT,
+    attributes TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+"""
+
+# WorkflowEvent fields that travel in the message; any other key came from `extra`.
+_EVENT_FIELDS = (
+    "event_type",
+    "payload_id",
+    "isotimestamp",
+    "input_payload_url",
+    "output_payload_url",
+    "execution",
+    "error",
+)
+
+
+def _event(message: dict[str, str]) -> WorkflowEvent:
+    extra = {key: value for key, value in message.items() if key not in _EVENT_FIELDS}
+    return WorkflowEvent(
+        event_type=message["event_type"],
+        payload_id=message["payload_id"],
+        isotimestamp=message["isotimestamp"],
+        input_payload_url=message.get("input_payload_url"),
+        output_payload_url=message.get("output_payload_url"),
+        execution=message.get("execution"),
+        error=message.get("error"),
+        extra=extra,
+    )
+
+
+class EventLogNotifier:
+    """Workflow events and published items appended to a SQLite file."""
+
+    def __init__(self, path: Path) -> None:
+        self._db = SqliteDatabase(path, SCHEMA)
+
+    def announce(self, events: Sequence[WorkflowEvent]) -> None:
+        if not events:
+            return
+        with self._db.write() as conn:
+            conn.executemany(
+                "INSERT INTO events (event_type, payload_id, isotimestamp, message) "
+                "VALUES (?, ?, ?, ?)",
+                [
+                    (e.event_type, e.payload_id, e.isotimestamp, json.dumps(e.to_message()))
+                    for e in events
+                ],
+            )
+
+    def publish_items(self, items: Sequence[Mapping[str, Any]]) -> None:
+        # Every item is encoded before anything is written: one that cannot be (not JSON-able)
+        # fails the call without publishing half of the batch.
+        rows = [
+            (
+                item.get("id"),
+                item.get("collection"),
+                json.dumps(item_attributes(item)),
+                json.dumps(item),
+            )
+            for item in items
+        ]
+        if not rows:
+            return
+        with self._db.write() as conn:
+            conn.executemany(
+                "INSERT INTO items (item_id, collection, attributes, body) VALUES (?, ?, ?, ?)",
+                rows,
+            )
+
+    def events(self, payload_id: str | None = None) -> list[WorkflowEvent]:
+        """Announced events in order, all or those of one payload."""
+        sql = "SELECT message FROM events"
+        params: tuple[str, ...] = ()
+        if payload_id is not None:
+            sql += " WHERE payload_id = ?"
+            params = (payload_id,)
+        with self._db.read() as conn:
+            rows = conn.execute(sql + " ORDER BY seq", params).fetchall()
+        return [_event(json.loads(row["message"])) for row in rows]
+
+    def items(self) -> list[dict[str, Any]]:
+        """Published items in order, each the STAC item body as it would be sent to SNS."""
+        with self._db.read() as conn:
+            rows = conn.execute("SELECT body FROM items ORDER BY seq").fetchall()
+        return [json.loads(row["body"]) for row in rows]
+
+    def item_attributes(self) -> list[dict[str, tuple[str, str]]]:
+        """The message attributes (name → (data type, value)) of each published item, in order."""
+        with self._db.read() as conn:
+            rows = conn.execute("SELECT attributes FROM items ORDER BY seq").fetchall()
+        return [
+            {name: (kind, value) for name, (kind, value) in json.loads(row["attributes"]).items()}
+            for row in rows
+        ]
+
+    def close(self) -> None:
+        self._db.close()

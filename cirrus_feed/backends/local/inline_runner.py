@@ -1,0 +1,233 @@
+"""`WorkflowRunner` in-process: executions are rows in SQLite, run by whichever worker leases them.
+
+``start`` only records the execution (like Step Functions' StartExecution); workers then
+``claim_pending`` → ``execute`` → ``complete``. A claim is a lease: if the worker dies, the
+lease runs out and another worker runs the execution again — at-least-once, as a Step
+Functions retry would be. The first ``complete`` wins; an execution ends once.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cirrus_feed.backends.base import ExecutionOutcome, PayloadStore
+from cirrus_feed.backends.local.sqlite import SqliteDatabase
+from cirrus_feed.errors import (
+    ExecutionAlreadyExistsError,
+    PayloadNotFoundError,
+    WorkflowNotFoundError,
+)
+from cirrus_feed.executions import execution_arn, state_machine_arn
+from cirrus_feed.workflows import Workflow, error_name
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS executions (
+    arn TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    workflow TEXT NOT NULL,
+    status TEXT NOT NULL,
+    input TEXT NOT NULL,
+    output TEXT,
+    error TEXT,
+    cause TEXT,
+    lease_until REAL NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    started_at REAL NOT NULL,
+    stopped_at REAL
+);
+-- Only running executions are ever searched for work; finished ones pile up outside it.
+CREATE INDEX IF NOT EXISTS executions_running ON executions (started_at) WHERE status = 'RUNNING';
+"""
+
+_CLAIM = """
+UPDATE executions SET lease_until = ?, attempts = attempts + 1
+WHERE arn IN (
+    SELECT arn FROM executions
+    WHERE status = 'RUNNING' AND lease_until <= ? ORDER BY started_at LIMIT ?
+)
+RETURNING arn, name, workflow, input, attempts
+"""
+
+RUNNING = "RUNNING"
+
+
+@dataclass(frozen=True, slots=True)
+class PendingExecution:
+    """An execution leased to this worker until ``lease_until`` (epoch seconds)."""
+
+    execution_arn: str
+    name: str
+    workflow: str
+    input: Any
+    attempt: int
+    lease_until: float
+
+
+class InlineWorkflowRunner:
+    """Runs local `Workflow`s; see `cirrus_feed.backends.base.WorkflowRunner`.
+
+    ``store`` resolves a ``{"url": ...}`` execution input (an oversized payload), as the first
+    task of a Cirrus workflow would; ``catalog`` is the folder the ``publish`` task writes to.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        workflows: Mapping[str, Workflow],
+        *,
+        base_arn: str = "arn:aws:states:local:000000000000:stateMachine:",
+        region: str = "local",
+        lease_seconds: int = 300,
+        catalog: Path | None = None,
+        store: PayloadStore | None = None,
+    ) -> None:
+        self.base_arn = base_arn
+        self.region = region
+        self.workflows = dict(workflows)
+        self.lease_seconds = lease_seconds
+        self.catalog = catalog
+        self.store = store
+        self._db = SqliteDatabase(path, SCHEMA)
+
+    def start(self, workflow: str, name: str, payload: Mapping[str, Any]) -> str:
+        if workflow not in self.workflows:
+            raise WorkflowNotFoundError(
+                f"State Machine Does Not Exist: '{state_machine_arn(self.base_arn, workflow)}'"
+            )
+        arn = execution_arn(self.base_arn, workflow, name)
+        with self._db.write() as conn:
+            # INSERT OR IGNORE + rowcount rather than catching IntegrityError: the conflict
+            # is the expected idempotent case, not an error of the database.
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO executions (arn, name, workflow, status, input, started_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (arn, name, workflow, RUNNING, json.dumps(payload), time.time()),
+            )
+            if cursor.rowcount == 0:
+                raise ExecutionAlreadyExistsError(f"Execution Already Exists: '{arn}'")
+        return arn
+
+    def claim_pending(self, max_count: int = 1) -> list[PendingExecution]:
+        """Lease up to ``max_count`` running executions nobody holds (oldest first)."""
+        now = time.time()
+        lease_until = now + self.lease_seconds
+        with self._db.write() as conn:
+            rows = conn.execute(_CLAIM, (lease_until, now, max_count)).fetchall()
+        return [
+            PendingExecution(
+                execution_arn=row["arn"],
+                name=row["name"],
+                workflow=row["workflow"],
+                input=json.loads(row["input"]),
+                attempt=row["attempts"],
+                lease_until=lease_until,
+            )
+            for row in rows
+        ]
+
+    def execute(self, pending: PendingExecution) -> ExecutionOutcome:
+        """Run the workflow's tasks in this thread. Never raises for a task's error: it
+        becomes a FAILED outcome shaped like a Lambda task failure seen by Step Functions."""
+        try:
+            workflow = self.workflows.get(pending.workflow)
+            if workflow is None:
+                raise WorkflowNotFoundError(
+                    f"workflow '{pending.workflow}' is no longer configured"
+                )
+            output = workflow.run(
+                pending.workflow,
+                self._payload(pending.input),
+                catalog=self.catalog,
+                execution_arn=pending.execution_arn,
+            )
+        except Exception as exc:  # noqa: BLE001 - any task error is the execution's outcome
+            return self._failed(pending, exc)
+        return ExecutionOutcome(
+            execution_arn=pending.execution_arn,
+            name=pending.name,
+            status="SUCCEEDED",
+            input=pending.input,
+            output=output,
+        )
+
+    def _payload(self, document: Any) -> dict[str, Any]:
+        """The execution input as a payload, following a ``{"url"}`` pointer."""
+        if isinstance(document, dict) and set(document) == {"url"}:
+            if self.store is None:
+                raise ValueError(f"input is a pointer ({document['url']}) and no store is set")
+            document = self.store.get_json(str(document["url"]))
+        if not isinstance(document, dict):
+            raise TypeError(f"execution input is {type(document).__name__}, not an object")
+        return document
+
+    @staticmethod
+    def _failed(pending: PendingExecution, exc: Exception) -> ExecutionOutcome:
+        name = error_name(exc)
+        cause = {
+            "errorMessage": str(exc),
+            "errorType": name,
+            "stackTrace": traceback.format_tb(exc.__traceback__),
+        }
+        return ExecutionOutcome(
+            execution_arn=pending.execution_arn,
+            name=pending.name,
+            status="FAILED",
+            input=pending.input,
+            error=name,
+            cause=json.dumps(cause),
+        )
+
+    def complete(self, outcome: ExecutionOutcome) -> None:
+        """Record how an execution ended; a second completion of it changes nothing.
+
+        Raises: PayloadNotFoundError for an unknown execution.
+        """
+        output = None if outcome.output is None else json.dumps(outcome.output)
+        with self._db.write() as conn:
+            cursor = conn.execute(
+                "UPDATE executions SET status = ?, output = ?, error = ?, cause = ?, "
+                "stopped_at = ? WHERE arn = ? AND status = ?",
+                (
+                    outcome.status,
+                    output,
+                    outcome.error,
+                    outcome.cause,
+                    time.time(),
+                    outcome.execution_arn,
+                    RUNNING,
+                ),
+            )
+            if cursor.rowcount == 0:
+                exists = conn.execute(
+                    "SELECT 1 FROM executions WHERE arn = ?", (outcome.execution_arn,)
+                ).fetchone()
+                if exists is None:
+                    raise PayloadNotFoundError(f"Execution not found: {outcome.execution_arn}")
+
+    def describe(self, execution_arn: str) -> ExecutionOutcome | None:
+        with self._db.read() as conn:
+            row = conn.execute(
+                "SELECT * FROM executions WHERE arn = ?", (execution_arn,)
+            ).fetchone()
+        if row is None:
+            raise PayloadNotFoundError(f"Execution not found: {execution_arn}")
+        if row["status"] == RUNNING:
+            return None
+        return ExecutionOutcome(
+            execution_arn=row["arn"],
+            name=row["name"],
+            status=row["status"],
+            input=json.loads(row["input"]),
+            output=None if row["output"] is None else json.loads(row["output"]),
+            error=row["error"],
+            cause=row["cause"],
+        )
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,291 @@
+"""`StateStore` on SQLite: the Cirrus v2 DynamoDB state table as one SQLite table.
+
+Columns are the DynamoDB item's attributes (spec §4.2), keyed the same way, with one index
+per GSI, so a query here walks the same order a DynamoDB query does. Every mutator is a
+read-check-write inside ``BEGIN IMMEDIATE``: the check sees the row as it is in the file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cirrus_feed.backends.base import StatePage, StateQuery, StateRecord
+from cirrus_feed.backends.local.sqlite import SqliteDatabase
+from cirrus_feed.errors import ClaimConflictError, PayloadNotFoundError, StaleExecutionError
+from cirrus_feed.payload import payload_id_to_key
+from cirrus_feed.states import TERMINAL, UNCLAIMABLE, State, can_move, state_from_state_updated
+
+# payload_id is not a DynamoDB attribute: it is kept so ids whose workflow contains "_"
+# round-trip exactly (splitting collections_workflow on its last "_" cannot tell).
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS state (
+    collections_workflow TEXT NOT NULL,
+    itemids TEXT NOT NULL,
+    payload_id TEXT NOT NULL,
+    state_updated TEXT NOT NULL,
+    created TEXT NOT NULL,
+    updated TEXT NOT NULL,
+    claimed_at TEXT,
+    executions TEXT,
+    last_error TEXT,
+    outputs TEXT,
+    PRIMARY KEY (collections_workflow, itemids)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS state_by_state_updated ON state (collections_workflow, state_updated);
+CREATE INDEX IF NOT EXISTS state_by_updated ON state (collections_workflow, updated);
+"""
+
+# sort_index -> column; "default" is the base table, sorted by its range key.
+_SORT_COLUMNS = {"updated": "updated", "state_updated": "state_updated", "default": "itemids"}
+_GET_CHUNK = 400  # (collections_workflow, itemids) pairs per statement: 800 bound parameters
+
+
+def _record(row: Any) -> StateRecord:
+    executions = json.loads(row["executions"]) if row["executions"] else []
+    outputs = json.loads(row["outputs"]) if row["outputs"] is not None else None
+    return StateRecord(
+        payload_id=row["payload_id"],
+        state=state_from_state_updated(row["state_updated"]),
+        state_updated=row["state_updated"],
+        created=row["created"],
+        updated=row["updated"],
+        claimed_at=row["claimed_at"],
+        executions=tuple(executions),
+        last_error=row["last_error"],
+        outputs=tuple(outputs) if outputs is not None else None,
+    )
+
+
+def _key(payload_id: str) -> tuple[str, str]:
+    key = payload_id_to_key(payload_id)
+    return key.collections_workflow, key.itemids
+
+
+def _prefix_range(prefix: str) -> tuple[str, str]:
+    """Bounds ``[low, high)`` of the strings starting with ``prefix`` (begins_with on an index;
+    LIKE would be case-insensitive and treat ``_`` as a wildcard)."""
+    return prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+class SqliteStateStore:
+    """The state DB in one SQLite file; semantics of `cirrus_feed.backends.base.StateStore`."""
+
+    def __init__(self, path: Path, *, clock: Callable[[], datetime] | None = None) -> None:
+        self._db = SqliteDatabase(path, SCHEMA)
+        self._clock = clock or (lambda: datetime.now(UTC))
+
+    def _now(self) -> str:
+        return self._clock().isoformat()
+
+    # -- reads ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _select(conn: Any, payload_id: str) -> StateRecord | None:
+        try:
+            key = _key(payload_id)
+        except ValueError:
+            return None  # not a payload id, so there can be no record of it
+        row = conn.execute(
+            "SELECT * FROM state WHERE collections_workflow = ? AND itemids = ?", key
+        ).fetchone()
+        return _record(row) if row else None
+
+    def get(self, payload_id: str) -> StateRecord:
+        with self._db.read() as conn:
+            record = self._select(conn, payload_id)
+        if record is None:
+            raise PayloadNotFoundError(f"Payload not found: {payload_id}")
+        return record
+
+    def get_many(self, payload_ids: Iterable[str]) -> dict[str, StateRecord]:
+        keys: dict[tuple[str, str], str] = {}
+        for payload_id in payload_ids:
+            try:
+                keys[_key(payload_id)] = payload_id
+            except ValueError:
+                continue
+        pairs = list(keys)
+        found: dict[str, StateRecord] = {}
+        with self._db.read() as conn:
+            for start in range(0, len(pairs), _GET_CHUNK):
+                chunk = pairs[start : start + _GET_CHUNK]
+                values = ",".join("(?, ?)" for _ in chunk)
+                rows = conn.execute(
+                    "SELECT * FROM state WHERE (collections_workflow, itemids) "  # noqa: S608
+                    f"IN (VALUES {values})",  # only "?" placeholders are interpolated
+                    [part for pair in chunk for part in pair],
+                ).fetchall()
+                for row in rows:
+                    record = _record(row)
+                    found[keys[(row["collections_workflow"], row["itemids"])]] = record
+        return found
+
+    # -- compare-and-set writes -------------------------------------------------------------
+
+    def claim(self, payload_id: str, execution_arn: str) -> StateRecord:
+        collections_workflow, itemids = _key(payload_id)
+        now = self._now()
+        with self._db.write() as conn:
+            current = self._select(conn, payload_id)
+            if current is not None and current.state in UNCLAIMABLE:
+                raise ClaimConflictError(payload_id, current)
+            executions = [*(current.executions if current else ()), execution_arn]
+            conn.execute(
+                "INSERT INTO state (collections_workflow, itemids, payload_id, state_updated, "
+                "created, updated, claimed_at, executions, last_error, outputs) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL) "
+                "ON CONFLICT (collections_workflow, itemids) DO UPDATE SET "
+                "state_updated = excluded.state_updated, updated = excluded.updated, "
+                "claimed_at = excluded.claimed_at, executions = excluded.executions, "
+                "last_error = NULL, outputs = NULL",
+                (
+                    collections_workflow,
+                    itemids,
+                    payload_id,
+                    f"{State.CLAIMED}_{now}",
+                    current.created if current else now,
+                    now,
+                    now,
+                    json.dumps(executions),
+                ),
+            )
+            record = self._select(conn, payload_id)
+        assert record is not None
+        return record
+
+    def set_processing(self, claimed: StateRecord) -> StateRecord:
+        payload_id = claimed.payload_id
+        now = self._now()
+        with self._db.write() as conn:
+            current = self._select(conn, payload_id)
+            if (
+                current is None
+                or not can_move(current.state, State.PROCESSING)
+                or current.latest_execution != claimed.latest_execution
+            ):
+                raise ClaimConflictError(payload_id, current)
+            conn.execute(
+                "UPDATE state SET state_updated = ?, updated = ? "
+                "WHERE collections_workflow = ? AND itemids = ?",
+                (f"{State.PROCESSING}_{now}", now, *_key(payload_id)),
+            )
+            record = self._select(conn, payload_id)
+        assert record is not None
+        return record
+
+    def finish(
+        self,
+        current: StateRecord,
+        execution_arn: str,
+        state: State,
+        error: str | None = None,
+    ) -> StateRecord:
+        if state not in TERMINAL:
+            raise ValueError(f"payload '{current.payload_id}': {state} is not a terminal state")
+        payload_id = current.payload_id
+        now = self._now()
+        with self._db.write() as conn:
+            # `current` is only what the caller last saw; the check is on the row as stored.
+            stored = self._select(conn, payload_id)
+            # A missing record has no latest execution: the completion is stale.
+            if stored is None or stored.latest_execution != execution_arn:
+                raise StaleExecutionError(payload_id, execution_arn, stored)
+            if not can_move(stored.state, state):
+                raise ClaimConflictError(payload_id, stored)
+            conn.execute(
+                "UPDATE state SET state_updated = ?, updated = ?, "
+                "last_error = coalesce(?, last_error) "
+                "WHERE collections_workflow = ? AND itemids = ?",
+                (f"{state}_{now}", now, error, *_key(payload_id)),
+            )
+            record = self._select(conn, payload_id)
+        assert record is not None
+        return record
+
+    def delete(self, payload_id: str) -> None:
+        try:
+            key = _key(payload_id)
+        except ValueError:
+            return
+        with self._db.write() as conn:
+            conn.execute("DELETE FROM state WHERE collections_workflow = ? AND itemids = ?", key)
+
+    # -- listings ---------------------------------------------------------------------------
+
+    def _where(self, query: StateQuery) -> tuple[str, list[Any], str]:
+        """WHERE clause, its parameters and the sort column, chosen as Cirrus chooses them."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        column = _SORT_COLUMNS[query.sort_index]
+        if query.collections_workflow is not None:
+            clauses.append("collections_workflow = ?")
+            params.append(query.collections_workflow)
+        if query.since is not None:
+            now = self._clock()
+            low, high = (now - query.since).isoformat(), now.isoformat()
+            if query.state is not None:
+                column = "state_updated"
+                low, high = f"{query.state}_{low}", f"{query.state}_{high}"
+            else:
+                column = "updated"
+            clauses.append(f"{column} BETWEEN ? AND ?")
+            params += [low, high]
+        elif query.state is not None:
+            column = "state_updated"
+            clauses.append("state_updated >= ? AND state_updated < ?")
+            params += _prefix_range(f"{query.state}_")
+        if query.error_prefix:  # "" filters nothing, as on DynamoDB
+            clauses.append("last_error >= ? AND substr(last_error, 1, ?) = ?")
+            params += [query.error_prefix, len(query.error_prefix), query.error_prefix]
+        where = " AND ".join(clauses) or "1"
+        return where, params, column
+
+    def query(
+        self, query: StateQuery, *, limit: int = 100, next_key: str | None = None
+    ) -> StatePage:
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit}")
+        where, params, column = self._where(query)
+        direction, cmp = ("ASC", ">") if query.sort_ascending else ("DESC", "<")
+        # The key columns break ties, like the table key does after a GSI's sort key.
+        order_key = f"{column}, collections_workflow, itemids"
+        with self._db.read() as conn:
+            if next_key is not None:
+                start = self._select(conn, next_key)
+                if start is None:
+                    raise PayloadNotFoundError(f"Payload not found: {next_key}")
+                where += f" AND ({order_key}) {cmp} (?, ?, ?)"
+                start_row = {
+                    "updated": start.updated,
+                    "state_updated": start.state_updated,
+                    "itemids": start.itemids,
+                }
+                params += [start_row[column], start.collections_workflow, start.itemids]
+            rows = conn.execute(
+                f"SELECT * FROM state WHERE {where} "  # noqa: S608 - fixed fragments only
+                f"ORDER BY {column} {direction}, collections_workflow {direction}, "
+                f"itemids {direction} LIMIT ?",
+                [*params, limit + 1],
+            ).fetchall()
+        records = [_record(row) for row in rows[:limit]]
+        more = len(rows) > limit
+        return StatePage(records=records, next_key=records[-1].payload_id if more else None)
+
+    def count(self, query: StateQuery, *, limit: int | None = None) -> int | str:
+        where, params, _ = self._where(query)
+        sql = f"SELECT 1 FROM state WHERE {where}"  # noqa: S608 - fixed fragments only
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit + 1)  # one more than the limit tells "more than" apart
+        with self._db.read() as conn:
+            (total,) = conn.execute(f"SELECT count(*) FROM ({sql})", params).fetchone()  # noqa: S608
+        if limit is not None and total > limit:
+            return f"{limit}+"
+        return int(total)
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,141 @@
+"""Settings: one YAML file plus environment overrides. The only module that reads os.environ.
+
+Precedence: environment > YAML file > defaults. The AWS section can also be filled from
+Cirrus's own variables (``CIRRUS_STATE_DB``, ``CIRRUS_PAYLOAD_BUCKET``, …) so the Lambda
+handlers drop into an existing Cirrus deployment without a config file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from cirrus_feed.errors import ConfigError
+from cirrus_feed.workflows import Workflow
+
+DEFAULT_CONFIG = Path("config/local.yaml")
+
+# Cirrus's environment variables → fields of `AwsSettings`.
+CIRRUS_ENV = {
+    "CIRRUS_STATE_DB": "state_db",
+    "CIRRUS_PAYLOAD_BUCKET": "payload_bucket",
+    "CIRRUS_PAYLOAD_ROOT_PREFIX": "payload_root",
+    "CIRRUS_BASE_WORKFLOW_ARN": "base_workflow_arn",
+    "CIRRUS_PROCESS_QUEUE_URL": "process_queue_url",
+    "CIRRUS_PUBLISH_TOPIC_ARN": "publish_topic_arn",
+    "CIRRUS_WORKFLOW_EVENT_TOPIC_ARN": "workflow_event_topic_arn",
+    "AWS_REGION": "region",
+    "CIRRUS_FEED_AWS_ENDPOINT_URL": "endpoint_url",
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LocalSettings(_Strict):
+    """The embedded default: everything under one folder."""
+
+    root: Path = Path("var/cirrus-feed")
+    visibility_timeout: int = Field(180, gt=0)
+    max_receives: int = Field(5, gt=0)
+    lease_seconds: int = Field(300, gt=0)
+
+
+class AwsSettings(_Strict):
+    region: str = "us-east-1"
+    endpoint_url: str | None = None
+    state_db: str | None = None
+    payload_bucket: str | None = None
+    payload_root: str = "cirrus"
+    base_workflow_arn: str | None = None
+    process_queue_url: str | None = None
+    publish_topic_arn: str | None = None
+    workflow_event_topic_arn: str | None = None
+    allowed_buckets: list[str] = []
+
+    def require(self, *names: str) -> None:
+        missing = [n for n in names if not getattr(self, n)]
+        if missing:
+            env = {v: k for k, v in CIRRUS_ENV.items()}
+            raise ConfigError(
+                "aws backend needs " + ", ".join(f"aws.{n} (or {env[n]})" for n in missing)
+            )
+
+
+class ProcessSettings(_Strict):
+    workers: int = Field(2, gt=0)
+    batch_size: int = Field(10, ge=1, le=10)
+    wait_seconds: float = Field(1.0, ge=0)
+
+
+class Settings(_Strict):
+    backend: Literal["local", "aws"] = "local"
+    local: LocalSettings = LocalSettings()
+    aws: AwsSettings = AwsSettings()
+    workflows: dict[str, Workflow] = {}
+    process: ProcessSettings = ProcessSettings()
+    source: str = "defaults"  # where these settings came from, for messages
+
+    @model_validator(mode="after")
+    def _check_backend(self) -> Settings:
+        if self.backend == "aws":
+            self.aws.require("state_db", "payload_bucket", "base_workflow_arn", "process_queue_url")
+        return self
+
+
+def load_settings(path: Path | None = None, env: dict[str, str] | None = None) -> Settings:
+    """Read settings from ``path`` (or ``$CIRRUS_FEED_CONFIG``, or ``config/local.yaml`` when
+    it exists, or built-in defaults), then apply the environment.
+
+    Raises:
+        ConfigError: unreadable file or invalid settings, naming the file and the field.
+    """
+    env = dict(os.environ) if env is None else env
+    if path is None and env.get("CIRRUS_FEED_CONFIG"):
+        path = Path(env["CIRRUS_FEED_CONFIG"])
+    if path is None and DEFAULT_CONFIG.is_file():
+        path = DEFAULT_CONFIG
+    data = _read_yaml(path) if path is not None else {}
+    _apply_env(data, env)
+    data["source"] = str(path) if path is not None else "defaults"
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{data['source']}: {_describe(exc)}") from exc
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config {path} is not valid YAML: {exc}") from exc
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config {path}: top level must be a mapping")
+    return loaded
+
+
+def _apply_env(data: dict[str, Any], env: dict[str, str]) -> None:
+    if env.get("CIRRUS_FEED_BACKEND"):
+        data["backend"] = env["CIRRUS_FEED_BACKEND"]
+    if env.get("CIRRUS_FEED_LOCAL_ROOT"):
+        data.setdefault("local", {})["root"] = env["CIRRUS_FEED_LOCAL_ROOT"]
+    aws = {field: env[var] for var, field in CIRRUS_ENV.items() if env.get(var)}
+    if aws:
+        data["aws"] = {**(data.get("aws") or {}), **aws}
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"]) or "(top level)"
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)

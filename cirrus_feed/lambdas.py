@@ -1,0 +1,66 @@
+"""AWS Lambda handlers. Settings come from the environment (Cirrus's variables work).
+
+* `process_handler`: SQS event source of the process queue (enable
+  ``ReportBatchItemFailures``); returns ``batchItemFailures`` for exactly the failed records.
+* `update_state_handler`: EventBridge "Step Functions Execution Status Change" events, direct
+  or through an SQS queue (recommended: batches of 10 cut the API calls per payload).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any
+
+from cirrus_feed.app import App, build_app
+from cirrus_feed.config import load_settings
+from cirrus_feed.errors import CirrusFeedError
+from cirrus_feed.events import normalize
+from cirrus_feed.invalid import record_invalid
+from cirrus_feed.reports import Outcome, RecordResult, StageReport
+
+log = logging.getLogger(__name__)
+
+
+@functools.cache
+def _app() -> App:
+    return build_app(load_settings())
+
+
+def _response(report: StageReport, has_message_ids: bool) -> dict[str, Any]:
+    failed = report.failed_message_ids()
+    if not has_message_ids and not report.ok and any(
+        r.outcome is Outcome.FAILED for r in report.results
+    ):
+        # A direct invocation has no per-record retry: fail it so the caller retries.
+        raise CirrusFeedError(f"some records failed: {report.counts}")
+    return {
+        "batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed],
+        "counts": report.counts,
+    }
+
+
+def process_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    envelopes = normalize(event)
+    report = _app().processor.process(envelopes)
+    log.info("process: %s", report.counts)
+    return _response(report, any(e.message_id for e in envelopes))
+
+
+def update_state_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    app = _app()
+    envelopes = normalize(event)
+    executions = [(i, e) for i, e in enumerate(envelopes) if e.kind == "execution"]
+    report = StageReport()
+    updated = app.updater.update(
+        [e.body for _, e in executions], [e.message_id for _, e in executions]
+    )
+    report.results.extend(updated.results)
+    for index, envelope in enumerate(envelopes):
+        if envelope.kind != "execution":
+            reason = envelope.error or f"a {envelope.kind} record is not an execution event"
+            url = record_invalid(app.backends.store, envelope.raw, reason, stage="update-state")
+            report.add(RecordResult(index, Outcome.INVALID, message_id=envelope.message_id,
+                                    reason=reason, url=url))
+    log.info("update-state: %s", report.counts)
+    return _response(report, any(e.message_id for e in envelopes))

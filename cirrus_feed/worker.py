@@ -1,0 +1,126 @@
+"""Local workers: drive payloads from the queue through inline workflows to a final state.
+
+One loop iteration = receive a batch → process stage → delete what was handled, then run
+pending inline executions → update-state → mark each execution complete. An execution is
+marked complete only after its outcome is recorded, so a crash re-runs it (at least once,
+as Step Functions retries would); the state DB's compare-and-set keeps the result single.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cirrus_feed.app import App
+from cirrus_feed.backends.base import QueueMessage
+from cirrus_feed.backends.local.inline_runner import InlineWorkflowRunner
+from cirrus_feed.errors import ConfigError
+from cirrus_feed.events import normalize
+from cirrus_feed.reports import Outcome, StageReport
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkTotals:
+    """What a worker (or several) did; thread-safe to add to."""
+
+    process: StageReport = field(default_factory=StageReport)
+    update: StageReport = field(default_factory=StageReport)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, process: StageReport, update: StageReport) -> None:
+        with self.lock:
+            self.process.extend(process)
+            self.update.extend(update)
+
+
+def as_sqs_event(messages: Sequence[QueueMessage]) -> dict[str, Any]:
+    """Queue messages in the SQS Lambda event shape, so one normaliser reads both."""
+    return {
+        "Records": [
+            {
+                "messageId": m.message_id,
+                "receiptHandle": m.receipt,
+                "body": m.body,
+                "eventSource": "aws:sqs",
+                "attributes": {"ApproximateReceiveCount": str(m.receive_count)},
+            }
+            for m in messages
+        ]
+    }
+
+
+class LocalWorker:
+    """Runs the whole local loop; several may share the same files (threads or processes)."""
+
+    def __init__(self, app: App) -> None:
+        runner = app.backends.runner
+        if not isinstance(runner, InlineWorkflowRunner):
+            raise ConfigError("local workers need the local backend (inline workflows)")
+        self.app = app
+        self.runner = runner
+        self.batch_size = app.settings.process.batch_size
+        self.wait_seconds = app.settings.process.wait_seconds
+
+    def step(self, *, wait: bool = False) -> tuple[StageReport, StageReport]:
+        """One batch from the queue and the executions it (or anyone) left pending."""
+        queue = self.app.backends.queue
+        messages = queue.receive(self.batch_size, wait_seconds=self.wait_seconds if wait else 0)
+        processed = StageReport()
+        if messages:
+            processed = self.app.processor.process(normalize(as_sqs_event(messages)))
+            failed = set(processed.failed_message_ids())
+            queue.delete([m.receipt for m in messages if m.message_id not in failed])
+        return processed, self.run_pending()
+
+    def run_pending(self, max_count: int = 10) -> StageReport:
+        report = StageReport()
+        while pending := self.runner.claim_pending(max_count):
+            outcomes = [self.runner.execute(p) for p in pending]
+            updated = self.app.updater.update(outcomes)
+            for outcome, result in zip(outcomes, updated.results, strict=True):
+                if result.outcome is not Outcome.FAILED:
+                    self.runner.complete(outcome)
+            report.extend(updated)
+        return report
+
+    def drain(self, totals: WorkTotals) -> None:
+        """Work until the queue is empty and nothing is pending (``process --once``)."""
+        while True:
+            processed, updated = self.step()
+            totals.add(processed, updated)
+            if not processed.results and not updated.results:
+                return
+
+    def run_forever(self, stop: threading.Event, totals: WorkTotals) -> None:
+        while not stop.is_set():
+            processed, updated = self.step(wait=True)
+            totals.add(processed, updated)
+
+
+def run_workers(app: App, workers: int, *, once: bool, stop: threading.Event) -> WorkTotals:
+    """Run ``workers`` local workers as threads until drained (``once``) or ``stop`` is set."""
+    totals = WorkTotals()
+
+    def target() -> None:
+        worker = LocalWorker(app)
+        try:
+            if once:
+                worker.drain(totals)
+            else:
+                worker.run_forever(stop, totals)
+        except Exception:
+            log.exception("worker crashed")
+            stop.set()
+            raise
+
+    threads = [threading.Thread(target=target, name=f"worker-{i}") for i in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return totals

@@ -1,0 +1,120 @@
+"""Contract of `WorkflowRunner` (base.py docstrings), run inline and on Step Functions.
+
+The ``workflow_runner`` fixture knows two workflows: ``wf-pass`` returns its input and
+``wf-fail`` always fails with the ``expected_failure`` error and cause. ``drive`` runs an
+execution to its end (local: claim, execute, complete; AWS: poll moto's interpreter).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from cirrus_feed.backends.base import ExecutionOutcome, WorkflowRunner
+from cirrus_feed.errors import (
+    ExecutionAlreadyExistsError,
+    PayloadNotFoundError,
+    WorkflowNotFoundError,
+)
+from cirrus_feed.executions import execution_arn, execution_name
+
+PAYLOAD_ID = "col1/workflow-wf-pass/item1"
+PAYLOAD = {
+    "id": PAYLOAD_ID,
+    "process": [{"workflow": "wf-pass"}],
+    "features": [{"type": "Feature", "id": "item1", "collection": "col1"}],
+}
+Drive = Callable[[WorkflowRunner, str], ExecutionOutcome]
+
+
+def name_for(runner: WorkflowRunner, payload_id: str = PAYLOAD_ID) -> str:
+    return execution_name(payload_id, [], runner.region)
+
+
+def test_workflow_runner_start_returns_deterministic_arn(
+    workflow_runner: WorkflowRunner,
+) -> None:
+    name = name_for(workflow_runner)
+
+    arn = workflow_runner.start("wf-pass", name, PAYLOAD)
+
+    assert arn == execution_arn(workflow_runner.base_arn, "wf-pass", name)
+    assert arn.endswith(f"wf-pass:{name}")
+    assert ":execution:" in arn
+
+
+def test_workflow_runner_start_same_name_twice_already_exists(
+    workflow_runner: WorkflowRunner,
+) -> None:
+    name = name_for(workflow_runner)
+    workflow_runner.start("wf-pass", name, PAYLOAD)
+
+    with pytest.raises(ExecutionAlreadyExistsError):
+        workflow_runner.start("wf-pass", name, PAYLOAD)
+
+
+def test_workflow_runner_start_unknown_workflow_not_found(
+    workflow_runner: WorkflowRunner,
+) -> None:
+    with pytest.raises(WorkflowNotFoundError, match="wf-missing"):
+        workflow_runner.start("wf-missing", name_for(workflow_runner), PAYLOAD)
+
+
+def test_workflow_runner_describe_unknown_execution_not_found(
+    workflow_runner: WorkflowRunner,
+) -> None:
+    unknown = execution_arn(workflow_runner.base_arn, "wf-pass", "no-such-execution")
+
+    with pytest.raises(PayloadNotFoundError):
+        workflow_runner.describe(unknown)
+
+
+def test_workflow_runner_passing_workflow_succeeds_with_output(
+    workflow_runner: WorkflowRunner, drive: Drive
+) -> None:
+    name = name_for(workflow_runner)
+    arn = workflow_runner.start("wf-pass", name, PAYLOAD)
+
+    outcome = drive(workflow_runner, arn)
+
+    assert outcome.status == "SUCCEEDED"
+    assert outcome.execution_arn == arn
+    assert outcome.name == name
+    assert outcome.input == PAYLOAD
+    assert outcome.output == PAYLOAD
+    assert outcome.error is None
+
+
+def test_workflow_runner_failing_workflow_fails_with_error_and_cause(
+    workflow_runner: WorkflowRunner, drive: Drive, expected_failure: tuple[str, str]
+) -> None:
+    error, cause = expected_failure
+    arn = workflow_runner.start("wf-fail", name_for(workflow_runner), PAYLOAD)
+
+    outcome = drive(workflow_runner, arn)
+
+    assert outcome.status == "FAILED"
+    assert outcome.execution_arn == arn
+    assert outcome.error == error
+    assert outcome.cause is not None
+    assert cause in outcome.cause
+    assert outcome.output is None
+
+
+def test_workflow_runner_runs_each_execution_on_its_own(
+    workflow_runner: WorkflowRunner, drive: Drive
+) -> None:
+    # Two executions of one payload (a rerun) end separately, under their own names.
+    first_name = name_for(workflow_runner)
+    first = workflow_runner.start("wf-pass", first_name, PAYLOAD)
+    second_name = execution_name(PAYLOAD_ID, [first], workflow_runner.region)
+    second = workflow_runner.start("wf-fail", second_name, PAYLOAD)
+
+    outcomes = [drive(workflow_runner, second), drive(workflow_runner, first)]
+
+    assert second_name != first_name
+    assert [(o.name, o.status) for o in outcomes] == [
+        (second_name, "FAILED"),
+        (first_name, "SUCCEEDED"),
+    ]

@@ -1,0 +1,199 @@
+"""The update-state stage on both backends: spec §5.3 mapping, chaining, the stale guard."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from cirrus_feed import layout
+from cirrus_feed.backends.base import ExecutionOutcome, ExecutionStatus
+from cirrus_feed.executions import name_from_arn
+from cirrus_feed.states import State
+from cirrus_feed.update_state import NO_CAUSE
+
+from .conftest import Harness, make_payload, outcomes_of, payload_id
+
+PID = payload_id()
+
+
+def started(h: Harness, body: dict[str, Any] | None = None) -> ExecutionOutcome:
+    """Given a payload whose execution really ran; returns that execution's outcome."""
+    body = body or make_payload()
+    h.process(body)
+    [outcome] = h.outcomes()
+    h.event_types()
+    return outcome
+
+
+def ending(base: ExecutionOutcome, status: ExecutionStatus, error: str | None = None,
+           cause: str | None = None, output: Any = None) -> ExecutionOutcome:
+    return ExecutionOutcome(base.execution_arn, base.name, status, input=base.input,
+                            output=output, error=error, cause=cause)
+
+
+def published(h: Harness) -> list[dict[str, Any]]:
+    if h.name == "local":
+        items: list[dict[str, Any]] = h.b.notifier.items()  # type: ignore[attr-defined]
+        new, h.items_seen = items[h.items_seen:], len(items)  # type: ignore[attr-defined]
+        return new
+    return [json.loads(m["Message"]) for m in h.tap_messages("publish")]  # type: ignore[attr-defined]
+
+
+def test_update_state_succeeded_archives_publishes_and_records(harness: Harness) -> None:
+    outcome = started(harness)
+    output = dict(outcome.input if "process" in outcome.input else make_payload()) | {"id": PID}
+
+    report = harness.app.updater.update([ending(outcome, "SUCCEEDED", output=output)])
+
+    assert outcomes_of(report) == ["updated"]
+    record = harness.record(PID)
+    assert record is not None and record.state is State.SUCCEEDED
+    assert harness.event_types() == ["SUCCEEDED"]
+    archived = harness.b.store.get_json(
+        harness.b.store.url_for(layout.output_key(PID, outcome.name)))
+    assert archived["id"] == PID
+    assert [item["id"] for item in published(harness)] == ["test-id1"]
+
+
+@pytest.mark.parametrize(("status", "error", "cause", "state", "event", "last_error"), [
+    ("FAILED", "States.TaskFailed", "plain text cause", State.FAILED, "FAILED",
+     "States.TaskFailed: plain text cause"),
+    ("FAILED", "UnknownError",
+     json.dumps({"errorMessage": "/usr/local/bin/python: No module named name-delivery-to-stac"}),
+     State.FAILED, "FAILED",
+     "UnknownError: /usr/local/bin/python: No module named name-delivery-to-stac"),
+    ("FAILED", "X", json.dumps({"other": 1}), State.FAILED, "FAILED", "X: unknown"),
+    ("FAILED", None, None, State.FAILED, "FAILED", f"Unknown: {NO_CAUSE}"),
+    ("FAILED", "stactask.exceptions.InvalidInput", json.dumps({"errorMessage": "nope"}),
+     State.INVALID, "INVALID", "stactask.exceptions.InvalidInput: nope"),
+    ("FAILED", "cirrus.lib.errors.InvalidInput", "bad", State.INVALID, "INVALID",
+     "cirrus.lib.errors.InvalidInput: bad"),
+    ("FAILED", "InvalidInput", "bare name", State.FAILED, "FAILED", "InvalidInput: bare name"),
+    ("TIMED_OUT", None, None, State.FAILED, "TIMED_OUT",
+     "TimedOutError: The step function execution timed out."),
+    ("ABORTED", None, None, State.ABORTED, "ABORTED", None),
+])
+def test_update_state_outcome_mapping(
+    harness: Harness, status: ExecutionStatus, error: str | None, cause: str | None,
+    state: State, event: str, last_error: str | None,
+) -> None:
+    outcome = started(harness)
+
+    harness.app.updater.update([ending(outcome, status, error, cause)])
+
+    record = harness.record(PID)
+    assert record is not None and record.state is state
+    assert record.last_error == last_error
+    assert harness.event_types() == [event]
+    assert published(harness) == []
+
+
+def test_update_state_stale_event_changes_nothing(harness: Harness) -> None:
+    """A late completion of an older execution never overwrites the newer run's state."""
+    first = started(harness)
+    harness.app.updater.update([ending(first, "FAILED", "States.TaskFailed", "boom")])
+    harness.process(make_payload())  # the rerun: a newer execution is PROCESSING
+    rerun = harness.record(PID)
+    assert rerun is not None and rerun.state is State.PROCESSING
+    harness.event_types()
+
+    report = harness.app.updater.update([ending(first, "SUCCEEDED", output=None)])
+
+    assert outcomes_of(report) == ["stale"]
+    assert harness.record(PID) == rerun
+    assert harness.event_types() == []
+
+
+def test_update_state_repeated_completion_is_a_no_op(harness: Harness) -> None:
+    outcome = started(harness)
+    output = make_payload() | {"id": PID}
+    harness.app.updater.update([ending(outcome, "SUCCEEDED", output=output)])
+    published(harness)
+    harness.event_types()
+    done = harness.record(PID)
+
+    report = harness.app.updater.update([ending(outcome, "SUCCEEDED", output=output)])
+
+    assert outcomes_of(report) == ["duplicate"]
+    assert harness.record(PID) == done
+    assert published(harness) == [] and harness.event_types() == []
+
+
+def test_update_state_chains_forks_with_chain_filter(harness: Harness) -> None:
+    body = make_payload()
+    body["features"] = [
+        {"id": "a", "collection": "c", "properties": {"gsd": 1}},
+        {"id": "b", "collection": "c", "properties": {"gsd": 3}},
+    ]
+    body["process"] = [
+        {"workflow": "test-workflow1"},
+        [{"workflow": "wf2", "chain_filter": "@.properties.gsd > 2"},
+         {"workflow": "wf3", "collections": "override"},
+         {"workflow": "wf5", "chain_filter": "@.properties.gsd > 100"}],
+        {"workflow": "wf4"},
+    ]
+    outcome = started(harness, body)
+    output = body | {"id": "c/workflow-test-workflow1/a/b"}
+
+    report = harness.app.updater.update([ending(outcome, "SUCCEEDED", output=output)])
+
+    assert outcomes_of(report) == ["updated"]
+    children = [json.loads(m.body) for m in harness.b.queue.receive(10)]
+    assert sorted(c["id"] for c in children) == [
+        "c/workflow-wf2/b", "override/workflow-wf3/a/b"]
+    by_workflow = {c["process"][0]["workflow"]: c for c in children}
+    assert [f["id"] for f in by_workflow["wf2"]["features"]] == ["b"]
+    assert [p["workflow"] for p in by_workflow["wf3"]["process"]] == ["wf3", "wf4"]
+
+
+def test_update_state_invalid_output_ends_failed(harness: Harness) -> None:
+    outcome = started(harness)
+
+    harness.app.updater.update([ending(outcome, "SUCCEEDED", output={"id": PID, "process": {}})])
+
+    record = harness.record(PID)
+    assert record is not None and record.state is State.FAILED
+    assert record.last_error is not None and record.last_error.startswith("InvalidOutput:")
+
+
+def test_update_state_success_without_output(harness: Harness) -> None:
+    outcome = started(harness)
+
+    harness.app.updater.update([ending(outcome, "SUCCEEDED", output=None)])
+
+    assert harness.record(PID).state is State.SUCCEEDED  # type: ignore[union-attr]
+    assert published(harness) == []
+
+
+def test_update_state_missing_input_details_is_kept_as_invalid(harness: Harness) -> None:
+    outcome = started(harness)
+    hidden = ExecutionOutcome(outcome.execution_arn, outcome.name, "SUCCEEDED",
+                              input_included=False)
+
+    report = harness.app.updater.update([hidden])
+
+    [result] = report.results
+    assert result.outcome.value == "invalid"
+    assert "Input details not included" in (result.reason or "")
+    assert harness.b.store.get_json(result.url)["record"]["execution_arn"] == (  # type: ignore[arg-type]
+        outcome.execution_arn)
+    assert harness.record(PID).state is State.PROCESSING  # type: ignore[union-attr]
+
+
+def test_update_state_real_executions_end_to_end(harness: Harness) -> None:
+    """process → a real execution (moto's ASL interpreter / the inline runner) → update-state."""
+    harness.process(make_payload("ok"), make_payload("ko", workflow="wf-fail"))
+
+    report = harness.finish_all()
+
+    assert sorted(outcomes_of(report)) == ["updated", "updated"]
+    ok = harness.record(payload_id("ok"))
+    ko = harness.record(payload_id("ko", workflow="wf-fail"))
+    assert ok is not None and ok.state is State.SUCCEEDED
+    assert ko is not None and ko.state is State.FAILED and ko.last_error
+    name = name_from_arn(ok.executions[-1])
+    assert harness.b.store.get_json(
+        harness.b.store.url_for(layout.output_key(payload_id("ok"), name)))["id"] == (
+        payload_id("ok"))
