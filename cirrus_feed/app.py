@@ -109,20 +109,32 @@ def build_aws(settings: Settings, session: Any = None) -> Backends:
 
     aws = settings.aws
     aws.require("state_db", "payload_bucket", "base_workflow_arn", "process_queue_url")
-    assert aws.state_db and aws.payload_bucket and aws.base_workflow_arn and aws.process_queue_url
+    assert aws.state_db
+    assert aws.payload_bucket
+    assert aws.base_workflow_arn
+    assert aws.process_queue_url
 
     def client(service: str) -> Any:
-        return make_client(service, region=aws.region, endpoint_url=aws.endpoint_url,
-                           session=session)
+        return make_client(
+            service, region=aws.region, endpoint_url=aws.endpoint_url, session=session
+        )
 
     return Backends(
         state=DynamoDbStateStore(aws.state_db, client=client("dynamodb")),
         queue=SqsPayloadQueue(aws.process_queue_url, client=client("sqs")),
-        store=S3PayloadStore(aws.payload_bucket, client=client("s3"), root=aws.payload_root,
-                             allowed_buckets=aws.allowed_buckets),
-        runner=StepFunctionsWorkflowRunner(aws.base_workflow_arn, client=client("stepfunctions"),
-                                           region=aws.region),
-        notifier=SnsNotifier(client=client("sns"), region=aws.region,
-                             workflow_event_topic_arn=aws.workflow_event_topic_arn,
-                             publish_topic_arn=aws.publish_topic_arn),
+        store=S3PayloadStore(
+            aws.payload_bucket,
+            client=client("s3"),
+            root=aws.payload_root,
+            allowed_buckets=aws.allowed_buckets,
+        ),
+        runner=StepFunctionsWorkflowRunner(
+            aws.base_workflow_arn, client=client("stepfunctions"), region=aws.region
+        ),
+        notifier=SnsNotifier(
+            client=client("sns"),
+            region=aws.region,
+            workflow_event_topic_arn=aws.workflow_event_topic_arn,
+            publish_topic_arn=aws.publish_topic_arn,
+        ),
     )

@@ -50,10 +50,19 @@ pass_context = click.make_pass_decorator(Context)
 
 
 @click.group()
-@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
-              help="YAML settings (default: $CIRRUS_FEED_CONFIG or config/local.yaml).")
-@click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
-              show_default=True, help="Logs go to stderr; json = one object per line.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="YAML settings (default: $CIRRUS_FEED_CONFIG or config/local.yaml).",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Logs go to stderr; json = one object per line.",
+)
 @click.option("--log-level", default="WARNING", show_default=True)
 @click.pass_context
 def cli(ctx: click.Context, config_path: Path | None, log_format: str, log_level: str) -> None:
@@ -81,7 +90,7 @@ def main() -> None:
 
 
 def _open(path: str) -> IO[str]:
-    return sys.stdin if path == "-" else Path(path).open()  # noqa: SIM115 - closed by caller
+    return sys.stdin if path == "-" else Path(path).open()
 
 
 def _payload_bodies(path: str) -> Iterator[tuple[str, Any]]:
@@ -105,10 +114,21 @@ def _payload_bodies(path: str) -> Iterator[tuple[str, Any]]:
 def _report(report: StageReport, as_json: bool) -> None:
     for result in report.results:
         if as_json:
-            click.echo(json.dumps({k: v for k, v in {
-                "index": result.index, "outcome": result.outcome.value,
-                "payload_id": result.payload_id, "reason": result.reason, "url": result.url,
-            }.items() if v is not None}))
+            click.echo(
+                json.dumps(
+                    {
+                        k: v
+                        for k, v in {
+                            "index": result.index,
+                            "outcome": result.outcome.value,
+                            "payload_id": result.payload_id,
+                            "reason": result.reason,
+                            "url": result.url,
+                        }.items()
+                        if v is not None
+                    }
+                )
+            )
         else:
             line = f"{result.outcome.value:<9} {result.payload_id or '-'}"
             click.echo(line + (f"  ({result.reason})" if result.reason else ""))
@@ -166,8 +186,10 @@ def _each_payload(path: str, emit: Any) -> int:
 @pass_context
 def enqueue(ctx: Context, path: str, as_json: bool) -> None:
     """Validate and put payloads (file, NDJSON or envelopes) on the process queue."""
-    bodies = [body if not isinstance(body, str) else {"__unreadable__": body}
-              for _, body in _payload_bodies(path)]
+    bodies = [
+        body if not isinstance(body, str) else {"__unreadable__": body}
+        for _, body in _payload_bodies(path)
+    ]
     _report(ctx.app.enqueuer.enqueue(bodies), as_json)
 
 
@@ -218,25 +240,31 @@ _STATES = click.Choice([s.value for s in State], case_sensitive=False)
 
 
 def _query_options(f: Any) -> Any:
-    for option in reversed([
-        click.option("--collections-workflow", "-c", help="e.g. sentinel-2-l2a_cog-archive"),
-        click.option("--state", "state", type=_STATES),
-        click.option("--since", help="Only records changed in the last 7d / 24h / 30m."),
-        click.option("--error-prefix", help="Only records whose last_error starts with this."),
-    ]):
+    for option in reversed(
+        [
+            click.option("--collections-workflow", "-c", help="e.g. sentinel-2-l2a_cog-archive"),
+            click.option("--state", "state", type=_STATES),
+            click.option("--since", help="Only records changed in the last 7d / 24h / 30m."),
+            click.option("--error-prefix", help="Only records whose last_error starts with this."),
+        ]
+    ):
         f = option(f)
     return f
 
 
-def _query(collections_workflow: str | None, state: str | None, since: str | None,
-           error_prefix: str | None) -> StateQuery:
+def _query(
+    collections_workflow: str | None, state: str | None, since: str | None, error_prefix: str | None
+) -> StateQuery:
     try:
         delta = parse_since(since) if since else None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--since") from exc
-    return StateQuery(collections_workflow=collections_workflow,
-                      state=State(state.upper()) if state else None, since=delta,
-                      error_prefix=error_prefix)
+    return StateQuery(
+        collections_workflow=collections_workflow,
+        state=State(state.upper()) if state else None,
+        since=delta,
+        error_prefix=error_prefix,
+    )
 
 
 @cli.group()
@@ -264,7 +292,7 @@ def state_get(ctx: Context, payload_id: str, as_json: bool) -> None:
 @click.option("--limit", type=click.IntRange(1, 50_000), default=100, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="NDJSON records.")
 @pass_context
-def state_list(ctx: Context, limit: int, as_json: bool, **filters: Any) -> None:
+def state_list(ctx: Context, /, limit: int, as_json: bool, **filters: Any) -> None:
     """List state records, newest first."""
     b = ctx.app.backends
     query, shown, next_key = _query(**filters), 0, None
@@ -287,7 +315,7 @@ def state_list(ctx: Context, limit: int, as_json: bool, **filters: Any) -> None:
 @click.option("--limit", type=click.IntRange(min=1), help="Count up to this, then say N+.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_context
-def state_counts(ctx: Context, limit: int | None, as_json: bool, **filters: Any) -> None:
+def state_counts(ctx: Context, /, limit: int | None, as_json: bool, **filters: Any) -> None:
     """Count records per state (or for one --state)."""
     query = _query(**filters)
     states = [query.state] if query.state else list(State)
@@ -309,8 +337,11 @@ def state_counts(ctx: Context, limit: int | None, as_json: bool, **filters: Any)
 
 
 @cli.command()
-@click.option("--root", type=click.Path(path_type=Path, file_okay=False),
-              help="Folder for the demo's files (default: <local.root>/demo, wiped first).")
+@click.option(
+    "--root",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Folder for the demo's files (default: <local.root>/demo, wiped first).",
+)
 @pass_context
 def demo(ctx: Context, root: Path | None) -> None:
     """Run sample payloads end to end on the embedded default and print the state counts."""

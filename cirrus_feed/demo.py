@@ -21,12 +21,23 @@ DEMO_WORKFLOWS = {
     "publish-only": Workflow(tasks=[TaskSpec(task="publish")]),
     "cog-archive": Workflow(tasks=[TaskSpec(task="noop")]),
     "always-fails": Workflow(
-        tasks=[TaskSpec(task="fail", options={"error": "RuntimeError",
-                                              "message": "demo: this workflow always fails"})]
+        tasks=[
+            TaskSpec(
+                task="fail",
+                options={"error": "RuntimeError", "message": "demo: this workflow always fails"},
+            )
+        ]
     ),
     "reject-input": Workflow(
-        tasks=[TaskSpec(task="fail", options={"error": "InvalidInput",
-                                              "message": "demo: input rejected"})]
+        tasks=[
+            TaskSpec(
+                task="fail",
+                options={
+                    "error": "cirrus.lib.errors.InvalidInput",
+                    "message": "demo: input rejected",
+                },
+            )
+        ]
     ),
 }
 
@@ -39,20 +50,23 @@ def sample_payloads() -> list[dict[str, Any]]:
 def run_demo(settings: Settings, root: Path, echo: Callable[[str], None]) -> dict[str, int | str]:
     """Enqueue the samples under a fresh ``root``, drain the pipeline, return state counts."""
     shutil.rmtree(root, ignore_errors=True)
-    demo_settings = settings.model_copy(update={
-        "backend": "local",
-        "local": settings.local.model_copy(update={"root": root}),
-        "workflows": {**DEMO_WORKFLOWS, **settings.workflows},
-    })
+    demo_settings = settings.model_copy(
+        update={
+            "backend": "local",
+            "local": settings.local.model_copy(update={"root": root}),
+            "workflows": {**DEMO_WORKFLOWS, **settings.workflows},
+        }
+    )
     app = build_app(demo_settings)
     try:
         payloads = sample_payloads()
         echo(f"enqueue: {len(payloads)} sample payloads")
         for result in app.enqueuer.enqueue(payloads).results:
-            echo(f"  {result.outcome.value:<8} {result.payload_id or '(no id)'}"
-                 + (f"\n           {result.reason}" if result.reason else ""))
-        totals = run_workers(app, demo_settings.process.workers, once=True,
-                             stop=threading.Event())
+            echo(
+                f"  {result.outcome.value:<8} {result.payload_id or '(no id)'}"
+                + (f"\n           {result.reason}" if result.reason else "")
+            )
+        totals = run_workers(app, demo_settings.process.workers, once=True, stop=threading.Event())
         echo(f"process: {_fmt(totals.process.counts)}")
         echo(f"update-state: {_fmt(totals.update.counts)}")
         counts: dict[str, int | str] = {

@@ -38,6 +38,7 @@ class Enqueuer:
         iterator = enumerate(payloads)
         while chunk := list(islice(iterator, SEND_CHUNK)):
             self._enqueue_chunk(chunk, seen, report)
+        report.results.sort(key=lambda r: r.index)
         return report
 
     def _enqueue_chunk(
@@ -49,7 +50,9 @@ class Enqueuer:
         pending: list[tuple[int, str, str, str | None]] = []  # index, id, body, offload url
         for index, item in chunk:
             try:
-                payload = item if isinstance(item, ProcessPayload) else ProcessPayload.from_dict(item)
+                payload = (
+                    item if isinstance(item, ProcessPayload) else ProcessPayload.from_dict(item)
+                )
             except PayloadValidationError as exc:
                 report.add(self._invalid(index, item, exc))
                 continue
@@ -66,7 +69,9 @@ class Enqueuer:
         results = self.queue.send([body for _, _, body, _ in pending]) if pending else []
         for (index, payload_id, _, url), sent in zip(pending, results, strict=True):
             if sent.ok:
-                report.add(RecordResult(index, Outcome.QUEUED, payload_id, sent.message_id, url=url))
+                report.add(
+                    RecordResult(index, Outcome.QUEUED, payload_id, sent.message_id, url=url)
+                )
             else:
                 log.warning("enqueue failed", extra={"payload_id": payload_id, "error": sent.error})
                 report.add(RecordResult(index, Outcome.FAILED, payload_id, reason=sent.error))

@@ -25,7 +25,8 @@ def execution_name(payload_id: str, executions: Sequence[str], region: str) -> s
 
 
 def execution_arn(base_arn: str, workflow: str, name: str) -> str:
-    """``arn:…:stateMachine:<prefix>`` + workflow → ``arn:…:execution:<prefix><workflow>:<name>``."""
+    """``arn:…:stateMachine:<prefix>`` + workflow + name →
+    ``arn:…:execution:<prefix><workflow>:<name>``."""
     return f"{base_arn.replace(':stateMachine:', ':execution:')}{workflow}:{name}"
 
 
@@ -41,7 +42,9 @@ def name_from_arn(execution_arn: str) -> str:
 def workflow_from_arn(execution_arn: str, base_arn: str) -> str:
     """The workflow part of an execution ARN started under ``base_arn``."""
     prefix = base_arn.replace(":stateMachine:", ":execution:")
-    rest = execution_arn[len(prefix):] if execution_arn.startswith(prefix) else (
-        execution_arn.split(":execution:", 1)[-1]
+    rest = (
+        execution_arn[len(prefix) :]
+        if execution_arn.startswith(prefix)
+        else (execution_arn.split(":execution:", 1)[-1])
     )
     return rest.rsplit(":", 1)[0]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import timedelta
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import IO, Any
 
 
@@ -33,7 +33,7 @@ def read_documents(stream: IO[str], name: str) -> Iterator[Document]:
             continue
         try:
             yield Document(number, json.loads(line))
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             yield Document(number, error=f"{name}:{number}: not JSON ({exc.msg})")
 
 

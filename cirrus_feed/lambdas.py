@@ -29,8 +29,10 @@ def _app() -> App:
 
 def _response(report: StageReport, has_message_ids: bool) -> dict[str, Any]:
     failed = report.failed_message_ids()
-    if not has_message_ids and not report.ok and any(
-        r.outcome is Outcome.FAILED for r in report.results
+    if (
+        not has_message_ids
+        and not report.ok
+        and any(r.outcome is Outcome.FAILED for r in report.results)
     ):
         # A direct invocation has no per-record retry: fail it so the caller retries.
         raise CirrusFeedError(f"some records failed: {report.counts}")
@@ -60,7 +62,10 @@ def update_state_handler(event: dict[str, Any], context: Any = None) -> dict[str
         if envelope.kind != "execution":
             reason = envelope.error or f"a {envelope.kind} record is not an execution event"
             url = record_invalid(app.backends.store, envelope.raw, reason, stage="update-state")
-            report.add(RecordResult(index, Outcome.INVALID, message_id=envelope.message_id,
-                                    reason=reason, url=url))
+            report.add(
+                RecordResult(
+                    index, Outcome.INVALID, message_id=envelope.message_id, reason=reason, url=url
+                )
+            )
     log.info("update-state: %s", report.counts)
     return _response(report, any(e.message_id for e in envelopes))

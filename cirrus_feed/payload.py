@@ -243,8 +243,7 @@ def validate(data: Mapping[str, Any], payload_id: Any) -> None:
         raise _fail(
             payload_id,
             "process[0].workflow",
-            f"workflow '{process[0]['workflow']}' does not match the id's workflow "
-            f"'{id_workflow}'",
+            f"workflow '{process[0]['workflow']}' does not match the id's workflow '{id_workflow}'",
         )
 
 
@@ -316,8 +315,10 @@ def split_collections_workflow(collections_workflow: str) -> tuple[str, str]:
 
 def key_to_payload_id(collections_workflow: str, itemids: str) -> str:
     collections, workflow = split_collections_workflow(collections_workflow)
-    return f"{collections}/workflow-{workflow}/{itemids}" if itemids else (
-        f"{collections}/workflow-{workflow}"
+    return (
+        f"{collections}/workflow-{workflow}/{itemids}"
+        if itemids
+        else (f"{collections}/workflow-{workflow}")
     )
 
 

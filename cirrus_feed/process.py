@@ -1,6 +1,6 @@
 """The process stage: claim each payload in the state DB and start its workflow once.
 
-Decision table and start sequence of cirrus-geo v2 (spec §3.4–3.5), with its quirks fixed:
+Decision table and start sequence of cirrus-geo v2 (spec §3.4-3.5), with its quirks fixed:
 
 * Q1  CLAIMED recovery resumes the *latest* execution, not the oldest.
 * Q2  ``ALREADY_*`` events carry the URLs of the real latest execution.
@@ -94,12 +94,26 @@ class Processor:
             report.add(RecordResult(index, Outcome.IGNORED, message_id=envelope.message_id))
             return None
         if envelope.kind == "error":
-            self._reject(index, envelope, envelope.error or "unreadable record", None, report,
-                         announcer, "RECORD_EXTRACT_FAILED")
+            self._reject(
+                index,
+                envelope,
+                envelope.error or "unreadable record",
+                None,
+                report,
+                announcer,
+                "RECORD_EXTRACT_FAILED",
+            )
             return None
         if envelope.kind != "payload":
-            self._reject(index, envelope, f"a {envelope.kind} event is not a process payload",
-                         None, report, announcer, "NOT_A_PROCESS_PAYLOAD")
+            self._reject(
+                index,
+                envelope,
+                f"a {envelope.kind} event is not a process payload",
+                None,
+                report,
+                announcer,
+                "NOT_A_PROCESS_PAYLOAD",
+            )
             return None
         body: Any = envelope.body
         try:
@@ -107,14 +121,23 @@ class Processor:
                 body = self.b.store.get_json(str(body["url"]))
             return _Intake(index, envelope, ProcessPayload.from_dict(body))
         except (ForbiddenUrlError, PayloadNotFoundError, InvalidRecordError) as exc:
-            self._reject(index, envelope, str(exc), None, report, announcer,
-                         "NOT_A_PROCESS_PAYLOAD")
+            self._reject(
+                index, envelope, str(exc), None, report, announcer, "NOT_A_PROCESS_PAYLOAD"
+            )
         except PayloadValidationError as exc:
-            self._reject(index, envelope, str(exc), exc.payload_id, report, announcer,
-                         "NOT_A_PROCESS_PAYLOAD")
+            self._reject(
+                index,
+                envelope,
+                str(exc),
+                exc.payload_id,
+                report,
+                announcer,
+                "NOT_A_PROCESS_PAYLOAD",
+            )
         except BackendError as exc:  # transient read failure: retry this record only
-            report.add(RecordResult(index, Outcome.FAILED, message_id=envelope.message_id,
-                                    reason=str(exc)))
+            report.add(
+                RecordResult(index, Outcome.FAILED, message_id=envelope.message_id, reason=str(exc))
+            )
         return None
 
     def _reject(
@@ -130,12 +153,22 @@ class Processor:
         try:
             url = record_invalid(self.b.store, envelope.raw, reason, stage="process")
         except BackendError as exc:
-            report.add(RecordResult(index, Outcome.FAILED, payload_id, envelope.message_id,
-                                    reason=f"{reason}; and it could not be recorded: {exc}"))
+            report.add(
+                RecordResult(
+                    index,
+                    Outcome.FAILED,
+                    payload_id,
+                    envelope.message_id,
+                    reason=f"{reason}; and it could not be recorded: {exc}",
+                )
+            )
             return
         announcer.event(event_type, payload_id or "unknown", input_url=url, error=reason)
-        report.add(RecordResult(index, Outcome.INVALID, payload_id, envelope.message_id,
-                                reason=reason, url=url))
+        report.add(
+            RecordResult(
+                index, Outcome.INVALID, payload_id, envelope.message_id, reason=reason, url=url
+            )
+        )
 
     # -- decision and start sequence ------------------------------------------------------
 
@@ -190,8 +223,9 @@ class Processor:
         except WorkflowNotFoundError as exc:
             return self._fail(intake, claimed, arn, str(exc), input_url, announcer)
         except BackendError as exc:
-            return self._fail(intake, claimed, arn, f"failed starting workflow ({exc})",
-                              input_url, announcer)
+            return self._fail(
+                intake, claimed, arn, f"failed starting workflow ({exc})", input_url, announcer
+            )
         return self._set_processing(intake, claimed, arn, input_url, announcer)
 
     def _execution_input(self, payload: ProcessPayload) -> dict[str, Any]:
@@ -223,8 +257,9 @@ class Processor:
             return self._result(intake, Outcome.SKIPPED, "claimed again by a newer run")
         except BackendError as exc:
             return self._result(intake, Outcome.FAILED, str(exc))
-        announcer.event("STARTED_PROCESSING", intake.payload.id, execution_arn=arn,
-                        input_url=input_url)
+        announcer.event(
+            "STARTED_PROCESSING", intake.payload.id, execution_arn=arn, input_url=input_url
+        )
         return self._result(intake, Outcome.STARTED)
 
     def _fail(
@@ -239,7 +274,9 @@ class Processor:
         try:
             self.b.state.finish(claimed, arn, State.FAILED, error)
         except (ClaimConflictError, StaleExecutionError):
-            log.warning("payload moved on while failing it", extra={"payload_id": claimed.payload_id})
+            log.warning(
+                "payload moved on while failing it", extra={"payload_id": claimed.payload_id}
+            )
         except BackendError:
             log.exception("could not record FAILED", extra={"payload_id": claimed.payload_id})
         announcer.event("FAILED", intake.payload.id, input_url=input_url, error=error)
@@ -247,5 +284,6 @@ class Processor:
 
     @staticmethod
     def _result(intake: _Intake, outcome: Outcome, reason: str | None = None) -> RecordResult:
-        return RecordResult(intake.index, outcome, intake.payload.id, intake.envelope.message_id,
-                            reason=reason)
+        return RecordResult(
+            intake.index, outcome, intake.payload.id, intake.envelope.message_id, reason=reason
+        )

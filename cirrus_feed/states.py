@@ -44,9 +44,7 @@ TRANSITIONS: Mapping[State | None, frozenset[State]] = {
 }
 
 # States from which a claim is refused: the complement of the table's CLAIMED sources.
-UNCLAIMABLE: frozenset[State] = frozenset(
-    s for s in State if State.CLAIMED not in TRANSITIONS[s]
-)
+UNCLAIMABLE: frozenset[State] = frozenset(s for s in State if State.CLAIMED not in TRANSITIONS[s])
 
 
 def parse_state(value: str) -> State:

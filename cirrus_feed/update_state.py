@@ -68,9 +68,13 @@ def classify(outcome: ExecutionOutcome) -> tuple[State, str, str | None]:
     if outcome.status == "ABORTED":
         return State.ABORTED, "ABORTED", None
     if outcome.status == "TIMED_OUT":
-        return State.FAILED, "TIMED_OUT", error_text(
-            outcome.error or "TimedOutError",
-            outcome.cause or "The step function execution timed out.",
+        return (
+            State.FAILED,
+            "TIMED_OUT",
+            error_text(
+                outcome.error or "TimedOutError",
+                outcome.cause or "The step function execution timed out.",
+            ),
         )
     error = error_text(outcome.error, outcome.cause)
     if outcome.error in INVALID_ERRORS:
@@ -115,21 +119,28 @@ class StateUpdater:
                 report.add(self._apply(completion, record, announcer))
         report.results.sort(key=lambda r: r.index)
         if message_ids is not None:
-            report.results = [
-                replace(r, message_id=message_ids[r.index]) for r in report.results
-            ]
+            report.results = [replace(r, message_id=message_ids[r.index]) for r in report.results]
         return report
 
-    def _intake(self, index: int, outcome: ExecutionOutcome, report: StageReport) -> _Completion | None:
+    def _intake(
+        self, index: int, outcome: ExecutionOutcome, report: StageReport
+    ) -> _Completion | None:
         try:
             if not outcome.input_included:
                 raise InvalidRecordError("Input details not included in EventBridge event")
             return _Completion(index, outcome, self._load(outcome.input, derive_id=False))
-        except (InvalidRecordError, ForbiddenUrlError, PayloadNotFoundError,
-                PayloadValidationError) as exc:
+        except (
+            InvalidRecordError,
+            ForbiddenUrlError,
+            PayloadNotFoundError,
+            PayloadValidationError,
+        ) as exc:
             reason = f"execution {outcome.execution_arn}: {exc}"
-            raw = {"execution_arn": outcome.execution_arn, "status": outcome.status,
-                   "input": outcome.input}
+            raw = {
+                "execution_arn": outcome.execution_arn,
+                "status": outcome.status,
+                "input": outcome.input,
+            }
             try:
                 url = record_invalid(self.b.store, raw, reason, stage="update-state")
             except BackendError as store_exc:
@@ -160,8 +171,12 @@ class StateUpdater:
         if state is State.SUCCEEDED:
             try:
                 output_url = self._succeed(completion, name)
-            except (InvalidRecordError, ForbiddenUrlError, PayloadNotFoundError,
-                    PayloadValidationError) as exc:
+            except (
+                InvalidRecordError,
+                ForbiddenUrlError,
+                PayloadNotFoundError,
+                PayloadValidationError,
+            ) as exc:
                 state, event_type = State.FAILED, "FAILED"
                 error = f"InvalidOutput: output payload rejected: {exc}"
             except BackendError as exc:
@@ -175,15 +190,22 @@ class StateUpdater:
             return self._result(completion, Outcome.DUPLICATE, f"already {current}")
         except BackendError as exc:
             return self._result(completion, Outcome.FAILED, str(exc))
-        announcer.event(event_type, completion.payload.id, execution_arn=arn,
-                        input_url=input_url, output_url=output_url, error=error)
+        announcer.event(
+            event_type,
+            completion.payload.id,
+            execution_arn=arn,
+            input_url=input_url,
+            output_url=output_url,
+            error=error,
+        )
         return self._result(completion, Outcome.UPDATED, state.value)
 
     def _succeed(self, completion: _Completion, name: str) -> str | None:
         """Archive the output, publish its items and enqueue the next hop; the output URL."""
         if completion.outcome.output is None:
-            log.warning("execution succeeded without output",
-                        extra={"payload_id": completion.payload.id})
+            log.warning(
+                "execution succeeded without output", extra={"payload_id": completion.payload.id}
+            )
             return None
         output = self._load(completion.outcome.output, derive_id=False).to_dict()
         url = self.b.store.put_json(layout.output_key(completion.payload.id, name), output)
@@ -193,8 +215,11 @@ class StateUpdater:
         children = next_payloads(output)
         for child in children:
             if child.filtered_out:
-                log.info("chain branch %d matched no feature; not enqueued", child.branch,
-                         extra={"payload_id": completion.payload.id})
+                log.info(
+                    "chain branch %d matched no feature; not enqueued",
+                    child.branch,
+                    extra={"payload_id": completion.payload.id},
+                )
         chained = self.enqueuer.enqueue([c.payload for c in children if not c.filtered_out])
         if chained.counts.get(Outcome.FAILED.value):
             # Invalid children are already recorded in the invalid store; failed sends retry.
@@ -205,12 +230,14 @@ class StateUpdater:
         latest = record.latest_execution if record else None
         log.warning(
             "stale completion ignored: execution %s is not the latest (%s)",
-            completion.outcome.execution_arn, latest,
+            completion.outcome.execution_arn,
+            latest,
             extra={"payload_id": completion.payload.id},
         )
-        return self._result(completion, Outcome.STALE,
-                            f"execution is not the latest ({latest})")
+        return self._result(completion, Outcome.STALE, f"execution is not the latest ({latest})")
 
     @staticmethod
-    def _result(completion: _Completion, outcome: Outcome, reason: str | None = None) -> RecordResult:
+    def _result(
+        completion: _Completion, outcome: Outcome, reason: str | None = None
+    ) -> RecordResult:
         return RecordResult(completion.index, outcome, completion.payload.id, reason=reason)

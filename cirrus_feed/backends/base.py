@@ -93,8 +93,10 @@ class StateStore(Protocol):
     def claim(self, payload_id: str, execution_arn: str) -> StateRecord:
         """Move to CLAIMED and append ``execution_arn`` to ``executions``.
 
-        Allowed from no record or any state not in `states.UNCLAIMABLE`; sets ``created`` if
-        absent, ``claimed_at``/``updated`` to now, removes ``last_error`` and ``outputs``.
+        Allowed from no record or any state not in `states.UNCLAIMABLE`, and only when
+        ``execution_arn`` is not already in ``executions`` (the caller's view of the history
+        is stale: another worker ran that attempt). Sets ``created`` if absent,
+        ``claimed_at``/``updated`` to now, removes ``last_error`` and ``outputs``.
         Returns the new record. Raises: ClaimConflictError (with the current record).
         """
         ...

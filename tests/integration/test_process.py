@@ -22,7 +22,8 @@ def run_to(h: Harness, state: State) -> StateRecord:
     """Given a payload that ran once and ended in ``state``."""
     h.process(make_payload())
     record = h.record(PID)
-    assert record is not None and record.latest_execution
+    assert record is not None
+    assert record.latest_execution
     arn = record.latest_execution
     [real] = h.outcomes()  # the execution really ran; report the ending the test needs
     endings = {
@@ -47,7 +48,8 @@ def run_to(h: Harness, state: State) -> StateRecord:
     }
     h.app.updater.update([endings[state]])
     record = h.record(PID)
-    assert record is not None and record.state is state
+    assert record is not None
+    assert record.state is state
     h.event_types()
     return record
 
@@ -59,11 +61,13 @@ def test_process_new_payload_starts_one_execution(harness: Harness) -> None:
     assert harness.executions("test-workflow1") == 1
     assert harness.event_types() == ["CLAIMED_PROCESSING", "STARTED_PROCESSING"]
     record = harness.record(PID)
-    assert record is not None and record.state is State.PROCESSING
+    assert record is not None
+    assert record.state is State.PROCESSING
     stored = harness.b.store.get_json(
         harness.b.store.url_for(layout.input_key(PID, name_from_arn(record.executions[-1])))
     )
-    assert stored["id"] == PID and stored["features"][0]["id"] == "test-id1"
+    assert stored["id"] == PID
+    assert stored["features"][0]["id"] == "test-id1"
 
 
 def test_process_execution_name_matches_cirrus(harness: Harness) -> None:
@@ -112,8 +116,10 @@ def test_process_failed_or_aborted_payload_runs_again(harness: Harness, state: S
     assert outcomes_of(report) == ["started"]
     assert harness.event_types() == ["CLAIMED_PROCESSING", "STARTED_PROCESSING"]
     record = harness.record(PID)
-    assert record is not None and record.state is State.PROCESSING
-    assert record.executions[:-1] == first.executions and len(record.executions) == 2
+    assert record is not None
+    assert record.state is State.PROCESSING
+    assert record.executions[:-1] == first.executions
+    assert len(record.executions) == 2
     assert record.last_error is None  # a claim clears the old error
 
 
@@ -180,8 +186,10 @@ def test_process_unknown_workflow_is_failed_and_retried(harness: Harness) -> Non
         "FAILED",
     ]
     bad = harness.record(payload_id("bad", "nope"))
-    assert bad is not None and bad.state is State.FAILED
-    assert bad.last_error and "does not exist" in bad.last_error.lower()
+    assert bad is not None
+    assert bad.state is State.FAILED
+    assert bad.last_error
+    assert "does not exist" in bad.last_error.lower()
     assert report.failed_message_ids() == [report.results[1].message_id]
 
 
@@ -208,7 +216,8 @@ def test_process_claimed_recovery_resumes_latest_execution(harness: Harness) -> 
 
     assert outcomes_of(report) == ["started"]
     record = harness.record(PID)
-    assert record is not None and record.state is State.PROCESSING
+    assert record is not None
+    assert record.state is State.PROCESSING
     assert record.executions == (*old.executions, new_arn)
     assert harness.executions("test-workflow1") == 2
     harness.b.store.get_json(harness.b.store.url_for(layout.input_key(PID, new_name)))
@@ -221,9 +230,8 @@ def test_process_already_events_point_at_real_execution(harness: Harness) -> Non
     name = name_from_arn(done.executions[-1])
     events = [e for e in _events(harness) if e["event_type"] == "ALREADY_SUCCEEDED"]
 
-    assert events and events[0]["input_payload_url"] == harness.b.store.url_for(
-        layout.input_key(PID, name)
-    )
+    assert events
+    assert events[0]["input_payload_url"] == harness.b.store.url_for(layout.input_key(PID, name))
     assert events[0]["output_payload_url"] == harness.b.store.url_for(layout.output_key(PID, name))
     harness.b.store.get_json(events[0]["input_payload_url"])  # it exists
 
@@ -362,3 +370,25 @@ def test_process_oversized_payload_goes_by_reference(harness: Harness) -> None:
     [outcome] = harness.outcomes()
     assert set(outcome.input) == {"url"}
     assert harness.b.store.get_json(outcome.input["url"])["id"] == PID
+
+
+def test_process_stale_batch_read_never_restarts_a_finished_attempt(harness: Harness) -> None:
+    """Between our read and our claim, a rival ran the very attempt we planned to start."""
+    failed = run_to(harness, State.FAILED)  # history [A], FAILED
+    harness.process(make_payload())  # the rival's attempt B
+    harness.finish_all()  # ... which SUCCEEDED: history [A, B]
+    harness.event_types()
+    before = harness.executions("test-workflow1")
+    race = _RaceState(harness.b.state)
+    race.get_many = lambda ids: {PID: failed}  # type: ignore[attr-defined]
+    harness.use_state(race)
+
+    report = harness.process(make_payload())  # plans B again from the stale [A]
+
+    assert outcomes_of(report) == ["skipped"]
+    assert harness.event_types() == ["ALREADY_SUCCEEDED"]
+    assert harness.executions("test-workflow1") == before
+    record = harness.record(PID)
+    assert record is not None
+    assert record.state is State.SUCCEEDED
+    assert len(record.executions) == 2

@@ -27,16 +27,28 @@ def started(h: Harness, body: dict[str, Any] | None = None) -> ExecutionOutcome:
     return outcome
 
 
-def ending(base: ExecutionOutcome, status: ExecutionStatus, error: str | None = None,
-           cause: str | None = None, output: Any = None) -> ExecutionOutcome:
-    return ExecutionOutcome(base.execution_arn, base.name, status, input=base.input,
-                            output=output, error=error, cause=cause)
+def ending(
+    base: ExecutionOutcome,
+    status: ExecutionStatus,
+    error: str | None = None,
+    cause: str | None = None,
+    output: Any = None,
+) -> ExecutionOutcome:
+    return ExecutionOutcome(
+        base.execution_arn,
+        base.name,
+        status,
+        input=base.input,
+        output=output,
+        error=error,
+        cause=cause,
+    )
 
 
 def published(h: Harness) -> list[dict[str, Any]]:
     if h.name == "local":
         items: list[dict[str, Any]] = h.b.notifier.items()  # type: ignore[attr-defined]
-        new, h.items_seen = items[h.items_seen:], len(items)  # type: ignore[attr-defined]
+        new, h.items_seen = items[h.items_seen :], len(items)  # type: ignore[attr-defined]
         return new
     return [json.loads(m["Message"]) for m in h.tap_messages("publish")]  # type: ignore[attr-defined]
 
@@ -49,42 +61,83 @@ def test_update_state_succeeded_archives_publishes_and_records(harness: Harness)
 
     assert outcomes_of(report) == ["updated"]
     record = harness.record(PID)
-    assert record is not None and record.state is State.SUCCEEDED
+    assert record is not None
+    assert record.state is State.SUCCEEDED
     assert harness.event_types() == ["SUCCEEDED"]
     archived = harness.b.store.get_json(
-        harness.b.store.url_for(layout.output_key(PID, outcome.name)))
+        harness.b.store.url_for(layout.output_key(PID, outcome.name))
+    )
     assert archived["id"] == PID
     assert [item["id"] for item in published(harness)] == ["test-id1"]
 
 
-@pytest.mark.parametrize(("status", "error", "cause", "state", "event", "last_error"), [
-    ("FAILED", "States.TaskFailed", "plain text cause", State.FAILED, "FAILED",
-     "States.TaskFailed: plain text cause"),
-    ("FAILED", "UnknownError",
-     json.dumps({"errorMessage": "/usr/local/bin/python: No module named name-delivery-to-stac"}),
-     State.FAILED, "FAILED",
-     "UnknownError: /usr/local/bin/python: No module named name-delivery-to-stac"),
-    ("FAILED", "X", json.dumps({"other": 1}), State.FAILED, "FAILED", "X: unknown"),
-    ("FAILED", None, None, State.FAILED, "FAILED", f"Unknown: {NO_CAUSE}"),
-    ("FAILED", "stactask.exceptions.InvalidInput", json.dumps({"errorMessage": "nope"}),
-     State.INVALID, "INVALID", "stactask.exceptions.InvalidInput: nope"),
-    ("FAILED", "cirrus.lib.errors.InvalidInput", "bad", State.INVALID, "INVALID",
-     "cirrus.lib.errors.InvalidInput: bad"),
-    ("FAILED", "InvalidInput", "bare name", State.FAILED, "FAILED", "InvalidInput: bare name"),
-    ("TIMED_OUT", None, None, State.FAILED, "TIMED_OUT",
-     "TimedOutError: The step function execution timed out."),
-    ("ABORTED", None, None, State.ABORTED, "ABORTED", None),
-])
+@pytest.mark.parametrize(
+    ("status", "error", "cause", "state", "event", "last_error"),
+    [
+        (
+            "FAILED",
+            "States.TaskFailed",
+            "plain text cause",
+            State.FAILED,
+            "FAILED",
+            "States.TaskFailed: plain text cause",
+        ),
+        (
+            "FAILED",
+            "UnknownError",
+            json.dumps(
+                {"errorMessage": "/usr/local/bin/python: No module named name-delivery-to-stac"}
+            ),
+            State.FAILED,
+            "FAILED",
+            "UnknownError: /usr/local/bin/python: No module named name-delivery-to-stac",
+        ),
+        ("FAILED", "X", json.dumps({"other": 1}), State.FAILED, "FAILED", "X: unknown"),
+        ("FAILED", None, None, State.FAILED, "FAILED", f"Unknown: {NO_CAUSE}"),
+        (
+            "FAILED",
+            "stactask.exceptions.InvalidInput",
+            json.dumps({"errorMessage": "nope"}),
+            State.INVALID,
+            "INVALID",
+            "stactask.exceptions.InvalidInput: nope",
+        ),
+        (
+            "FAILED",
+            "cirrus.lib.errors.InvalidInput",
+            "bad",
+            State.INVALID,
+            "INVALID",
+            "cirrus.lib.errors.InvalidInput: bad",
+        ),
+        ("FAILED", "InvalidInput", "bare name", State.FAILED, "FAILED", "InvalidInput: bare name"),
+        (
+            "TIMED_OUT",
+            None,
+            None,
+            State.FAILED,
+            "TIMED_OUT",
+            "TimedOutError: The step function execution timed out.",
+        ),
+        ("ABORTED", None, None, State.ABORTED, "ABORTED", None),
+    ],
+)
 def test_update_state_outcome_mapping(
-    harness: Harness, status: ExecutionStatus, error: str | None, cause: str | None,
-    state: State, event: str, last_error: str | None,
+    harness: Harness,
+    status: ExecutionStatus,
+    error: str | None,
+    cause: str | None,
+    state: State,
+    event: str,
+    last_error: str | None,
 ) -> None:
     outcome = started(harness)
 
     harness.app.updater.update([ending(outcome, status, error, cause)])
 
     record = harness.record(PID)
-    assert record is not None and record.state is state
+    assert record is not None
+    assert record.state is state
     assert record.last_error == last_error
     assert harness.event_types() == [event]
     assert published(harness) == []
@@ -96,7 +149,8 @@ def test_update_state_stale_event_changes_nothing(harness: Harness) -> None:
     harness.app.updater.update([ending(first, "FAILED", "States.TaskFailed", "boom")])
     harness.process(make_payload())  # the rerun: a newer execution is PROCESSING
     rerun = harness.record(PID)
-    assert rerun is not None and rerun.state is State.PROCESSING
+    assert rerun is not None
+    assert rerun.state is State.PROCESSING
     harness.event_types()
 
     report = harness.app.updater.update([ending(first, "SUCCEEDED", output=None)])
@@ -118,7 +172,8 @@ def test_update_state_repeated_completion_is_a_no_op(harness: Harness) -> None:
 
     assert outcomes_of(report) == ["duplicate"]
     assert harness.record(PID) == done
-    assert published(harness) == [] and harness.event_types() == []
+    assert published(harness) == []
+    assert harness.event_types() == []
 
 
 def test_update_state_chains_forks_with_chain_filter(harness: Harness) -> None:
@@ -129,9 +184,11 @@ def test_update_state_chains_forks_with_chain_filter(harness: Harness) -> None:
     ]
     body["process"] = [
         {"workflow": "test-workflow1"},
-        [{"workflow": "wf2", "chain_filter": "@.properties.gsd > 2"},
-         {"workflow": "wf3", "collections": "override"},
-         {"workflow": "wf5", "chain_filter": "@.properties.gsd > 100"}],
+        [
+            {"workflow": "wf2", "chain_filter": "@.properties.gsd > 2"},
+            {"workflow": "wf3", "collections": "override"},
+            {"workflow": "wf5", "chain_filter": "@.properties.gsd > 100"},
+        ],
         {"workflow": "wf4"},
     ]
     outcome = started(harness, body)
@@ -141,8 +198,7 @@ def test_update_state_chains_forks_with_chain_filter(harness: Harness) -> None:
 
     assert outcomes_of(report) == ["updated"]
     children = [json.loads(m.body) for m in harness.b.queue.receive(10)]
-    assert sorted(c["id"] for c in children) == [
-        "c/workflow-wf2/b", "override/workflow-wf3/a/b"]
+    assert sorted(c["id"] for c in children) == ["c/workflow-wf2/b", "override/workflow-wf3/a/b"]
     by_workflow = {c["process"][0]["workflow"]: c for c in children}
     assert [f["id"] for f in by_workflow["wf2"]["features"]] == ["b"]
     assert [p["workflow"] for p in by_workflow["wf3"]["process"]] == ["wf3", "wf4"]
@@ -154,8 +210,10 @@ def test_update_state_invalid_output_ends_failed(harness: Harness) -> None:
     harness.app.updater.update([ending(outcome, "SUCCEEDED", output={"id": PID, "process": {}})])
 
     record = harness.record(PID)
-    assert record is not None and record.state is State.FAILED
-    assert record.last_error is not None and record.last_error.startswith("InvalidOutput:")
+    assert record is not None
+    assert record.state is State.FAILED
+    assert record.last_error is not None
+    assert record.last_error.startswith("InvalidOutput:")
 
 
 def test_update_state_success_without_output(harness: Harness) -> None:
@@ -169,8 +227,9 @@ def test_update_state_success_without_output(harness: Harness) -> None:
 
 def test_update_state_missing_input_details_is_kept_as_invalid(harness: Harness) -> None:
     outcome = started(harness)
-    hidden = ExecutionOutcome(outcome.execution_arn, outcome.name, "SUCCEEDED",
-                              input_included=False)
+    hidden = ExecutionOutcome(
+        outcome.execution_arn, outcome.name, "SUCCEEDED", input_included=False
+    )
 
     report = harness.app.updater.update([hidden])
 
@@ -178,7 +237,8 @@ def test_update_state_missing_input_details_is_kept_as_invalid(harness: Harness)
     assert result.outcome.value == "invalid"
     assert "Input details not included" in (result.reason or "")
     assert harness.b.store.get_json(result.url)["record"]["execution_arn"] == (  # type: ignore[arg-type]
-        outcome.execution_arn)
+        outcome.execution_arn
+    )
     assert harness.record(PID).state is State.PROCESSING  # type: ignore[union-attr]
 
 
@@ -191,9 +251,12 @@ def test_update_state_real_executions_end_to_end(harness: Harness) -> None:
     assert sorted(outcomes_of(report)) == ["updated", "updated"]
     ok = harness.record(payload_id("ok"))
     ko = harness.record(payload_id("ko", workflow="wf-fail"))
-    assert ok is not None and ok.state is State.SUCCEEDED
-    assert ko is not None and ko.state is State.FAILED and ko.last_error
+    assert ok is not None
+    assert ok.state is State.SUCCEEDED
+    assert ko is not None
+    assert ko.state is State.FAILED
+    assert ko.last_error
     name = name_from_arn(ok.executions[-1])
     assert harness.b.store.get_json(
-        harness.b.store.url_for(layout.output_key(payload_id("ok"), name)))["id"] == (
-        payload_id("ok"))
+        harness.b.store.url_for(layout.output_key(payload_id("ok"), name))
+    )["id"] == (payload_id("ok"))

@@ -159,12 +159,10 @@ RULES: list[tuple[str, dict[str, Any], str, str]] = [
     ("id-without-items", valid() | {"id": "c1/workflow-wf1"}, "id", ID_RULE + "c1/workflow-wf1"),
 ]
 
+
 @pytest.mark.parametrize(
     ("data", "field", "message"),
-    [
-        pytest.param(data, field, message, id=name)
-        for name, data, field, message in RULES
-    ],
+    [pytest.param(data, field, message, id=name) for name, data, field, message in RULES],
 )
 def test_payload_validation_rule_message(data: dict[str, Any], field: str, message: str) -> None:
     error = rejection(data, derive_id=False)
@@ -182,7 +180,8 @@ def test_payload_validation_error_names_payload_and_field(data: dict[str, Any], 
     assert error.field == field
     assert str(error).startswith(f"payload '{PAYLOAD_ID}': ")
     assert f"'{field}'" in error.reason or str(error) == (
-        f"payload '{PAYLOAD_ID}': {field}: {error.reason}")
+        f"payload '{PAYLOAD_ID}': {field}: {error.reason}"
+    )
 
 
 def test_payload_validation_reports_rules_in_cirrus_order() -> None:

@@ -335,7 +335,10 @@ class DynamoDbStateStore:
             f"REMOVE {expr.name('last_error')}, {expr.name('outputs')}"
         )
         unclaimable = expr.begins_with_any("state_updated", _state_names(UNCLAIMABLE))
-        condition = f"attribute_not_exists({state_updated}) OR NOT {unclaimable}"
+        # An execution name already in the history means another worker ran this very
+        # attempt since our read: claiming it again would re-start a finished execution.
+        repeat = f"contains({executions}, {expr.value(execution_arn)})"
+        condition = f"attribute_not_exists({state_updated}) OR (NOT {unclaimable} AND NOT {repeat})"
         try:
             return self._update(payload_id, "claim", update, condition, expr)
         except _LostRaceError as lost:

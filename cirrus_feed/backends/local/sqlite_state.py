@@ -131,7 +131,11 @@ class SqliteStateStore:
         now = self._now()
         with self._db.write() as conn:
             current = self._select(conn, payload_id)
-            if current is not None and current.state in UNCLAIMABLE:
+            # An ARN already in the history means another worker ran this very attempt
+            # since the caller's read: claiming it again would re-start a finished execution.
+            if current is not None and (
+                current.state in UNCLAIMABLE or execution_arn in current.executions
+            ):
                 raise ClaimConflictError(payload_id, current)
             executions = [*(current.executions if current else ()), execution_arn]
             conn.execute(
