@@ -18,6 +18,7 @@ import click
 from cirrus_feed.app import App, build_app
 from cirrus_feed.backends.base import StateQuery
 from cirrus_feed.config import Settings, load_settings
+from cirrus_feed.enqueue import Unreadable
 from cirrus_feed.errors import CirrusFeedError, ConfigError, PayloadValidationError
 from cirrus_feed.events import normalize
 from cirrus_feed.inputs import parse_since, read_documents
@@ -93,22 +94,23 @@ def _open(path: str) -> IO[str]:
     return sys.stdin if path == "-" else Path(path).open()
 
 
-def _payload_bodies(path: str) -> Iterator[tuple[str, Any]]:
-    """(where, body-or-error) for every payload in a file: plain payloads, NDJSON, or any
-    supported envelope (SQS, SNS, SNS-in-SQS, ...). Errors come back as strings."""
+def _payload_bodies(path: str) -> Iterator[Any]:
+    """Every payload body in a file: plain payloads, NDJSON, or any supported envelope (SQS,
+    SNS, SNS-in-SQS, ...). What cannot be read comes back as `Unreadable` with the reason."""
     with _open(path) as stream:
         for document in read_documents(stream, path):
             where = f"{path}:{document.line}"
             if document.error:
-                yield where, document.error
+                yield Unreadable(document.text, document.error)
                 continue
             for envelope in normalize(document.value):
                 if envelope.kind == "payload":
-                    yield where, envelope.body
+                    yield envelope.body
                 elif envelope.kind == "error":
-                    yield where, f"{where}: {envelope.error}"
+                    yield Unreadable(envelope.raw, f"{where}: {envelope.error}")
                 elif envelope.kind != "ignored":
-                    yield where, f"{where}: a {envelope.kind} record is not a process payload"
+                    reason = f"{where}: a {envelope.kind} record is not a process payload"
+                    yield Unreadable(envelope.raw, reason)
 
 
 def _report(report: StageReport, as_json: bool) -> None:
@@ -164,9 +166,9 @@ def payload_validate(path: str) -> None:
 
 def _each_payload(path: str, emit: Any) -> int:
     bad = 0
-    for _, body in _payload_bodies(path):
-        if isinstance(body, str):
-            click.echo(body, err=True)
+    for body in _payload_bodies(path):
+        if isinstance(body, Unreadable):
+            click.echo(body.reason, err=True)
             bad += 1
             continue
         try:
@@ -186,11 +188,7 @@ def _each_payload(path: str, emit: Any) -> int:
 @pass_context
 def enqueue(ctx: Context, path: str, as_json: bool) -> None:
     """Validate and put payloads (file, NDJSON or envelopes) on the process queue."""
-    bodies = [
-        body if not isinstance(body, str) else {"__unreadable__": body}
-        for _, body in _payload_bodies(path)
-    ]
-    _report(ctx.app.enqueuer.enqueue(bodies), as_json)
+    _report(ctx.app.enqueuer.enqueue(_payload_bodies(path)), as_json)
 
 
 @cli.command()

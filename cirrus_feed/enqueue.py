@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
@@ -20,6 +21,17 @@ log = logging.getLogger(__name__)
 SEND_CHUNK = 100  # bodies handed to the queue at once; it batches by 10 / 256 KiB itself
 
 
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """A source record that could not even be decoded; enqueue records it as invalid."""
+
+    raw: Any
+    reason: str
+
+
+Enqueueable = Mapping[str, Any] | ProcessPayload | Unreadable
+
+
 class Enqueuer:
     """Puts payloads on the process queue; oversize ones travel as ``{"url"}`` pointers."""
 
@@ -27,7 +39,7 @@ class Enqueuer:
         self.queue = queue
         self.store = store
 
-    def enqueue(self, payloads: Iterable[Mapping[str, Any] | ProcessPayload]) -> StageReport:
+    def enqueue(self, payloads: Iterable[Enqueueable]) -> StageReport:
         """Enqueue every payload; returns one result per input, in order.
 
         Invalid payloads are recorded in the payload store's invalid area with the reason;
@@ -43,18 +55,21 @@ class Enqueuer:
 
     def _enqueue_chunk(
         self,
-        chunk: list[tuple[int, Mapping[str, Any] | ProcessPayload]],
+        chunk: list[tuple[int, Enqueueable]],
         seen: set[str],
         report: StageReport,
     ) -> None:
         pending: list[tuple[int, str, str, str | None]] = []  # index, id, body, offload url
         for index, item in chunk:
+            if isinstance(item, Unreadable):
+                report.add(self._invalid(index, item.raw, item.reason, None))
+                continue
             try:
                 payload = (
                     item if isinstance(item, ProcessPayload) else ProcessPayload.from_dict(item)
                 )
             except PayloadValidationError as exc:
-                report.add(self._invalid(index, item, exc))
+                report.add(self._invalid(index, item, str(exc), exc.payload_id))
                 continue
             if payload.id in seen:
                 report.add(RecordResult(index, Outcome.DUPLICATE, payload.id, reason="in batch"))
@@ -83,10 +98,9 @@ class Enqueuer:
         url = self.store.put_json(layout.oversized_key(), payload.to_dict())
         return json.dumps({"url": url}), url
 
-    def _invalid(self, index: int, item: Any, exc: PayloadValidationError) -> RecordResult:
-        raw = item.to_dict() if isinstance(item, ProcessPayload) else item
+    def _invalid(self, index: int, raw: Any, reason: str, payload_id: str | None) -> RecordResult:
         try:
-            url = record_invalid(self.store, raw, str(exc), stage="enqueue")
+            url = record_invalid(self.store, raw, reason, stage="enqueue", payload_id=payload_id)
         except BackendError as store_exc:
-            return RecordResult(index, Outcome.FAILED, exc.payload_id, reason=str(store_exc))
-        return RecordResult(index, Outcome.INVALID, exc.payload_id, reason=str(exc), url=url)
+            return RecordResult(index, Outcome.FAILED, payload_id, reason=str(store_exc))
+        return RecordResult(index, Outcome.INVALID, payload_id, reason=reason, url=url)

@@ -17,6 +17,7 @@ class Document:
     line: int  # 1-based line where it starts (1 for a whole-file document)
     value: Any = None
     error: str | None = None
+    text: str | None = None  # the undecodable text, kept for the invalid store
 
 
 def read_documents(stream: IO[str], name: str) -> Iterator[Document]:
@@ -34,7 +35,7 @@ def read_documents(stream: IO[str], name: str) -> Iterator[Document]:
         try:
             yield Document(number, json.loads(line))
         except json.JSONDecodeError as exc:
-            yield Document(number, error=f"{name}:{number}: not JSON ({exc.msg})")
+            yield Document(number, error=f"{name}:{number}: not JSON ({exc.msg})", text=line)
 
 
 _SINCE_UNITS = {"d": "days", "h": "hours", "m": "minutes"}

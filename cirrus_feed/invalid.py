@@ -12,7 +12,9 @@ from cirrus_feed.backends.base import PayloadStore
 log = logging.getLogger(__name__)
 
 
-def record_invalid(store: PayloadStore, raw: Any, reason: str, *, stage: str) -> str:
+def record_invalid(
+    store: PayloadStore, raw: Any, reason: str, *, stage: str, payload_id: str | None = None
+) -> str:
     """Keep ``raw`` (the record as received) and why it was rejected; returns its URL.
 
     Cirrus v2 stores the bare raw record; the wrapper adds the reason so the object explains
@@ -25,5 +27,9 @@ def record_invalid(store: PayloadStore, raw: Any, reason: str, *, stage: str) ->
         "record": raw,
     }
     url = store.put_json(layout.invalid_key(), document)
-    log.warning("record rejected: %s", reason, extra={"invalid_url": url, "stage": stage})
+    log.warning(
+        "record rejected: %s",
+        reason,
+        extra={"invalid_url": url, "stage": stage, "payload_id": payload_id},
+    )
     return url

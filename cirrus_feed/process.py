@@ -151,7 +151,9 @@ class Processor:
         event_type: str,
     ) -> None:
         try:
-            url = record_invalid(self.b.store, envelope.raw, reason, stage="process")
+            url = record_invalid(
+                self.b.store, envelope.raw, reason, stage="process", payload_id=payload_id
+            )
         except BackendError as exc:
             report.add(
                 RecordResult(

@@ -1,0 +1,156 @@
+"""moto's server, a throw-away Cirrus deployment on it, and an AWS API call counter.
+
+Used by ``bench/process.py`` only. The deployment mirrors what the integration tests build
+(state table, payload bucket, process queue, two SNS topics, Pass state machines), but the
+bench never imports from ``tests/``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+
+from cirrus_feed.backends.aws.dynamodb import DynamoDbStateStore
+from cirrus_feed.config import Settings
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"  # moto's default account
+PASS_MACHINE = {"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}
+
+
+@dataclass
+class MotoServer:
+    """A `moto.server.ThreadedMotoServer` on 127.0.0.1 with Step Functions in execute mode."""
+
+    server: Any
+    endpoint: str
+
+    @classmethod
+    def start(cls) -> MotoServer:
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        # Dummy credentials so botocore never looks for real ones.
+        os.environ.update(
+            AWS_ACCESS_KEY_ID="testing",
+            AWS_SECRET_ACCESS_KEY="testing",
+            AWS_SESSION_TOKEN="testing",
+            AWS_DEFAULT_REGION=REGION,
+            AWS_CONFIG_FILE=os.devnull,
+            AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+        )
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        host, port = server.get_host_and_port()
+        # moto's Step Functions interpreter calls the other services back on $MOTO_PORT.
+        os.environ["MOTO_PORT"] = str(port)
+        endpoint = f"http://{host}:{port}"
+        # Must precede any CreateStateMachine: machines created before never execute.
+        request = urllib.request.Request(
+            f"{endpoint}/moto-api/config",
+            data=json.dumps({"stepfunctions": {"execute_state_machine": True}}).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            response.read()
+        return cls(server, endpoint)
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+def new_session() -> boto3.session.Session:
+    return boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
+    )
+
+
+def deploy(endpoint: str, workflows: list[str]) -> Settings:
+    """Create a fresh deployment (one Pass state machine per workflow); its AWS settings.
+
+    Built with its own session, so none of these calls reach a `CallCounter`.
+    """
+    session = new_session()
+
+    def client(service: str) -> Any:
+        return session.client(service, endpoint_url=endpoint)  # type: ignore[call-overload]
+
+    tag = uuid.uuid4().hex[:10]
+    prefix = f"bench{tag}-"
+    DynamoDbStateStore.create_table(client("dynamodb"), f"{prefix}state")
+    bucket = f"bench-{tag}"
+    client("s3").create_bucket(Bucket=bucket)
+    queue = client("sqs").create_queue(QueueName=f"{prefix}process")["QueueUrl"]
+    sns = client("sns")
+    topics = {kind: sns.create_topic(Name=f"{prefix}{kind}")["TopicArn"] for kind in ("ev", "pub")}
+    sfn = client("stepfunctions")
+    for workflow in workflows:
+        sfn.create_state_machine(
+            name=f"{prefix}{workflow}",
+            definition=json.dumps(PASS_MACHINE),
+            roleArn=f"arn:aws:iam::{ACCOUNT}:role/sfn",
+        )
+    return Settings.model_validate(
+        {
+            "backend": "aws",
+            "aws": {
+                "region": REGION,
+                "endpoint_url": endpoint,
+                "state_db": f"{prefix}state",
+                "payload_bucket": bucket,
+                "base_workflow_arn": f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{prefix}",
+                "process_queue_url": queue,
+                "publish_topic_arn": topics["pub"],
+                "workflow_event_topic_arn": topics["ev"],
+            },
+        }
+    )
+
+
+@dataclass
+class CallCounter:
+    """Counts API calls (``before-call``) and HTTP attempts (``before-send``, so retries
+    show) per ``service.Operation``, under the label set by `counting`; nothing while no
+    label is set (the bench's own set-up and polling).
+
+    Attach it to a session *before* building clients from it: clients copy the session's
+    event handlers when they are created.
+    """
+
+    calls: dict[str, Counter[str]] = field(default_factory=dict)
+    attempts: dict[str, Counter[str]] = field(default_factory=dict)
+    label: str | None = None
+
+    def attach(self, session: boto3.session.Session) -> None:
+        session.events.register("before-call", self._on_call, unique_id="bench-calls")
+        session.events.register("before-send", self._on_send, unique_id="bench-sends")
+
+    @contextmanager
+    def counting(self, label: str) -> Iterator[None]:
+        self.calls.setdefault(label, Counter())
+        self.attempts.setdefault(label, Counter())
+        previous, self.label = self.label, label
+        try:
+            yield
+        finally:
+            self.label = previous
+
+    def _on_call(self, model: Any, **_: Any) -> None:
+        if self.label is not None:
+            self.calls[self.label][f"{model.service_model.service_name}.{model.name}"] += 1
+
+    def _on_send(self, event_name: str, **_: Any) -> None:
+        # event_name is "before-send.<service id>.<Operation>"
+        if self.label is not None:
+            self.attempts[self.label][event_name.split(".", 1)[1]] += 1

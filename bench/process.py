@@ -1,0 +1,378 @@
+"""Benchmark of the pipeline: local loop throughput and AWS API calls per payload.
+
+Run by hand (never by CI), from the repository root::
+
+    .venv/bin/python bench/process.py [--sizes 1000,10000] [--workers 1,2]
+                                      [--aws-payloads 200] [--skip-aws] [--profile]
+
+See ``bench/README.md`` for what the numbers mean. Every local measurement runs in a fresh
+subprocess, so its peak RSS is its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import pstats
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from cirrus_feed.app import App, build_app, build_aws
+from cirrus_feed.backends.base import ExecutionOutcome, StateQuery
+from cirrus_feed.backends.local.sqlite_queue import SqlitePayloadQueue
+from cirrus_feed.config import LocalSettings, ProcessSettings, Settings
+from cirrus_feed.enqueue import SEND_CHUNK, Enqueuer
+from cirrus_feed.events import normalize
+from cirrus_feed.process import Processor
+from cirrus_feed.reports import StageReport
+from cirrus_feed.states import State
+from cirrus_feed.update_state import StateUpdater
+from cirrus_feed.worker import LocalWorker, WorkTotals, run_workers
+from cirrus_feed.workflows import TaskSpec, Workflow
+
+WORKFLOW = "publish-only"
+WORKFLOWS = {WORKFLOW: Workflow(tasks=[TaskSpec(task="publish")])}
+GOAL_LOCAL_RATE = 1000.0  # payloads/s on a 2-core machine
+# AWS API calls per payload: (cirrus-geo 2.0.0 on the same kind of run, our goal)
+CIRRUS_CALLS = {"process": (6.4, 4.5), "update-state": (6.0, 3.0)}
+
+
+def make_payload(index: int, prefix: str = "BENCH") -> dict[str, Any]:
+    """A Sentinel-2-like one-item payload for the publish-only workflow (~1 KB as JSON)."""
+    item_id = f"{prefix}_{index:07d}_L2A"
+    return {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "stac_version": "1.0.0",
+                "id": item_id,
+                "collection": "bench-s2-l2a",
+                "geometry": {
+                    "type": "Polygon",
+                    "coordinates": [[[14, 52], [15.6, 52], [15.6, 53], [14, 53], [14, 52]]],
+                },
+                "bbox": [14.0, 52.0, 15.6, 53.0],
+                "properties": {"datetime": "2026-11-21T10:15:00Z", "eo:cloud_cover": 12.5},
+                "assets": {
+                    name: {
+                        "href": f"s3://bench-bucket/s2/33/U/UP/{item_id}/{name}.tif",
+                        "type": "image/tiff; application=geotiff; profile=cloud-optimized",
+                    }
+                    for name in ("visual", "red", "green", "blue")
+                },
+                "links": [],
+            }
+        ],
+        "process": [
+            {
+                "workflow": WORKFLOW,
+                "upload_options": {"path_template": "${collection}/${year}/${month}/${id}"},
+            }
+        ],
+    }
+
+
+def payloads(count: int, prefix: str = "BENCH") -> Iterator[dict[str, Any]]:
+    # A generator, so the bench itself holds no N-sized list (RSS must not grow with N).
+    return (make_payload(i, prefix) for i in range(count))
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+# -- local loop (each run in a fresh subprocess) ----------------------------------------------
+
+
+def local_app(root: Path) -> App:
+    settings = Settings(
+        local=LocalSettings(root=root),
+        workflows=WORKFLOWS,
+        process=ProcessSettings(wait_seconds=0),
+    )
+    return build_app(settings)
+
+
+def measure_loop(size: int, workers: int, profile: bool) -> dict[str, Any]:
+    """enqueue → process → inline publish → update-state for ``size`` payloads."""
+    with tempfile.TemporaryDirectory(prefix="cirrus-feed-bench-") as tmp:
+        app = local_app(Path(tmp) / "root")
+        try:
+            setup_rss = peak_rss_mib()
+            profiler = cProfile.Profile() if profile else None
+            start = time.perf_counter()
+            queued = app.enqueuer.enqueue(payloads(size))
+            enqueued = time.perf_counter()
+            if profiler is not None:  # cProfile sees one thread: drain on this one
+                totals = WorkTotals()
+                profiler.runcall(LocalWorker(app).drain, totals)
+            else:
+                totals = run_workers(app, workers, once=True, stop=threading.Event())
+            done = time.perf_counter()
+            succeeded = app.backends.state.count(StateQuery(state=State.SUCCEEDED))
+        finally:
+            app.close()
+    return {
+        "size": size,
+        "workers": workers,
+        "enqueue_s": enqueued - start,
+        "loop_s": done - enqueued,
+        "total_s": done - start,
+        "queued": queued.counts,
+        "process": totals.process.counts,
+        "update": totals.update.counts,
+        "succeeded": succeeded,
+        "setup_rss_mib": setup_rss,
+        "peak_rss_mib": peak_rss_mib(),
+        "profile": _profile_text(profiler) if profiler is not None else None,
+    }
+
+
+def measure_floor(size: int) -> dict[str, Any]:
+    """The queue-only floor: SQLite send (chunks as the enqueuer sends them) + receive(10)
+    + delete of the same bodies, one thread, nothing else."""
+    with tempfile.TemporaryDirectory(prefix="cirrus-feed-bench-") as tmp:
+        queue = SqlitePayloadQueue(Path(tmp) / "queue.sqlite")
+        try:
+            setup_rss = peak_rss_mib()
+            start = time.perf_counter()
+            bodies = (json.dumps(p) for p in payloads(size))
+            while chunk := list(islice(bodies, SEND_CHUNK)):
+                queue.send(chunk)
+            received = 0
+            while messages := queue.receive(10):
+                received += len(messages)
+                queue.delete([m.receipt for m in messages])
+            elapsed = time.perf_counter() - start
+        finally:
+            queue.close()
+    assert received == size, f"floor received {received} of {size} messages"
+    return {
+        "size": size,
+        "total_s": elapsed,
+        "setup_rss_mib": setup_rss,
+        "peak_rss_mib": peak_rss_mib(),
+    }
+
+
+def _profile_text(profiler: cProfile.Profile, top: int = 30) -> str:
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out)
+    stats.sort_stats("tottime").print_stats(top)
+    stats.sort_stats("cumulative").print_stats(top)
+    return out.getvalue()
+
+
+def in_subprocess(job: str) -> dict[str, Any]:
+    """Run ``--child job`` in a fresh interpreter; its JSON result (last stdout line)."""
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--child", job],
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def child(job: str) -> dict[str, Any]:
+    kind, *args = job.split(":")
+    if kind == "floor":
+        return measure_floor(int(args[0]))
+    return measure_loop(int(args[0]), int(args[1]), profile=args[2] == "profile")
+
+
+# -- AWS API calls per payload (moto server) ---------------------------------------------------
+
+
+def sqs_event(bodies: Sequence[dict[str, Any]], start: int) -> dict[str, Any]:
+    return {
+        "Records": [
+            {
+                "messageId": f"m{start + i}",
+                "receiptHandle": f"r{start + i}",
+                "body": json.dumps(body),
+                "eventSource": "aws:sqs",
+                "attributes": {"ApproximateReceiveCount": "1"},
+            }
+            for i, body in enumerate(bodies)
+        ]
+    }
+
+
+def batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def expect(report: StageReport, outcome: str, count: int, what: str) -> None:
+    counts = report.counts
+    if counts.get(outcome) != count:
+        raise SystemExit(f"{what}: expected {count} {outcome}, got {counts}")
+
+
+def measure_aws(count: int) -> dict[str, Any]:
+    """Calls per payload of each stage on moto's server, set A with update-state batches of
+    10, set B (fresh payloads) with batches of 1 (a direct EventBridge → Lambda trigger)."""
+    from _moto import CallCounter, MotoServer, deploy, new_session
+
+    server = MotoServer.start()
+    try:
+        settings = deploy(server.endpoint, [WORKFLOW])
+        session = new_session()
+        counter = CallCounter()
+        counter.attach(session)  # before build_aws: clients copy the session's handlers
+        backends = build_aws(settings, session=session)
+        app = App(
+            settings,
+            backends,
+            Enqueuer(backends.queue, backends.store),
+            Processor(backends),
+            StateUpdater(backends),
+        )
+        results: dict[str, Any] = {"payloads": {}}
+        for label, prefix, update_batch in (
+            ("update-state", "SETA", 10),
+            ("update-state (batches of 1)", "SETB", 1),
+        ):
+            bodies = list(payloads(count, prefix))
+            with counter.counting("process"):
+                for i, batch in enumerate(batches(bodies, 10)):
+                    report = app.processor.process(normalize(sqs_event(batch, i * 10)))
+                    expect(report, "started", len(batch), "process")
+            outcomes = wait_for_executions(app, [f"{prefix}_{i:07d}_L2A" for i in range(count)])
+            with counter.counting(label):
+                for batch in batches(outcomes, update_batch):
+                    expect(app.updater.update(batch), "updated", len(batch), label)
+            results["payloads"][label] = count
+        results["payloads"]["process"] = 2 * count
+        succeeded = app.backends.state.count(StateQuery(state=State.SUCCEEDED))
+        if succeeded != 2 * count:
+            raise SystemExit(f"aws: {succeeded} SUCCEEDED, expected {2 * count}")
+        results["calls"] = {k: dict(v) for k, v in counter.calls.items()}
+        results["attempts"] = {k: sum(v.values()) for k, v in counter.attempts.items()}
+        app.close()
+    finally:
+        server.stop()
+    return results
+
+
+def wait_for_executions(app: App, item_ids: list[str]) -> list[ExecutionOutcome]:
+    """Poll every execution of these payloads to its end (not counted: the bench's own)."""
+    ids = [f"bench-s2-l2a/workflow-{WORKFLOW}/{item}" for item in item_ids]
+    records = app.backends.state.get_many(ids)
+    outcomes = []
+    deadline = time.monotonic() + 120
+    for payload_id in ids:
+        arn = records[payload_id].latest_execution
+        assert arn is not None, payload_id
+        while (outcome := app.backends.runner.describe(arn)) is None:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"execution {arn} did not finish")
+            time.sleep(0.02)
+        outcomes.append(outcome)
+    return outcomes
+
+
+# -- output -------------------------------------------------------------------------------------
+
+
+def print_local(loops: list[dict[str, Any]], floors: dict[int, dict[str, Any]]) -> None:
+    print("\nLocal loop: enqueue → process → inline publish → update-state (publish-only)")
+    print("one fresh subprocess per row; floor = SqlitePayloadQueue send+receive+delete alone\n")
+    header = (
+        f"{'N':>7} {'workers':>7} {'enqueue/s':>10} {'loop/s':>9} {'total/s':>9} "
+        f"{'floor/s':>9} {'×floor':>7} {'RSS setup':>10} {'RSS peak':>9}  check"
+    )
+    print(header)
+    print("-" * len(header))
+    for size, floor in floors.items():
+        rate = size / floor["total_s"]
+        print(
+            f"{size:>7,} {'floor':>7} {'':>10} {'':>9} {'':>9} {rate:>9,.0f} {'':>7} "
+            f"{floor['setup_rss_mib']:>7.1f}MiB {floor['peak_rss_mib']:>6.1f}MiB"
+        )
+        for run in (r for r in loops if r["size"] == size):
+            total = size / run["total_s"]
+            ok = run["succeeded"] == size
+            print(
+                f"{size:>7,} {run['workers']:>7} {size / run['enqueue_s']:>10,.0f} "
+                f"{size / run['loop_s']:>9,.0f} {total:>9,.0f} {rate:>9,.0f} "
+                f"{total / rate:>6.2f}× {run['setup_rss_mib']:>7.1f}MiB "
+                f"{run['peak_rss_mib']:>6.1f}MiB  "
+                + ("ok" if ok else f"only {run['succeeded']} SUCCEEDED {run['update']}")
+            )
+    print()
+    for run in loops:
+        size, floor_rate = run["size"], run["size"] / floors[run["size"]]["total_s"]
+        total = size / run["total_s"]
+        verdict = "meets" if total >= GOAL_LOCAL_RATE else "MISSES"
+        print(
+            f"N={size:,}, {run['workers']} worker(s): full loop {total:,.0f} payloads/s = "
+            f"{total / floor_rate:.2f}× the queue-only floor ({floor_rate:,.0f}/s); "
+            f"{verdict} the {GOAL_LOCAL_RATE:,.0f}/s goal; peak RSS {run['peak_rss_mib']:.1f} MiB"
+        )
+
+
+def print_aws(results: dict[str, Any]) -> None:
+    print("\nAWS API calls per payload (moto server; process fed SQS events of 10 records)\n")
+    header = f"{'stage':<30} {'calls/payload':>13} {'cirrus-geo 2.0.0':>17} {'ratio':>6} {'goal':>6}"
+    print(header)
+    print("-" * len(header))
+    for label, calls in results["calls"].items():
+        count = results["payloads"][label]
+        ours = sum(calls.values()) / count
+        cirrus, goal = CIRRUS_CALLS[label.split(" ")[0]]
+        verdict = "ok" if ours <= goal else "MISSED"
+        print(f"{label:<30} {ours:>13.2f} {cirrus:>17.1f} {ours / cirrus:>5.2f}× ≤{goal:<4} {verdict}")
+        for operation, n in sorted(Counter(calls).items(), key=lambda kv: -kv[1]):
+            print(f"    {operation:<34} {n / count:>6.2f}")
+    attempts = results["attempts"]
+    retried = {k: v - sum(results["calls"][k].values()) for k, v in attempts.items()}
+    print(f"\nHTTP attempts beyond one per call (botocore retries): {retried}")
+
+
+# -- command line -------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--sizes", default="1000,10000", help="payload counts, comma-separated")
+    parser.add_argument("--workers", default="1,2", help="local worker counts, comma-separated")
+    parser.add_argument("--aws-payloads", type=int, default=200, help="payloads per AWS set")
+    parser.add_argument("--skip-aws", action="store_true", help="local loop only")
+    parser.add_argument(
+        "--profile", action="store_true", help="also cProfile one worker on the largest size"
+    )
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(args.child)))
+        return
+    sizes = [int(s) for s in args.sizes.split(",")]
+    workers = [int(w) for w in args.workers.split(",")]
+    floors = {size: in_subprocess(f"floor:{size}") for size in sizes}
+    loops = [in_subprocess(f"loop:{size}:{w}:plain") for size in sizes for w in workers]
+    print_local(loops, floors)
+    if args.profile:
+        profiled = in_subprocess(f"loop:{max(sizes)}:1:profile")
+        print(f"\ncProfile of one worker draining {max(sizes):,} payloads (main thread):")
+        print(profiled["profile"])
+    if not args.skip_aws:
+        print_aws(measure_aws(args.aws_payloads))
+
+
+if __name__ == "__main__":
+    main()
