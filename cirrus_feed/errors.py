@@ -130,3 +130,13 @@ class PayloadNotFoundError(BackendError, LookupError):
 
 class PayloadTooLargeError(BackendError):
     """A message is over the queue limit and cannot be offloaded."""
+
+
+# Errors that mean a record can never be processed, however often it is retried: it is
+# kept in the invalid store instead of being retried (ForbiddenUrlError is an
+# InvalidRecordError).
+PERMANENT_RECORD_ERRORS: tuple[type[CirrusFeedError], ...] = (
+    InvalidRecordError,
+    PayloadNotFoundError,
+    PayloadValidationError,
+)

@@ -24,12 +24,10 @@ from cirrus_feed import layout
 from cirrus_feed.announcer import Announcer
 from cirrus_feed.backends.base import Backends, StateRecord
 from cirrus_feed.errors import (
+    PERMANENT_RECORD_ERRORS,
     BackendError,
     ClaimConflictError,
     ExecutionAlreadyExistsError,
-    ForbiddenUrlError,
-    InvalidRecordError,
-    PayloadNotFoundError,
     PayloadValidationError,
     StaleExecutionError,
     WorkflowNotFoundError,
@@ -120,19 +118,10 @@ class Processor:
             if isinstance(body, dict) and "url" in body:
                 body = self.b.store.get_json(str(body["url"]))
             return _Intake(index, envelope, ProcessPayload.from_dict(body))
-        except (ForbiddenUrlError, PayloadNotFoundError, InvalidRecordError) as exc:
+        except PERMANENT_RECORD_ERRORS as exc:
+            payload_id = exc.payload_id if isinstance(exc, PayloadValidationError) else None
             self._reject(
-                index, envelope, str(exc), None, report, announcer, "NOT_A_PROCESS_PAYLOAD"
-            )
-        except PayloadValidationError as exc:
-            self._reject(
-                index,
-                envelope,
-                str(exc),
-                exc.payload_id,
-                report,
-                announcer,
-                "NOT_A_PROCESS_PAYLOAD",
+                index, envelope, str(exc), payload_id, report, announcer, "NOT_A_PROCESS_PAYLOAD"
             )
         except BackendError as exc:  # transient read failure: retry this record only
             report.add(

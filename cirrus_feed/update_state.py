@@ -25,12 +25,10 @@ from cirrus_feed.backends.base import Backends, ExecutionOutcome, StateRecord
 from cirrus_feed.chaining import next_payloads
 from cirrus_feed.enqueue import Enqueuer
 from cirrus_feed.errors import (
+    PERMANENT_RECORD_ERRORS,
     BackendError,
     ClaimConflictError,
-    ForbiddenUrlError,
     InvalidRecordError,
-    PayloadNotFoundError,
-    PayloadValidationError,
     StaleExecutionError,
 )
 from cirrus_feed.invalid import record_invalid
@@ -129,12 +127,7 @@ class StateUpdater:
             if not outcome.input_included:
                 raise InvalidRecordError("Input details not included in EventBridge event")
             return _Completion(index, outcome, self._load(outcome.input, derive_id=False))
-        except (
-            InvalidRecordError,
-            ForbiddenUrlError,
-            PayloadNotFoundError,
-            PayloadValidationError,
-        ) as exc:
+        except PERMANENT_RECORD_ERRORS as exc:
             reason = f"execution {outcome.execution_arn}: {exc}"
             raw = {
                 "execution_arn": outcome.execution_arn,
@@ -171,12 +164,7 @@ class StateUpdater:
         if state is State.SUCCEEDED:
             try:
                 output_url = self._succeed(completion, name)
-            except (
-                InvalidRecordError,
-                ForbiddenUrlError,
-                PayloadNotFoundError,
-                PayloadValidationError,
-            ) as exc:
+            except PERMANENT_RECORD_ERRORS as exc:
                 state, event_type = State.FAILED, "FAILED"
                 error = f"InvalidOutput: output payload rejected: {exc}"
             except BackendError as exc:
