@@ -93,6 +93,13 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+def cpu_seconds() -> float:
+    """User + system CPU time of this process, all threads: against wall time it shows
+    whether the loop computes (≈ 1 core per busy thread) or waits (disk, locks)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 # -- local loop (each run in a fresh subprocess) ----------------------------------------------
 
 
@@ -105,14 +112,14 @@ def local_app(root: Path) -> App:
     return build_app(settings)
 
 
-def measure_loop(size: int, workers: int, profile: bool) -> dict[str, Any]:
+def measure_loop(size: int, workers: int, profile: bool, tmpdir: str | None) -> dict[str, Any]:
     """enqueue → process → inline publish → update-state for ``size`` payloads."""
-    with tempfile.TemporaryDirectory(prefix="cirrus-feed-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="cirrus-feed-bench-", dir=tmpdir) as tmp:
         app = local_app(Path(tmp) / "root")
         try:
             setup_rss = peak_rss_mib()
             profiler = cProfile.Profile() if profile else None
-            start = time.perf_counter()
+            cpu_start, start = cpu_seconds(), time.perf_counter()
             queued = app.enqueuer.enqueue(payloads(size))
             enqueued = time.perf_counter()
             if profiler is not None:  # cProfile sees one thread: drain on this one
@@ -120,7 +127,7 @@ def measure_loop(size: int, workers: int, profile: bool) -> dict[str, Any]:
                 profiler.runcall(LocalWorker(app).drain, totals)
             else:
                 totals = run_workers(app, workers, once=True, stop=threading.Event())
-            done = time.perf_counter()
+            done, cpu_done = time.perf_counter(), cpu_seconds()
             succeeded = app.backends.state.count(StateQuery(state=State.SUCCEEDED))
         finally:
             app.close()
@@ -130,6 +137,7 @@ def measure_loop(size: int, workers: int, profile: bool) -> dict[str, Any]:
         "enqueue_s": enqueued - start,
         "loop_s": done - enqueued,
         "total_s": done - start,
+        "cpu_s": cpu_done - cpu_start,
         "queued": queued.counts,
         "process": totals.process.counts,
         "update": totals.update.counts,
@@ -140,10 +148,10 @@ def measure_loop(size: int, workers: int, profile: bool) -> dict[str, Any]:
     }
 
 
-def measure_floor(size: int) -> dict[str, Any]:
+def measure_floor(size: int, tmpdir: str | None) -> dict[str, Any]:
     """The queue-only floor: SQLite send (chunks as the enqueuer sends them) + receive(10)
     + delete of the same bodies, one thread, nothing else."""
-    with tempfile.TemporaryDirectory(prefix="cirrus-feed-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="cirrus-feed-bench-", dir=tmpdir) as tmp:
         queue = SqlitePayloadQueue(Path(tmp) / "queue.sqlite")
         try:
             setup_rss = peak_rss_mib()
@@ -175,10 +183,10 @@ def _profile_text(profiler: cProfile.Profile, top: int = 30) -> str:
     return out.getvalue()
 
 
-def in_subprocess(job: str) -> dict[str, Any]:
-    """Run ``--child job`` in a fresh interpreter; its JSON result (last stdout line)."""
+def in_subprocess(**job: Any) -> dict[str, Any]:
+    """Run `child` with ``job`` in a fresh interpreter; its JSON result (last stdout line)."""
     done = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--child", job],
+        [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(job)],
         check=True,
         stdout=subprocess.PIPE,
         text=True,
@@ -187,11 +195,10 @@ def in_subprocess(job: str) -> dict[str, Any]:
     return result
 
 
-def child(job: str) -> dict[str, Any]:
-    kind, *args = job.split(":")
-    if kind == "floor":
-        return measure_floor(int(args[0]))
-    return measure_loop(int(args[0]), int(args[1]), profile=args[2] == "profile")
+def child(job: dict[str, Any]) -> dict[str, Any]:
+    if job["kind"] == "floor":
+        return measure_floor(job["size"], job["tmpdir"])
+    return measure_loop(job["size"], job["workers"], job["profile"], job["tmpdir"])
 
 
 # -- AWS API calls per payload (moto server) ---------------------------------------------------
@@ -289,40 +296,44 @@ def wait_for_executions(app: App, item_ids: list[str]) -> list[ExecutionOutcome]
 # -- output -------------------------------------------------------------------------------------
 
 
-def print_local(loops: list[dict[str, Any]], floors: dict[int, dict[str, Any]]) -> None:
+def print_local(
+    loops: list[dict[str, Any]], floors: dict[int, dict[str, Any]], where: str
+) -> None:
     print("\nLocal loop: enqueue → process → inline publish → update-state (publish-only)")
-    print("one fresh subprocess per row; floor = SqlitePayloadQueue send+receive+delete alone\n")
+    print(f"local.root under {where}; one fresh subprocess per row; rates in payloads/s;")
+    print("floor = SqlitePayloadQueue send+receive+delete of the same bodies, nothing else;")
+    print("cpu = CPU seconds / wall seconds of the whole run (1.00 = one core busy)\n")
     header = (
-        f"{'N':>7} {'workers':>7} {'enqueue/s':>10} {'loop/s':>9} {'total/s':>9} "
-        f"{'floor/s':>9} {'×floor':>7} {'RSS setup':>10} {'RSS peak':>9}  check"
+        f"{'N':>7} {'workers':>7} {'enqueue':>8} {'loop':>6} {'total':>6} {'×floor':>7} "
+        f"{'cpu':>5} {'RSS setup':>10} {'RSS peak':>9}  check"
     )
     print(header)
     print("-" * len(header))
     for size, floor in floors.items():
-        rate = size / floor["total_s"]
+        floor_rate = size / floor["total_s"]
         print(
-            f"{size:>7,} {'floor':>7} {'':>10} {'':>9} {'':>9} {rate:>9,.0f} {'':>7} "
+            f"{size:>7,} {'floor':>7} {'':>8} {'':>6} {floor_rate:>6,.0f} {'1.00×':>7} {'':>5} "
             f"{floor['setup_rss_mib']:>7.1f}MiB {floor['peak_rss_mib']:>6.1f}MiB"
         )
         for run in (r for r in loops if r["size"] == size):
             total = size / run["total_s"]
-            ok = run["succeeded"] == size
+            check = "ok" if run["succeeded"] == size else f"{run['succeeded']} SUCCEEDED"
             print(
-                f"{size:>7,} {run['workers']:>7} {size / run['enqueue_s']:>10,.0f} "
-                f"{size / run['loop_s']:>9,.0f} {total:>9,.0f} {rate:>9,.0f} "
-                f"{total / rate:>6.2f}× {run['setup_rss_mib']:>7.1f}MiB "
-                f"{run['peak_rss_mib']:>6.1f}MiB  "
-                + ("ok" if ok else f"only {run['succeeded']} SUCCEEDED {run['update']}")
+                f"{size:>7,} {run['workers']:>7} {size / run['enqueue_s']:>8,.0f} "
+                f"{size / run['loop_s']:>6,.0f} {total:>6,.0f} {total / floor_rate:>6.3f}× "
+                f"{run['cpu_s'] / run['total_s']:>5.2f} {run['setup_rss_mib']:>7.1f}MiB "
+                f"{run['peak_rss_mib']:>6.1f}MiB  {check}"
             )
     print()
     for run in loops:
-        size, floor_rate = run["size"], run["size"] / floors[run["size"]]["total_s"]
+        size = run["size"]
+        floor_rate = size / floors[size]["total_s"]
         total = size / run["total_s"]
         verdict = "meets" if total >= GOAL_LOCAL_RATE else "MISSES"
         print(
             f"N={size:,}, {run['workers']} worker(s): full loop {total:,.0f} payloads/s = "
-            f"{total / floor_rate:.2f}× the queue-only floor ({floor_rate:,.0f}/s); "
-            f"{verdict} the {GOAL_LOCAL_RATE:,.0f}/s goal; peak RSS {run['peak_rss_mib']:.1f} MiB"
+            f"{total / floor_rate:.3f}× the queue-only floor ({floor_rate:,.0f}/s); "
+            f"{verdict} the goal of {GOAL_LOCAL_RATE:,.0f}/s"
         )
 
 
@@ -356,18 +367,28 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--profile", action="store_true", help="also cProfile one worker on the largest size"
     )
+    parser.add_argument(
+        "--tmpdir", help="where local roots are created (default: the system temp folder)"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(child(args.child)))
+        print(json.dumps(child(json.loads(args.child))))
         return
     sizes = [int(s) for s in args.sizes.split(",")]
     workers = [int(w) for w in args.workers.split(",")]
-    floors = {size: in_subprocess(f"floor:{size}") for size in sizes}
-    loops = [in_subprocess(f"loop:{size}:{w}:plain") for size in sizes for w in workers]
-    print_local(loops, floors)
+    tmp = args.tmpdir
+    floors = {size: in_subprocess(kind="floor", size=size, tmpdir=tmp) for size in sizes}
+    loops = [
+        in_subprocess(kind="loop", size=size, workers=w, profile=False, tmpdir=tmp)
+        for size in sizes
+        for w in workers
+    ]
+    print_local(loops, floors, tmp or tempfile.gettempdir())
     if args.profile:
-        profiled = in_subprocess(f"loop:{max(sizes)}:1:profile")
+        profiled = in_subprocess(
+            kind="loop", size=max(sizes), workers=1, profile=True, tmpdir=tmp
+        )
         print(f"\ncProfile of one worker draining {max(sizes):,} payloads (main thread):")
         print(profiled["profile"])
     if not args.skip_aws:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from cirrus_feed.backends.base import Backends
-from cirrus_feed.config import Settings
+from cirrus_feed.config import Settings, describe_validation_error
 from cirrus_feed.enqueue import Enqueuer
+from cirrus_feed.errors import ConfigError, PluginError
+from cirrus_feed.feeder import Feeder
+from cirrus_feed.plugins import FeederRegistry
 from cirrus_feed.process import Processor
 from cirrus_feed.update_state import StateUpdater
 
@@ -22,12 +27,14 @@ class App:
     enqueuer: Enqueuer
     processor: Processor
     updater: StateUpdater
+    feeders: dict[str, Feeder] = field(default_factory=dict)
 
     def close(self) -> None:
         self.backends.close()
 
 
-def build_app(settings: Settings) -> App:
+def build_app(settings: Settings, registry: FeederRegistry | None = None) -> App:
+    feeders = build_feeders(settings, registry or FeederRegistry())
     backends = build_local(settings) if settings.backend == "local" else build_aws(settings)
     return App(
         settings=settings,
@@ -35,7 +42,29 @@ def build_app(settings: Settings) -> App:
         enqueuer=Enqueuer(backends.queue, backends.store),
         processor=Processor(backends),
         updater=StateUpdater(backends),
+        feeders=feeders,
     )
+
+
+def build_feeders(settings: Settings, registry: FeederRegistry) -> dict[str, Feeder]:
+    """Every configured feeder, its settings validated by its type's ``Config``.
+
+    Raises:
+        ConfigError: naming the feeder and the field (or the unknown / broken type).
+    """
+    feeders = {}
+    for name, raw in settings.feeders.items():
+        where = f"{settings.source}: feeders.{name}"
+        if not isinstance(raw, dict) or "type" not in raw:
+            raise ConfigError(f"{where}: needs a 'type' (one of {', '.join(registry.names())})")
+        try:
+            cls = registry.load(str(raw["type"]))
+            feeders[name] = cls(name, cls.Config.model_validate(raw))
+        except PluginError as exc:
+            raise ConfigError(f"{where}: {exc}") from exc
+        except ValidationError as exc:
+            raise ConfigError(f"{where}: {describe_validation_error(exc)}") from exc
+    return feeders
 
 
 @dataclass(frozen=True)
@@ -73,6 +102,7 @@ def build_local(settings: Settings) -> Backends:
     from cirrus_feed.backends.local.event_log import EventLogNotifier
     from cirrus_feed.backends.local.files import FilePayloadStore
     from cirrus_feed.backends.local.inline_runner import InlineWorkflowRunner
+    from cirrus_feed.backends.local.sqlite_feeds import SqliteFeedStore
     from cirrus_feed.backends.local.sqlite_queue import SqlitePayloadQueue
     from cirrus_feed.backends.local.sqlite_state import SqliteStateStore
 
@@ -96,12 +126,14 @@ def build_local(settings: Settings) -> Backends:
             store=store,  # to read {"url"} inputs of oversized payloads
         ),
         notifier=EventLogNotifier(paths.events),
+        feeds=SqliteFeedStore(paths.root / "feeds.sqlite"),
     )
 
 
 def build_aws(settings: Settings, session: Any = None) -> Backends:
     from cirrus_feed.backends.aws.clients import make_client
     from cirrus_feed.backends.aws.dynamodb import DynamoDbStateStore
+    from cirrus_feed.backends.aws.dynamodb_feeds import DynamoDbFeedStore
     from cirrus_feed.backends.aws.s3 import S3PayloadStore
     from cirrus_feed.backends.aws.sns import SnsNotifier
     from cirrus_feed.backends.aws.sqs import SqsPayloadQueue
@@ -137,4 +169,7 @@ def build_aws(settings: Settings, session: Any = None) -> Backends:
             workflow_event_topic_arn=aws.workflow_event_topic_arn,
             publish_topic_arn=aws.publish_topic_arn,
         ),
+        feeds=DynamoDbFeedStore(aws.feed_table, client=client("dynamodb"))
+        if aws.feed_table
+        else None,
     )

@@ -32,8 +32,9 @@ from cirrus_feed.views import record_view
 class Context:
     """What the group hands its commands: settings now, the app on first use."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, log_format: str = "text") -> None:
         self.settings = settings
+        self.log_format = log_format
         self._app: App | None = None
 
     @property
@@ -69,7 +70,7 @@ pass_context = click.make_pass_decorator(Context)
 def cli(ctx: click.Context, config_path: Path | None, log_format: str, log_level: str) -> None:
     """Feeders and event bridge for Cirrus STAC pipelines."""
     setup_logging(log_format, log_level)
-    context = Context(load_settings(config_path))
+    context = Context(load_settings(config_path), log_format)
     ctx.obj = context
     ctx.call_on_close(context.close)
 
@@ -88,6 +89,17 @@ def main() -> None:
     except CirrusFeedError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
+
+
+def _note(message: str, level: str = "INFO", **fields: Any) -> None:
+    """A note for people on stderr; a JSON line under ``--log-format json`` so that stderr
+    stays machine-readable there (results go to stdout either way)."""
+    context = click.get_current_context().find_object(Context)
+    if context is not None and context.log_format == "json":
+        line = {"level": level, "logger": __name__, "message": message, **fields}
+        click.echo(json.dumps(line), err=True)
+    else:
+        click.echo(message, err=True)
 
 
 def _open(path: str) -> IO[str]:
@@ -135,7 +147,7 @@ def _report(report: StageReport, as_json: bool) -> None:
             line = f"{result.outcome.value:<9} {result.payload_id or '-'}"
             click.echo(line + (f"  ({result.reason})" if result.reason else ""))
     summary = ", ".join(f"{n} {k}" for k, n in sorted(report.counts.items())) or "nothing"
-    click.echo(summary, err=True)
+    _note(summary, counts=report.counts)
     if not report.ok:
         sys.exit(1)
 
@@ -168,13 +180,13 @@ def _each_payload(path: str, emit: Any) -> int:
     bad = 0
     for body in _payload_bodies(path):
         if isinstance(body, Unreadable):
-            click.echo(body.reason, err=True)
+            _note(body.reason, "ERROR")
             bad += 1
             continue
         try:
             emit(ProcessPayload.from_dict(body))
         except PayloadValidationError as exc:
-            click.echo(f"invalid: {exc}", err=True)
+            _note(f"invalid: {exc}", "ERROR", payload_id=exc.payload_id, field=exc.field)
             bad += 1
     return bad
 
@@ -191,6 +203,9 @@ def enqueue(ctx: Context, path: str, as_json: bool) -> None:
     _report(ctx.app.enqueuer.enqueue(_payload_bodies(path)), as_json)
 
 
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 @cli.command()
 @click.option("--once", is_flag=True, help="Stop when the queue is drained.")
 @click.option("--workers", type=click.IntRange(min=1), help="Worker threads.")
@@ -201,9 +216,12 @@ def process(ctx: Context, once: bool, workers: int | None, as_json: bool) -> Non
     from cirrus_feed.worker import run_workers
 
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    totals = run_workers(ctx.app, workers or ctx.settings.process.workers, once=once, stop=stop)
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in _STOP_SIGNALS}
+    try:
+        totals = run_workers(ctx.app, workers or ctx.settings.process.workers, once=once, stop=stop)
+    finally:  # the handlers close over this call's `stop`: put the caller's back
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     summary = {"process": totals.process.counts, "update_state": totals.update.counts}
     click.echo(json.dumps(summary) if as_json else _summary_text(summary))
     if not (totals.process.ok and totals.update.ok):
@@ -346,3 +364,7 @@ def demo(ctx: Context, root: Path | None) -> None:
     from cirrus_feed.demo import run_demo
 
     run_demo(ctx.settings, root or ctx.settings.local.root / "demo", echo=click.echo)
+
+
+# The feed commands live in their own module; importing it registers them on `cli`.
+from cirrus_feed import cli_feeds  # noqa: E402, F401

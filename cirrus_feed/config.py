@@ -30,6 +30,7 @@ CIRRUS_ENV = {
     "CIRRUS_WORKFLOW_EVENT_TOPIC_ARN": "workflow_event_topic_arn",
     "AWS_REGION": "region",
     "CIRRUS_FEED_AWS_ENDPOINT_URL": "endpoint_url",
+    "CIRRUS_FEED_FEED_TABLE": "feed_table",
 }
 
 
@@ -57,6 +58,7 @@ class AwsSettings(_Strict):
     publish_topic_arn: str | None = None
     workflow_event_topic_arn: str | None = None
     allowed_buckets: list[str] = []
+    feed_table: str | None = None  # DynamoDB pk/sk table of feed runs; unset = not recorded
 
     def require(self, *names: str) -> None:
         missing = [n for n in names if not getattr(self, n)]
@@ -78,6 +80,9 @@ class Settings(_Strict):
     local: LocalSettings = LocalSettings()
     aws: AwsSettings = AwsSettings()
     workflows: dict[str, Workflow] = {}
+    # name → {type: <feeder type>, schedule, process template, type settings}; each is
+    # validated by its feeder type's Config when the app is built.
+    feeders: dict[str, dict[str, Any]] = {}
     process: ProcessSettings = ProcessSettings()
     source: str = "defaults"  # where these settings came from, for messages
 
@@ -106,7 +111,9 @@ def load_settings(path: Path | None = None, env: dict[str, str] | None = None) -
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{data['source']}: {_describe(exc)}") from exc
+        raise ConfigError(f"{data['source']}: {describe_validation_error(exc)}") from exc
+    except ConfigError as exc:  # a cross-field check (aws.require): name the file too
+        raise ConfigError(f"{data['source']}: {exc}") from exc
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -133,7 +140,7 @@ def _apply_env(data: dict[str, Any], env: dict[str, str]) -> None:
         data["aws"] = {**(data.get("aws") or {}), **aws}
 
 
-def _describe(exc: ValidationError) -> str:
+def describe_validation_error(exc: ValidationError) -> str:
     parts = []
     for error in exc.errors():
         where = ".".join(str(p) for p in error["loc"]) or "(top level)"

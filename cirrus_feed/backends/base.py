@@ -333,16 +333,68 @@ class Notifier(Protocol):
     def close(self) -> None: ...
 
 
+# -- feed records ---------------------------------------------------------------------------
+
+RunStatus = Literal["running", "succeeded", "failed", "interrupted"]
+
+
+@dataclass(frozen=True, slots=True)
+class FeedRun:
+    """One run of a configured feeder: what it was asked and what it did."""
+
+    run_id: str
+    feeder: str
+    started: str  # iso timestamp (UTC)
+    status: RunStatus = "running"
+    finished: str | None = None
+    request: Mapping[str, Any] = field(default_factory=dict)  # since/until/limit/cursor/dry_run
+    counts: Mapping[str, int] = field(default_factory=dict)  # seen, enqueued, duplicate, ...
+    checkpoint: str | None = None  # label of the last persisted checkpoint
+    error: str | None = None
+
+
+class FeedStore(Protocol):
+    """Feed runs and feeder cursors (watermarks), next to the state DB.
+
+    Local: SQLite. AWS: one DynamoDB table (``aws.feed_table``), keys ``pk``/``sk``.
+    """
+
+    def save_run(self, run: FeedRun) -> None:
+        """Insert or replace the run with ``run.run_id`` (progress and the final result)."""
+        ...
+
+    def list_runs(self, feeder: str, *, limit: int = 20) -> list[FeedRun]:
+        """The feeder's runs, newest first."""
+        ...
+
+    def get_cursor(self, feeder: str) -> dict[str, Any] | None:
+        """The last cursor saved for ``feeder`` (None if it never checkpointed)."""
+        ...
+
+    def set_cursor(self, feeder: str, cursor: Mapping[str, Any]) -> None:
+        """Persist ``cursor`` (JSON-able) as the feeder's resume point."""
+        ...
+
+    def clear_cursor(self, feeder: str) -> None:
+        """Forget the cursor (``--restart``); idempotent."""
+        ...
+
+    def close(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class Backends:
-    """The five ports, wired once in `cirrus_feed.app`."""
+    """The ports, wired once in `cirrus_feed.app`."""
 
     state: StateStore
     queue: PayloadQueue
     store: PayloadStore
     runner: WorkflowRunner
     notifier: Notifier
+    feeds: FeedStore | None = None  # None: feed runs are not recorded (AWS without a table)
 
     def close(self) -> None:
-        for port in (self.notifier, self.runner, self.store, self.queue, self.state):
-            port.close()
+        ports = (self.feeds, self.notifier, self.runner, self.store, self.queue, self.state)
+        for port in ports:
+            if port is not None:
+                port.close()

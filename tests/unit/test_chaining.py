@@ -71,7 +71,9 @@ def test_next_payloads_does_not_modify_the_output() -> None:
 
 
 def test_next_payloads_fork_gives_one_child_per_branch() -> None:
-    given = output({"workflow": "wf1"}, [{"workflow": "wf2"}, {"workflow": "wf3"}, {"workflow": "wf4"}])
+    given = output(
+        {"workflow": "wf1"}, [{"workflow": "wf2"}, {"workflow": "wf3"}, {"workflow": "wf4"}]
+    )
 
     children = next_payloads(given)
 

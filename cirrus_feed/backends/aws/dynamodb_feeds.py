@@ -1,0 +1,202 @@
+"""`FeedStore` on one DynamoDB table (``aws.feed_table``) with a generic ``pk``/``sk`` key.
+
+Every item of a feeder shares ``pk = "feeder#<name>"``:
+
+* its cursor: ``sk = "cursor"``, ``cursor`` (JSON text) and ``updated``;
+* its runs: ``sk = "run#<started>#<run_id>"``, so a Query on ``begins_with(sk, "run#")``
+  read backwards lists them newest first.
+
+``request``/``counts``/``cursor`` are stored as JSON strings (DynamoDB numbers would come
+back as Decimals and lose float/int distinctions); the other fields are plain ``S``
+attributes, left out when None. Writes are unconditional puts: a run saved again (progress
+updates) replaces its item, as long as its ``started`` does not change.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, cast, get_args
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from cirrus_feed.backends.aws.clients import call, error_code, translate
+from cirrus_feed.backends.base import FeedRun, RunStatus
+from cirrus_feed.errors import BackendError
+
+Item = dict[str, Any]  # a low-level DynamoDB item: attribute name -> {"S": ...}
+
+_TABLE_SCHEMA: dict[str, Any] = {
+    "KeySchema": [
+        {"AttributeName": "pk", "KeyType": "HASH"},
+        {"AttributeName": "sk", "KeyType": "RANGE"},
+    ],
+    "AttributeDefinitions": [
+        {"AttributeName": "pk", "AttributeType": "S"},
+        {"AttributeName": "sk", "AttributeType": "S"},
+    ],
+    "BillingMode": "PAY_PER_REQUEST",
+}
+_CURSOR_SK = "cursor"
+_RUN_PREFIX = "run#"
+_OPTIONAL = ("finished", "checkpoint", "error")
+_STATUSES: frozenset[str] = frozenset(get_args(RunStatus))
+
+
+def _pk(feeder: str) -> str:
+    return f"feeder#{feeder}"
+
+
+def _dump(value: Mapping[str, Any], what: str) -> str:
+    """``value`` as strict JSON; ValueError naming ``what`` when it is not JSON-able."""
+    try:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what} is not JSON-able: {exc}") from exc
+
+
+def _load_object(item: Item, name: str, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(item[name]["S"])
+    except (KeyError, ValueError) as exc:
+        raise BackendError(f"{what}: {name} is missing or not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise BackendError(f"{what}: {name} is not a JSON object")
+    return value
+
+
+def _run_item(run: FeedRun) -> Item:
+    what = f"feed run {run.run_id!r}"
+    item: Item = {
+        "pk": {"S": _pk(run.feeder)},
+        "sk": {"S": f"{_RUN_PREFIX}{run.started}#{run.run_id}"},
+        "run_id": {"S": run.run_id},
+        "feeder": {"S": run.feeder},
+        "started": {"S": run.started},
+        "status": {"S": run.status},
+        "request": {"S": _dump(run.request, f"{what}: request")},
+        "counts": {"S": _dump(run.counts, f"{what}: counts")},
+    }
+    for name in _OPTIONAL:
+        value = getattr(run, name)
+        if value is not None:
+            item[name] = {"S": value}
+    return item
+
+
+def _run(item: Item) -> FeedRun:
+    what = f"feed run item {item.get('sk', {}).get('S')!r}"
+    try:
+        plain = {name: item[name]["S"] for name in ("run_id", "feeder", "started", "status")}
+        optional = {name: item[name]["S"] for name in _OPTIONAL if name in item}
+    except KeyError as exc:
+        raise BackendError(f"{what}: attribute {exc} is missing or not a string") from exc
+    if plain["status"] not in _STATUSES:
+        raise BackendError(f"{what}: unknown status {plain['status']!r}")
+    return FeedRun(
+        run_id=plain["run_id"],
+        feeder=plain["feeder"],
+        started=plain["started"],
+        status=cast("RunStatus", plain["status"]),  # checked against RunStatus above
+        finished=optional.get("finished"),
+        request=_load_object(item, "request", what),
+        counts=_load_object(item, "counts", what),
+        checkpoint=optional.get("checkpoint"),
+        error=optional.get("error"),
+    )
+
+
+class DynamoDbFeedStore:
+    """Feed runs and cursors in the ``pk``/``sk`` table ``table``; see `base.FeedStore`.
+
+    Reads are strongly consistent, so a cursor set by one process is what the next run
+    reads. botocore errors are translated with `clients.translate` (throttling and 5xx
+    become `BackendUnavailableError` after botocore's own retries).
+    """
+
+    def __init__(self, table: str, *, client: Any) -> None:
+        self.table = table
+        self._client = client
+
+    @staticmethod
+    def create_table(client: Any, table: str) -> None:
+        """Create ``table`` (on-demand, keys ``pk``/``sk``); no-op if it exists."""
+        what = f"DynamoDB CreateTable {table!r}"
+        try:
+            client.create_table(TableName=table, **_TABLE_SCHEMA)
+        except ClientError as exc:
+            if error_code(exc) != "ResourceInUseException":
+                raise translate(exc, what) from exc
+        except BotoCoreError as exc:
+            raise translate(exc, what) from exc
+        try:
+            client.get_waiter("table_exists").wait(
+                TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, what) from exc
+
+    def save_run(self, run: FeedRun) -> None:
+        item = _run_item(run)
+        self._call("put_item", f"DynamoDB PutItem feed run {run.run_id!r}", Item=item)
+
+    def list_runs(self, feeder: str, *, limit: int = 20) -> list[FeedRun]:
+        runs: list[FeedRun] = []
+        request: dict[str, Any] = {
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "ExpressionAttributeValues": {
+                ":pk": {"S": _pk(feeder)},
+                ":prefix": {"S": _RUN_PREFIX},
+            },
+            "ScanIndexForward": False,
+            "ConsistentRead": True,
+        }
+        # A page stops at 1 MB before reaching Limit: keep reading until enough or done.
+        while len(runs) < limit:
+            response = self._call(
+                "query",
+                f"DynamoDB Query feed runs of {feeder!r}",
+                Limit=limit - len(runs),
+                **request,
+            )
+            runs.extend(_run(item) for item in response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                break
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return runs
+
+    def get_cursor(self, feeder: str) -> dict[str, Any] | None:
+        response = self._call(
+            "get_item",
+            f"DynamoDB GetItem cursor of {feeder!r}",
+            Key=self._cursor_key(feeder),
+            ConsistentRead=True,
+        )
+        if "Item" not in response:
+            return None
+        return _load_object(response["Item"], "cursor", f"cursor of feeder {feeder!r}")
+
+    def set_cursor(self, feeder: str, cursor: Mapping[str, Any]) -> None:
+        item: Item = {
+            **self._cursor_key(feeder),
+            "cursor": {"S": _dump(cursor, f"cursor of feeder {feeder!r}")},
+            "updated": {"S": datetime.now(UTC).isoformat()},
+        }
+        self._call("put_item", f"DynamoDB PutItem cursor of {feeder!r}", Item=item)
+
+    def clear_cursor(self, feeder: str) -> None:
+        self._call(
+            "delete_item",
+            f"DynamoDB DeleteItem cursor of {feeder!r}",
+            Key=self._cursor_key(feeder),
+        )
+
+    def close(self) -> None:
+        """Nothing to release: the client belongs to whoever injected it."""
+
+    def _cursor_key(self, feeder: str) -> Item:
+        return {"pk": {"S": _pk(feeder)}, "sk": {"S": _CURSOR_SK}}
+
+    def _call(self, operation: str, what: str, **kwargs: Any) -> dict[str, Any]:
+        return call(self._client, operation, what, TableName=self.table, **kwargs)

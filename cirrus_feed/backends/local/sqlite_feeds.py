@@ -1,0 +1,144 @@
+"""`FeedStore` on SQLite: feed runs and feeder cursors in one file next to the state DB.
+
+``feed_runs`` is keyed by ``run_id`` (a repeated `save_run` replaces the row) and indexed on
+``(feeder, started DESC)`` for `list_runs`. Ties on ``started`` are broken by ``run_id``
+descending: the order the DynamoDB adapter's ``run#<started>#<run_id>`` sort key gives.
+``request``/``counts``/``cursor`` are JSON text, so any JSON object round-trips exactly.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, get_args
+
+from cirrus_feed.backends.base import FeedRun, RunStatus
+from cirrus_feed.backends.local.sqlite import SqliteDatabase
+from cirrus_feed.errors import BackendError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS feed_runs (
+    run_id TEXT PRIMARY KEY,
+    feeder TEXT NOT NULL,
+    started TEXT NOT NULL,
+    status TEXT NOT NULL,
+    finished TEXT,
+    request TEXT NOT NULL,
+    counts TEXT NOT NULL,
+    checkpoint TEXT,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS feed_runs_by_feeder ON feed_runs (feeder, started DESC, run_id DESC);
+CREATE TABLE IF NOT EXISTS feed_cursors (
+    feeder TEXT PRIMARY KEY,
+    cursor TEXT NOT NULL,
+    updated TEXT NOT NULL
+);
+"""
+
+_STATUSES: frozenset[str] = frozenset(get_args(RunStatus))
+
+
+def _dump(value: Mapping[str, Any], what: str) -> str:
+    """``value`` as strict JSON; ValueError naming ``what`` when it is not JSON-able."""
+    try:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what} is not JSON-able: {exc}") from exc
+
+
+def _load_object(text: str, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise BackendError(f"{what} is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise BackendError(f"{what} is not a JSON object")
+    return value
+
+
+def _run(row: Any) -> FeedRun:
+    what = f"feed run {row['run_id']!r}"
+    status = row["status"]
+    if status not in _STATUSES:
+        raise BackendError(f"{what}: unknown status {status!r}")
+    return FeedRun(
+        run_id=row["run_id"],
+        feeder=row["feeder"],
+        started=row["started"],
+        status=status,
+        finished=row["finished"],
+        request=_load_object(row["request"], f"{what}: request"),
+        counts=_load_object(row["counts"], f"{what}: counts"),
+        checkpoint=row["checkpoint"],
+        error=row["error"],
+    )
+
+
+class SqliteFeedStore:
+    """Feed runs and cursors in one SQLite file; see `cirrus_feed.backends.base.FeedStore`.
+
+    Several store objects (threads, processes) may share ``path``: WAL and per-thread
+    connections come from `SqliteDatabase`. sqlite3 errors surface as `BackendError`s.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._db = SqliteDatabase(path, SCHEMA)
+
+    def save_run(self, run: FeedRun) -> None:
+        what = f"feed run {run.run_id!r}"
+        row = (
+            run.run_id,
+            run.feeder,
+            run.started,
+            run.status,
+            run.finished,
+            _dump(run.request, f"{what}: request"),
+            _dump(run.counts, f"{what}: counts"),
+            run.checkpoint,
+            run.error,
+        )
+        with self._db.write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO feed_runs (run_id, feeder, started, status, finished,"
+                " request, counts, checkpoint, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                row,
+            )
+
+    def list_runs(self, feeder: str, *, limit: int = 20) -> list[FeedRun]:
+        if limit <= 0:
+            return []  # SQLite reads a negative LIMIT as "no limit"
+        with self._db.read() as conn:
+            rows = conn.execute(
+                "SELECT * FROM feed_runs WHERE feeder = ?"
+                " ORDER BY started DESC, run_id DESC LIMIT ?",
+                (feeder, limit),
+            ).fetchall()
+        return [_run(row) for row in rows]
+
+    def get_cursor(self, feeder: str) -> dict[str, Any] | None:
+        with self._db.read() as conn:
+            row = conn.execute(
+                "SELECT cursor FROM feed_cursors WHERE feeder = ?", (feeder,)
+            ).fetchone()
+        if row is None:
+            return None
+        return _load_object(row["cursor"], f"cursor of feeder {feeder!r}")
+
+    def set_cursor(self, feeder: str, cursor: Mapping[str, Any]) -> None:
+        text = _dump(cursor, f"cursor of feeder {feeder!r}")
+        updated = datetime.now(UTC).isoformat()
+        with self._db.write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO feed_cursors (feeder, cursor, updated) VALUES (?, ?, ?)",
+                (feeder, text, updated),
+            )
+
+    def clear_cursor(self, feeder: str) -> None:
+        with self._db.write() as conn:
+            conn.execute("DELETE FROM feed_cursors WHERE feeder = ?", (feeder,))
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,108 @@
+"""The feeder plugin contract: a `Feeder` reads a source and lazily yields payloads.
+
+Feeders only read. They never talk to backends: the pipeline (`cirrus_feed.feeding`)
+batches, dedupes, paces, enqueues and records. A feeder that keeps a position in its
+source (a time watermark, a listing marker, a row offset) yields a `Checkpoint` after the
+payloads it covers; the pipeline persists the checkpoint's cursor only once every payload
+yielded before it is on the queue, so a crash re-reads at most the work since the last
+checkpoint and nothing is skipped.
+
+Invariants a feeder must keep:
+
+* payload ids are deterministic for the same source record;
+* `feed` restarts from ``request.cursor`` (the last persisted checkpoint) when given;
+* it honours ``request.limit`` (payloads, not source records) and the time window;
+* it raises only `FeederError` subclasses; a bad source record is yielded as a
+  `SourceRejection` (kept with its reason), never dropped.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from cirrus_feed.payload import ProcessDefinition, ProcessPayload
+
+
+@dataclass(frozen=True, slots=True)
+class FeedRequest:
+    """One run's bounds. ``since``/``until`` are UTC; ``cursor`` is the last checkpoint."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int | None = None
+    cursor: Mapping[str, Any] | None = None
+    dry_run: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A position in the source, safe to resume from once everything before it is queued."""
+
+    cursor: Mapping[str, Any]
+    label: str = ""  # e.g. the window that just completed, for run records and logs
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRejection:
+    """A source record that cannot become a payload; recorded as invalid with its reason."""
+
+    raw: Any
+    reason: str
+
+
+FeedItem = ProcessPayload | Mapping[str, Any] | Checkpoint | SourceRejection
+
+
+class FeederConfig(BaseModel):
+    """Settings every feeder shares; a feeder's ``Config`` extends it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str
+    description: str = ""
+    schedule: dict[str, Any] | None = None
+    # The template of every payload's `process`: one definition, or a chain (list). Validated
+    # at config load so a typo fails at start-up, not at 3 a.m.
+    process: list[ProcessDefinition | list[ProcessDefinition]]
+    max_rate: float | None = None  # payloads per second
+    max_in_flight: int | None = None  # pause while this many of ours are queued or processing
+
+    @field_validator("process", mode="before")
+    @classmethod
+    def _one_or_chain(cls, value: Any) -> Any:
+        return [value] if isinstance(value, dict) else value
+
+    def process_template(self) -> list[Any]:
+        """The ``process`` list to put in a payload (plain JSON, unset keys left out)."""
+        return [
+            [
+                d.model_dump(exclude_none=True, exclude_defaults=True) | {"workflow": d.workflow}
+                for d in hop
+            ]
+            if isinstance(hop, list)
+            else hop.model_dump(exclude_none=True, exclude_defaults=True)
+            | {"workflow": hop.workflow}
+            for hop in self.process
+        ]
+
+
+class Feeder(ABC):
+    """Base class of every feeder plugin (entry-point group ``cirrus_feed.feeders``)."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    Config: ClassVar[type[FeederConfig]] = FeederConfig
+
+    def __init__(self, instance: str, config: FeederConfig) -> None:
+        self.instance = instance  # the configured feeder's name (several may share a type)
+        self.config = config
+
+    @abstractmethod
+    def feed(self, request: FeedRequest) -> Iterator[FeedItem]:
+        """Yield payloads (or plain payload mappings), checkpoints and rejections, lazily."""

@@ -1,0 +1,333 @@
+"""Contract of `FeedStore` (feed runs and feeder cursors), run against every backend."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cirrus_feed.backends.base import FeedRun, FeedStore
+from cirrus_feed.errors import BackendError
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+@dataclass
+class FeedEnv:
+    store: FeedStore
+    open_another: Callable[[], FeedStore]  # a second store object on the same storage
+    break_storage: Callable[[], None]  # removes the storage under the store's feet
+
+
+@pytest.fixture
+def feed_env(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[FeedEnv]:
+    opened: list[FeedStore] = []
+    if backend == "local":
+        from cirrus_feed.backends.local.sqlite_feeds import SqliteFeedStore
+
+        path = tmp_path / "feeds.sqlite"
+
+        def open_local() -> FeedStore:
+            opened.append(SqliteFeedStore(path))
+            return opened[-1]
+
+        def drop_tables() -> None:
+            conn = sqlite3.connect(path)
+            try:
+                conn.executescript("DROP TABLE feed_runs; DROP TABLE feed_cursors;")
+            finally:
+                conn.close()
+
+        yield FeedEnv(open_local(), open_local, drop_tables)
+        for store in opened:
+            store.close()
+        return
+
+    from cirrus_feed.backends.aws.dynamodb_feeds import DynamoDbFeedStore
+
+    client = request.getfixturevalue("aws_client")("dynamodb")
+    table = unique("feeds-")
+    DynamoDbFeedStore.create_table(client, table)
+    deleted = False
+
+    def open_aws() -> FeedStore:
+        opened.append(DynamoDbFeedStore(table, client=client))
+        return opened[-1]
+
+    def delete_table() -> None:
+        nonlocal deleted
+        client.delete_table(TableName=table)
+        deleted = True
+
+    yield FeedEnv(open_aws(), open_aws, delete_table)
+    for store in opened:
+        store.close()
+    if not deleted:
+        client.delete_table(TableName=table)
+
+
+@pytest.fixture
+def feed_store(feed_env: FeedEnv) -> FeedStore:
+    return feed_env.store
+
+
+def make_run(run_id: str, feeder: str = "stac-api", minute: int = 0, **fields: Any) -> FeedRun:
+    return FeedRun(
+        run_id=run_id, feeder=feeder, started=f"2025-04-01T10:{minute:02d}:00+00:00", **fields
+    )
+
+
+# -- runs -----------------------------------------------------------------------------------
+
+
+def test_feed_store_save_and_list_round_trip_every_field(feed_store: FeedStore) -> None:
+    run = make_run(
+        "r-1",
+        status="failed",
+        finished="2025-04-01T10:05:00.123456+00:00",
+        request={
+            "since": "2025-03-01T00:00:00Z",
+            "until": None,
+            "limit": 500,
+            "cursor": {"page": "tok/é"},
+            "dry_run": False,
+        },
+        counts={"seen": 10, "enqueued": 7, "duplicate": 3},
+        checkpoint="page-4",
+        error="SourceUnavailableError: 503 from https://earth-search.example/search",
+    )
+    feed_store.save_run(run)
+
+    assert feed_store.list_runs("stac-api") == [run]
+
+
+def test_feed_store_run_with_defaults_round_trips(feed_store: FeedStore) -> None:
+    run = make_run("r-defaults")
+    feed_store.save_run(run)
+
+    [listed] = feed_store.list_runs("stac-api")
+
+    assert listed == run
+    assert (listed.status, listed.finished, listed.checkpoint, listed.error) == (
+        "running",
+        None,
+        None,
+        None,
+    )
+    assert dict(listed.request) == {}
+    assert dict(listed.counts) == {}
+
+
+def test_feed_store_list_runs_newest_first_with_limit(feed_store: FeedStore) -> None:
+    # Saved out of order: the listing orders by `started`, not by insertion.
+    for minute in (3, 1, 4, 0, 2):
+        feed_store.save_run(make_run(f"r-{minute}", minute=minute))
+
+    assert [r.run_id for r in feed_store.list_runs("stac-api")] == [
+        "r-4",
+        "r-3",
+        "r-2",
+        "r-1",
+        "r-0",
+    ]
+    assert [r.run_id for r in feed_store.list_runs("stac-api", limit=2)] == ["r-4", "r-3"]
+    assert feed_store.list_runs("stac-api", limit=0) == []
+
+
+def test_feed_store_runs_started_at_the_same_time_are_all_kept(feed_store: FeedStore) -> None:
+    for run_id in ("r-a", "r-c", "r-b"):
+        feed_store.save_run(make_run(run_id, minute=7))
+
+    # Ties are broken by run id, newest (greatest) first, on every backend.
+    assert [r.run_id for r in feed_store.list_runs("stac-api")] == ["r-c", "r-b", "r-a"]
+
+
+def test_feed_store_run_saved_repeatedly_is_listed_once_with_final_values(
+    feed_store: FeedStore,
+) -> None:
+    run = make_run("r-progress", request={"limit": 100})
+    feed_store.save_run(run)
+    feed_store.save_run(replace(run, counts={"seen": 50}, checkpoint="page-1"))
+    final = replace(
+        run,
+        status="succeeded",
+        finished="2025-04-01T10:09:00+00:00",
+        counts={"seen": 100, "enqueued": 90},
+        checkpoint="page-2",
+    )
+    feed_store.save_run(final)
+
+    assert feed_store.list_runs("stac-api") == [final]
+
+
+def test_feed_store_runs_of_two_feeders_do_not_mix(feed_store: FeedStore) -> None:
+    feed_store.save_run(make_run("a-1", feeder="alpha", minute=1))
+    feed_store.save_run(make_run("b-1", feeder="beta", minute=2))
+    feed_store.save_run(make_run("a-2", feeder="alpha", minute=3))
+    # A feeder whose name extends another's must not show up under the shorter name.
+    feed_store.save_run(make_run("ab-1", feeder="alpha#beta", minute=4))
+
+    assert [r.run_id for r in feed_store.list_runs("alpha")] == ["a-2", "a-1"]
+    assert [r.run_id for r in feed_store.list_runs("beta")] == ["b-1"]
+    assert [r.run_id for r in feed_store.list_runs("alpha#beta")] == ["ab-1"]
+    assert feed_store.list_runs("gamma") == []
+
+
+def test_feed_store_feeder_name_with_separators_and_unicode(feed_store: FeedStore) -> None:
+    feeder = "stac-api#sentinel-2/l2a#fjörð 🛰"
+    run = make_run("run#1/x", feeder=feeder, counts={"seen": 1})
+    feed_store.save_run(run)
+    feed_store.set_cursor(feeder, {"next": "a#b/c"})
+
+    assert feed_store.list_runs(feeder) == [run]
+    assert feed_store.get_cursor(feeder) == {"next": "a#b/c"}
+    assert feed_store.list_runs("stac-api") == []
+    assert feed_store.get_cursor("stac-api") is None
+
+
+def test_feed_store_cursor_and_runs_of_one_feeder_coexist(feed_store: FeedStore) -> None:
+    feed_store.set_cursor("stac-api", {"page": 3})
+    run = make_run("r-1")
+    feed_store.save_run(run)
+
+    assert feed_store.list_runs("stac-api") == [run]
+    feed_store.clear_cursor("stac-api")
+    assert feed_store.list_runs("stac-api") == [run]
+    assert feed_store.get_cursor("stac-api") is None
+
+
+# -- cursors --------------------------------------------------------------------------------
+
+
+def test_feed_store_cursor_set_get_overwrite_clear(feed_store: FeedStore) -> None:
+    assert feed_store.get_cursor("stac-api") is None
+
+    feed_store.set_cursor("stac-api", {"datetime": "2025-03-01T00:00:00Z", "page": 1})
+    assert feed_store.get_cursor("stac-api") == {"datetime": "2025-03-01T00:00:00Z", "page": 1}
+
+    # An overwrite replaces the whole cursor: no key of the old one survives.
+    feed_store.set_cursor("stac-api", {"token": "abc"})
+    assert feed_store.get_cursor("stac-api") == {"token": "abc"}
+
+    feed_store.clear_cursor("stac-api")
+    assert feed_store.get_cursor("stac-api") is None
+    feed_store.clear_cursor("stac-api")  # idempotent
+    feed_store.clear_cursor("never-seen")
+    assert feed_store.get_cursor("stac-api") is None
+
+
+def test_feed_store_cursor_round_trips_json_exactly(feed_store: FeedStore) -> None:
+    cursor = {
+        "since": "2025-03-31T21:36:41.123456+00:00",
+        "nested": {"list": [1, 2.5, "three", None, True, False, [], {}], "empty": ""},
+        "big": 2**60,
+        "float": 0.1,
+        "int": 1,
+        "negative": -3,
+        "unicode": "Zürich \u2013 東京 🛰",
+        "quotes": 'a "b" \\ c\n',
+    }
+    feed_store.set_cursor("stac-api", cursor)
+
+    got = feed_store.get_cursor("stac-api")
+
+    assert got == cursor
+    assert got is not None
+    # == holds for 1 == 1.0: check the types survived too.
+    assert type(got["int"]) is int
+    assert type(got["float"]) is float
+    assert list(got) == list(cursor)
+
+
+def test_feed_store_cursors_of_different_feeders_are_independent(feed_store: FeedStore) -> None:
+    feed_store.set_cursor("alpha", {"page": 1})
+    feed_store.set_cursor("beta", {"page": 2})
+
+    feed_store.set_cursor("alpha", {"page": 10})
+    feed_store.clear_cursor("beta")
+
+    assert feed_store.get_cursor("alpha") == {"page": 10}
+    assert feed_store.get_cursor("beta") is None
+
+
+def test_feed_store_large_cursor_round_trips(feed_store: FeedStore) -> None:
+    cursor = {"seen": [f"item-{i:06d}-é" for i in range(4_000)], "meta": {"pages": 40}}
+    assert len(str(cursor)) > 50_000
+
+    feed_store.set_cursor("stac-api", cursor)
+
+    assert feed_store.get_cursor("stac-api") == cursor
+
+
+def test_feed_store_rejects_a_cursor_that_is_not_json(feed_store: FeedStore) -> None:
+    feed_store.set_cursor("stac-api", {"page": 1})
+
+    with pytest.raises(ValueError, match="stac-api"):
+        feed_store.set_cursor("stac-api", {"when": object()})
+    with pytest.raises(ValueError, match="stac-api"):
+        feed_store.set_cursor("stac-api", {"ratio": float("nan")})
+
+    assert feed_store.get_cursor("stac-api") == {"page": 1}
+
+
+# -- sharing and failures -------------------------------------------------------------------
+
+
+def test_feed_store_two_stores_on_one_storage_see_each_others_writes(feed_env: FeedEnv) -> None:
+    first, second = feed_env.store, feed_env.open_another()
+
+    first.save_run(make_run("r-1", minute=1))
+    second.save_run(make_run("r-2", minute=2))
+    first.set_cursor("stac-api", {"page": 1})
+
+    assert [r.run_id for r in first.list_runs("stac-api")] == ["r-2", "r-1"]
+    assert [r.run_id for r in second.list_runs("stac-api")] == ["r-2", "r-1"]
+    assert second.get_cursor("stac-api") == {"page": 1}
+    second.clear_cursor("stac-api")
+    assert first.get_cursor("stac-api") is None
+
+
+def test_feed_store_storage_failures_raise_backend_error(feed_env: FeedEnv) -> None:
+    store = feed_env.store
+    store.save_run(make_run("r-1"))
+    feed_env.break_storage()
+
+    with pytest.raises(BackendError):
+        store.list_runs("stac-api")
+    with pytest.raises(BackendError):
+        store.save_run(make_run("r-2"))
+    with pytest.raises(BackendError):
+        store.get_cursor("stac-api")
+    with pytest.raises(BackendError):
+        store.set_cursor("stac-api", {"page": 1})
+
+
+@pytest.mark.aws
+def test_dynamodb_feed_store_create_table_is_idempotent(
+    aws_client: Callable[[str], Any],
+) -> None:
+    from cirrus_feed.backends.aws.dynamodb_feeds import DynamoDbFeedStore
+
+    client = aws_client("dynamodb")
+    table = unique("feeds-")
+    DynamoDbFeedStore.create_table(client, table)
+    store = DynamoDbFeedStore(table, client=client)
+    store.set_cursor("stac-api", {"page": 1})
+
+    DynamoDbFeedStore.create_table(client, table)  # exists: a no-op, the data stays
+
+    try:
+        assert store.get_cursor("stac-api") == {"page": 1}
+        description = client.describe_table(TableName=table)["Table"]
+    finally:
+        client.delete_table(TableName=table)
+    keys = {k["AttributeName"]: k["KeyType"] for k in description["KeySchema"]}
+    assert keys == {"pk": "HASH", "sk": "RANGE"}
+    assert description["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"

@@ -1,0 +1,245 @@
+"""Running feeders through the pipeline: checkpoints, dedupe, dry runs, limits, run records."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from importlib.metadata import EntryPoint
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from cirrus_feed.app import App, build_app
+from cirrus_feed.config import LocalSettings, Settings
+from cirrus_feed.errors import ConfigError, PluginError, SourceUnavailableError
+from cirrus_feed.feeder import (
+    Checkpoint,
+    Feeder,
+    FeederConfig,
+    FeedItem,
+    FeedRequest,
+    SourceRejection,
+)
+from cirrus_feed.feeding import FeedRunner
+from cirrus_feed.plugins import FeederRegistry
+from cirrus_feed.states import State
+from cirrus_feed.worker import LocalWorker, WorkTotals
+from cirrus_feed.workflows import TaskSpec, Workflow
+
+
+class CountingConfig(FeederConfig):
+    count: int = 10
+    per_window: int = 4
+    fail_after: int | None = None  # raise after this many items (a crash mid-run)
+    broken: list[int] = []  # item numbers yielded as rejections
+
+
+class CountingFeeder(Feeder):
+    """Items 0..count-1, a checkpoint after every ``per_window`` items; cursor = next item."""
+
+    name: ClassVar[str] = "counting"
+    description: ClassVar[str] = "test feeder"
+    Config: ClassVar[type[FeederConfig]] = CountingConfig
+
+    def feed(self, request: FeedRequest) -> Iterator[FeedItem]:
+        config = self.config
+        assert isinstance(config, CountingConfig)
+        start = int((request.cursor or {}).get("next", 0))
+        for number in range(start, config.count):
+            if config.fail_after is not None and number >= config.fail_after:
+                raise SourceUnavailableError(f"source went away at item {number}")
+            if number in config.broken:
+                yield SourceRejection({"n": number}, f"item {number}: no id")
+            else:
+                yield {
+                    "type": "FeatureCollection",
+                    "features": [{"id": f"item-{number:03d}", "collection": "c"}],
+                    "process": config.process_template(),
+                }
+            if (number + 1) % config.per_window == 0:
+                yield Checkpoint({"next": number + 1}, label=f"..{number + 1}")
+        yield Checkpoint({"next": config.count}, label="end")
+
+
+def registry() -> FeederRegistry:
+    point = EntryPoint("counting", f"{__name__}:CountingFeeder", "cirrus_feed.feeders")
+    return FeederRegistry({"counting": point})
+
+
+def make_app(root: Path, **feeder: Any) -> App:
+    settings = Settings(
+        local=LocalSettings(root=root),
+        workflows={"wf": Workflow(tasks=[TaskSpec(task="noop")])},
+        feeders={"nums": {"type": "counting", "process": {"workflow": "wf"}, **feeder}},
+    )
+    return build_app(settings, registry())
+
+
+def pid(number: int) -> str:
+    return f"c/workflow-wf/item-{number:03d}"
+
+
+def queued(app: App) -> list[str]:
+    ids = []
+    while messages := app.backends.queue.receive(10):
+        ids += [json.loads(m.body)["id"] for m in messages]
+        app.backends.queue.delete([m.receipt for m in messages])
+    return ids
+
+
+def test_feed_enqueues_every_item_and_records_the_run(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+
+    result = FeedRunner(app).run("nums", app.feeders["nums"], FeedRequest())
+
+    assert result.ok
+    assert sorted(queued(app)) == [pid(n) for n in range(10)]
+    assert app.backends.feeds is not None
+    [run] = app.backends.feeds.list_runs("nums")
+    assert run.status == "succeeded"
+    assert run.counts == {
+        "seen": 10,
+        "filtered": 0,
+        "enqueued": 10,
+        "duplicate": 0,
+        "invalid": 0,
+        "failed": 0,
+    }
+    assert run.checkpoint == "end"
+    assert app.backends.feeds.get_cursor("nums") == {"next": 10}
+
+
+def test_feed_crash_resumes_from_last_checkpoint_without_loss(tmp_path: Path) -> None:
+    """Given a source that fails mid-window, the rerun starts at the last checkpoint."""
+    app = make_app(tmp_path, count=10, per_window=4, fail_after=6)
+
+    first = FeedRunner(app).run("nums", app.feeders["nums"], FeedRequest())
+
+    assert first.run.status == "failed"
+    assert "item 6" in (first.run.error or "")
+    assert app.backends.feeds is not None
+    assert app.backends.feeds.get_cursor("nums") == {"next": 4}  # not past the failure
+    healed = make_app(tmp_path, count=10, per_window=4)
+    second = FeedRunner(healed).run("nums", healed.feeders["nums"], FeedRequest())
+    assert second.ok
+    fed = queued(healed)
+    assert sorted(set(fed)) == [pid(n) for n in range(10)]  # every item at least once
+    assert [r.status for r in healed.backends.feeds.list_runs("nums")] == [  # type: ignore[union-attr]
+        "succeeded",
+        "failed",
+    ]
+
+
+def test_feed_skips_payloads_already_succeeded_or_processing(tmp_path: Path) -> None:
+    app = make_app(tmp_path, count=6)
+    FeedRunner(app).run("nums", app.feeders["nums"], FeedRequest())
+    worker = LocalWorker(app)
+    worker.drain(WorkTotals())  # all six SUCCEEDED
+    assert app.backends.state.get(pid(0)).state is State.SUCCEEDED
+    app.backends.feeds.clear_cursor("nums")  # type: ignore[union-attr]
+
+    again = FeedRunner(app).run("nums", app.feeders["nums"], FeedRequest())
+
+    assert again.counts["duplicate"] == 6
+    assert again.counts["enqueued"] == 0
+    assert queued(app) == []
+
+
+def test_feed_replace_template_feeds_again(tmp_path: Path) -> None:
+    app = make_app(tmp_path, count=3)
+    FeedRunner(app).run("nums", app.feeders["nums"], FeedRequest())
+    LocalWorker(app).drain(WorkTotals())
+    rerun = make_app(tmp_path, count=3, process={"workflow": "wf", "replace": True})
+    rerun.backends.feeds.clear_cursor("nums")  # type: ignore[union-attr]
+
+    result = FeedRunner(rerun).run("nums", rerun.feeders["nums"], FeedRequest())
+
+    assert result.counts["enqueued"] == 3
+
+
+def test_feed_dry_run_writes_ndjson_and_sends_nothing(tmp_path: Path) -> None:
+    app = make_app(tmp_path, count=5)
+    out = io.StringIO()
+
+    result = FeedRunner(app).run("nums", app.feeders["nums"], FeedRequest(dry_run=True), output=out)
+
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [line["features"][0]["id"] for line in lines] == [f"item-{n:03d}" for n in range(5)]
+    assert result.counts["written"] == 5
+    assert queued(app) == []
+    assert app.backends.feeds.get_cursor("nums") is None  # type: ignore[union-attr]
+
+
+def test_feed_limit_caps_payloads(tmp_path: Path) -> None:
+    app = make_app(tmp_path, count=10)
+
+    result = FeedRunner(app).run("nums", app.feeders["nums"], FeedRequest(limit=3))
+
+    assert result.counts["seen"] == 3
+    assert len(queued(app)) == 3
+
+
+def test_feed_rejections_are_kept_as_invalid(tmp_path: Path) -> None:
+    app = make_app(tmp_path, count=5, broken=[2])
+
+    result = FeedRunner(app).run("nums", app.feeders["nums"], FeedRequest())
+
+    assert result.counts["invalid"] == 1
+    assert not result.ok
+    assert len(queued(app)) == 4
+    invalid = list((tmp_path / "payloads" / "cirrus" / "tmp" / "invalid").glob("*.json"))
+    [kept] = [json.loads(p.read_text()) for p in invalid]
+    assert kept["record"] == {"n": 2}
+    assert kept["error"] == "item 2: no id"
+
+
+def test_feed_max_in_flight_pauses_until_payloads_finish(tmp_path: Path) -> None:
+    app = make_app(tmp_path, count=12, max_in_flight=5)
+    waits = []
+
+    def drive(seconds: float) -> None:  # instead of sleeping, let a worker finish the work
+        depth = app.backends.queue.depth()
+        waits.append(depth.visible + depth.in_flight)
+        LocalWorker(app).drain(WorkTotals())
+
+    result = FeedRunner(app, sleep=drive).run("nums", app.feeders["nums"], FeedRequest())
+
+    assert result.counts["enqueued"] == 12
+    assert waits, "the feed never paused"
+    assert max(waits) <= 5
+
+
+def test_registry_unknown_type_suggests_a_name() -> None:
+    with pytest.raises(PluginError, match="did you mean 'counting'"):
+        registry().load("countin")
+
+
+def test_registry_broken_plugin_fails_only_when_used(tmp_path: Path) -> None:
+    points = {
+        "counting": EntryPoint("counting", f"{__name__}:CountingFeeder", "cirrus_feed.feeders"),
+        "broken": EntryPoint("broken", "no_such_module_xyz:Feeder", "cirrus_feed.feeders"),
+    }
+    reg = FeederRegistry(points)
+    assert reg.load("counting") is CountingFeeder
+    with pytest.raises(PluginError, match="broken.*failed to load"):
+        reg.load("broken")
+
+
+def test_config_typo_in_feeder_fails_at_start(tmp_path: Path) -> None:
+    settings = Settings(
+        local=LocalSettings(root=tmp_path),
+        feeders={"nums": {"type": "counting", "process": {"workflow": "wf"}, "cuont": 3}},
+    )
+    with pytest.raises(ConfigError, match=r"feeders\.nums: cuont"):
+        build_app(settings, registry())
+
+
+def test_config_process_template_without_workflow_fails_at_start(tmp_path: Path) -> None:
+    settings = Settings(
+        local=LocalSettings(root=tmp_path),
+        feeders={"nums": {"type": "counting", "process": {"replace": True}}},
+    )
+    with pytest.raises(ConfigError, match=r"feeders\.nums: process\.0.*workflow"):
+        build_app(settings, registry())
