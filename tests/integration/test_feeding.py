@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from pydantic import Field
 
 from cirrus_feed.app import App, build_app
 from cirrus_feed.config import LocalSettings, Settings
@@ -33,7 +34,7 @@ class CountingConfig(FeederConfig):
     count: int = 10
     per_window: int = 4
     fail_after: int | None = None  # raise after this many items (a crash mid-run)
-    broken: list[int] = []  # item numbers yielded as rejections
+    broken: list[int] = Field(default_factory=list)  # item numbers yielded as rejections
 
 
 class CountingFeeder(Feeder):
@@ -223,7 +224,7 @@ def test_registry_broken_plugin_fails_only_when_used(tmp_path: Path) -> None:
     }
     reg = FeederRegistry(points)
     assert reg.load("counting") is CountingFeeder
-    with pytest.raises(PluginError, match="broken.*failed to load"):
+    with pytest.raises(PluginError, match=r"broken.*failed to load"):
         reg.load("broken")
 
 
