@@ -12,7 +12,7 @@ from cirrus_feed.backends.base import Backends
 from cirrus_feed.config import Settings, describe_validation_error
 from cirrus_feed.enqueue import Enqueuer
 from cirrus_feed.errors import ConfigError, PluginError
-from cirrus_feed.feeder import Feeder
+from cirrus_feed.feeder import Feeder, FeederConfig, FeederContext
 from cirrus_feed.plugins import FeederRegistry
 from cirrus_feed.process import Processor
 from cirrus_feed.update_state import StateUpdater
@@ -34,8 +34,10 @@ class App:
 
 
 def build_app(settings: Settings, registry: FeederRegistry | None = None) -> App:
-    feeders = build_feeders(settings, registry or FeederRegistry())
+    configs = feeder_configs(settings, registry or FeederRegistry())  # fail fast on config
     backends = build_local(settings) if settings.backend == "local" else build_aws(settings)
+    context = FeederContext(state=backends.state, store=backends.store)
+    feeders = {name: cls(name, config, context) for name, (cls, config) in configs.items()}
     return App(
         settings=settings,
         backends=backends,
@@ -46,8 +48,10 @@ def build_app(settings: Settings, registry: FeederRegistry | None = None) -> App
     )
 
 
-def build_feeders(settings: Settings, registry: FeederRegistry) -> dict[str, Feeder]:
-    """Every configured feeder, its settings validated by its type's ``Config``.
+def feeder_configs(
+    settings: Settings, registry: FeederRegistry
+) -> dict[str, tuple[type[Feeder], FeederConfig]]:
+    """Every configured feeder's class and settings, validated by its type's ``Config``.
 
     Raises:
         ConfigError: naming the feeder and the field (or the unknown / broken type).
@@ -59,7 +63,7 @@ def build_feeders(settings: Settings, registry: FeederRegistry) -> dict[str, Fee
             raise ConfigError(f"{where}: needs a 'type' (one of {', '.join(registry.names())})")
         try:
             cls = registry.load(str(raw["type"]))
-            feeders[name] = cls(name, cls.Config.model_validate(raw))
+            feeders[name] = (cls, cls.Config.model_validate(raw))
         except PluginError as exc:
             raise ConfigError(f"{where}: {exc}") from exc
         except ValidationError as exc:

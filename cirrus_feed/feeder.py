@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from cirrus_feed.backends.base import PayloadStore, StateStore
 from cirrus_feed.payload import ProcessDefinition, ProcessPayload
 
 
@@ -92,6 +93,18 @@ class FeederConfig(BaseModel):
         ]
 
 
+@dataclass(frozen=True)
+class FeederContext:
+    """What a feeder may read besides its source: the state DB and the payload store.
+
+    Feeders must only *read* these (the `rerun` feeder selects payloads and fetches their
+    stored inputs); every write goes through the pipeline.
+    """
+
+    state: StateStore
+    store: PayloadStore
+
+
 class Feeder(ABC):
     """Base class of every feeder plugin (entry-point group ``cirrus_feed.feeders``)."""
 
@@ -99,9 +112,12 @@ class Feeder(ABC):
     description: ClassVar[str]
     Config: ClassVar[type[FeederConfig]] = FeederConfig
 
-    def __init__(self, instance: str, config: FeederConfig) -> None:
+    def __init__(
+        self, instance: str, config: FeederConfig, context: FeederContext | None = None
+    ) -> None:
         self.instance = instance  # the configured feeder's name (several may share a type)
         self.config = config
+        self.context = context
 
     @abstractmethod
     def feed(self, request: FeedRequest) -> Iterator[FeedItem]:
