@@ -73,6 +73,7 @@ class FeederConfig(BaseModel):
     process: list[ProcessDefinition | list[ProcessDefinition]]
     max_rate: float | None = None  # payloads per second
     max_in_flight: int | None = None  # pause while this many of ours are queued or processing
+    max_queue_depth: int | None = None  # pause while the process queue holds more than this
 
     @field_validator("process", mode="before")
     @classmethod

@@ -22,7 +22,7 @@ from cirrus_feed.backends.base import FeedRun, RunStatus
 from cirrus_feed.enqueue import Enqueueable, Unreadable
 from cirrus_feed.errors import CirrusFeedError, PayloadValidationError
 from cirrus_feed.feeder import Checkpoint, Feeder, FeedRequest, SourceRejection
-from cirrus_feed.pacing import InFlight, TokenBucket
+from cirrus_feed.pacing import InFlight, QueueDepthGate, TokenBucket
 from cirrus_feed.payload import ProcessPayload
 from cirrus_feed.reports import Outcome
 from cirrus_feed.states import State
@@ -133,6 +133,11 @@ class _Batch:
             if config.max_in_flight
             else None
         )
+        self.queue_gate = (
+            QueueDepthGate(runner.app.backends.queue, config.max_queue_depth, sleep=runner.sleep)
+            if config.max_queue_depth
+            else None
+        )
         self.flush_size = min(FLUSH_SIZE, config.max_in_flight or FLUSH_SIZE)
 
     def take(self, item: Any) -> None:
@@ -166,6 +171,8 @@ class _Batch:
         fresh = self._dedupe(items)
         if self.in_flight is not None:
             self.in_flight.wait_for_room(len(fresh), lambda: self.runner.stopping)
+        if self.queue_gate is not None:
+            self.queue_gate.wait(lambda: self.runner.stopping)
         if self.bucket is not None and fresh:
             self.bucket.acquire(len(fresh))
         report = self.runner.app.enqueuer.enqueue(fresh)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 
-from cirrus_feed.backends.base import StateStore
+from cirrus_feed.backends.base import PayloadQueue, StateStore
 from cirrus_feed.states import TERMINAL
 
 
@@ -73,5 +73,30 @@ class InFlight:
         """Block while sending ``needed`` more would exceed the cap (or until ``stop()``)."""
         while self.outstanding and len(self.outstanding) + needed > self.limit and not stop():
             if self.refresh() + needed <= self.limit:
+                return
+            self.sleep(self.poll_seconds)
+
+
+class QueueDepthGate:
+    """Holds a feed back while the process queue holds more than ``limit`` messages
+    (visible + in flight): a backfill must not push live payloads into the dead-letter
+    queue by outrunning `process` (feeders-prior-art §1.2)."""
+
+    def __init__(
+        self,
+        queue: PayloadQueue,
+        limit: int,
+        poll_seconds: float = 5.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.queue = queue
+        self.limit = limit
+        self.poll_seconds = poll_seconds
+        self.sleep = sleep
+
+    def wait(self, stop: Callable[[], bool] = lambda: False) -> None:
+        while not stop():
+            depth = self.queue.depth()
+            if depth.visible + depth.in_flight <= self.limit:
                 return
             self.sleep(self.poll_seconds)

@@ -244,3 +244,19 @@ def test_config_process_template_without_workflow_fails_at_start(tmp_path: Path)
     )
     with pytest.raises(ConfigError, match=r"feeders\.nums: process\.0.*workflow"):
         build_app(settings, registry())
+
+
+def test_feed_max_queue_depth_waits_for_the_queue_to_drain(tmp_path: Path) -> None:
+    app = make_app(tmp_path, count=250, max_queue_depth=120)
+    depths = []
+
+    def drive(seconds: float) -> None:  # instead of sleeping, let a worker drain the queue
+        depth = app.backends.queue.depth()
+        depths.append(depth.visible + depth.in_flight)
+        LocalWorker(app).drain(WorkTotals())
+
+    result = FeedRunner(app, sleep=drive).run("nums", app.feeders["nums"], FeedRequest())
+
+    assert result.counts["enqueued"] == 250
+    assert depths, "the feed never waited for the queue"
+    assert all(depth > 120 for depth in depths)  # it waited only when over the limit
