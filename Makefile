@@ -4,12 +4,12 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint venv clean
+.PHONY: demo test lint services venv clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,demo,stac-servers]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -22,7 +22,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check cirrus_feed feeders tests bench
 	$(BIN)/mypy
 
-test: lint
+# PostgreSQL + PostGIS for the pgstac test server (tests/servers/); `demo` does not need them.
+services:
+	bash .ci/install-services
+
+test: lint services
 	$(BIN)/pytest -q
 
 clean:

@@ -366,5 +366,5 @@ def demo(ctx: Context, root: Path | None) -> None:
     run_demo(ctx.settings, root or ctx.settings.local.root / "demo", echo=click.echo)
 
 
-# The feed commands live in their own module; importing it registers them on `cli`.
-from cirrus_feed import cli_feeds  # noqa: E402, F401
+# Subcommands that live in their own modules; importing them registers them on `cli`.
+from cirrus_feed import cli_feeds, cli_rerun, cli_serve  # noqa: E402, F401

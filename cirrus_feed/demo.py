@@ -1,4 +1,5 @@
-"""``cirrus-feed demo``: sample payloads end to end on the embedded default."""
+"""``cirrus-feed demo``: sample payloads, then a STAC API ingest, end to end on the
+embedded default."""
 
 from __future__ import annotations
 
@@ -10,12 +11,17 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from cirrus_feed.app import LocalPaths, build_app
+from cirrus_feed.app import App, LocalPaths, build_app
 from cirrus_feed.backends.base import StateQuery
 from cirrus_feed.config import Settings
+from cirrus_feed.demo_stac import demo_items, feeder_settings, rustac_binary, serve_catalog
+from cirrus_feed.feeder import FeedRequest
+from cirrus_feed.feeding import FeedRunner
 from cirrus_feed.states import State
 from cirrus_feed.worker import run_workers
 from cirrus_feed.workflows import TaskSpec, Workflow
+
+Echo = Callable[[str], None]
 
 DEMO_WORKFLOWS = {
     "publish-only": Workflow(tasks=[TaskSpec(task="publish")]),
@@ -47,38 +53,73 @@ def sample_payloads() -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
-def run_demo(settings: Settings, root: Path, echo: Callable[[str], None]) -> dict[str, int | str]:
-    """Enqueue the samples under a fresh ``root``, drain the pipeline, return state counts."""
+def run_demo(settings: Settings, root: Path, echo: Echo) -> dict[str, int | str]:
+    """Run both demo steps under a fresh ``root``; returns the final state counts."""
     shutil.rmtree(root, ignore_errors=True)
     demo_settings = settings.model_copy(
         update={
             "backend": "local",
             "local": settings.local.model_copy(update={"root": root}),
             "workflows": {**DEMO_WORKFLOWS, **settings.workflows},
+            "feeders": {},
         }
     )
+    echo("== 1. sample payloads: enqueue → process → workflow → update-state")
     app = build_app(demo_settings)
     try:
-        payloads = sample_payloads()
-        echo(f"enqueue: {len(payloads)} sample payloads")
-        for result in app.enqueuer.enqueue(payloads).results:
-            echo(
-                f"  {result.outcome.value:<8} {result.payload_id or '(no id)'}"
-                + (f"\n           {result.reason}" if result.reason else "")
-            )
-        totals = run_workers(app, demo_settings.process.workers, once=True, stop=threading.Event())
-        echo(f"process: {_fmt(totals.process.counts)}")
-        echo(f"update-state: {_fmt(totals.update.counts)}")
+        _samples_step(app, echo)
+    finally:
+        app.close()
+    echo("\n== 2. a STAC API ingest: stac-api feeder → the same pipeline")
+    if rustac_binary() is None:
+        echo("skipped: the STAC step needs rustac (pip install 'cirrus-feed[demo]')")
+    else:
+        _stac_step(demo_settings, root, echo)
+    app = build_app(demo_settings)
+    try:
         counts: dict[str, int | str] = {
             s.value: app.backends.state.count(StateQuery(state=s)) for s in State
         }
-        echo("state counts:")
-        for name, count in counts.items():
-            echo(f"  {name:<10} {count}")
-        echo(f"published items: {LocalPaths(root).catalog}")
-        return counts
     finally:
         app.close()
+    echo("\n== state counts")
+    for name, count in counts.items():
+        echo(f"  {name:<10} {count}")
+    echo(f"published items: {LocalPaths(root).catalog}")
+    return counts
+
+
+def _samples_step(app: App, echo: Echo) -> None:
+    payloads = sample_payloads()
+    echo(f"enqueue: {len(payloads)} sample payloads")
+    for result in app.enqueuer.enqueue(payloads).results:
+        echo(
+            f"  {result.outcome.value:<8} {result.payload_id or '(no id)'}"
+            + (f"\n           {result.reason}" if result.reason else "")
+        )
+    _drain(app, echo)
+
+
+def _stac_step(settings: Settings, root: Path, echo: Echo) -> None:
+    items = demo_items()
+    with serve_catalog(root / "stac-api", items) as url:
+        echo(f"serving {len(items)} generated items at {url} (rustac serve)")
+        stac_settings = settings.model_copy(update={"feeders": {"demo-stac": feeder_settings(url)}})
+        app = build_app(stac_settings)
+        try:
+            for attempt in ("first run", "second run (nothing new since the watermark)"):
+                result = FeedRunner(app).run("demo-stac", app.feeders["demo-stac"], FeedRequest())
+                counts = ", ".join(f"{n} {k}" for k, n in result.counts.items() if n)
+                echo(f"feed demo-stac, {attempt}: {result.run.status}: {counts or 'nothing'}")
+                _drain(app, echo)
+        finally:
+            app.close()
+
+
+def _drain(app: App, echo: Echo) -> None:
+    totals = run_workers(app, app.settings.process.workers, once=True, stop=threading.Event())
+    echo(f"process: {_fmt(totals.process.counts)}")
+    echo(f"update-state: {_fmt(totals.update.counts)}")
 
 
 def _fmt(counts: dict[str, int]) -> str:
