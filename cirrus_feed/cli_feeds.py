@@ -34,7 +34,7 @@ def _when(value: str | None, option: str) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-class _Progress:
+class Progress:
     """A one-line progress display on a terminal (stderr); silent when piped."""
 
     def __init__(self, name: str) -> None:
@@ -95,11 +95,12 @@ def feed(
     request = FeedRequest(
         since=_when(since, "--since"), until=_when(until, "--until"), limit=limit, dry_run=dry_run
     )
-    progress = _Progress(name)
+    progress = Progress(name)
     runner = FeedRunner(app, progress=progress)
 
     def stop(*_: object) -> None:
-        runner.stopping = True  # finish the current batch and checkpoint, then exit
+        # The first signal stops at the next checkpoint, a second one at once.
+        runner.stop(now=runner.stopping)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, stop)
@@ -109,7 +110,7 @@ def feed(
     run = result.run
     summary = ", ".join(f"{n} {k}" for k, n in sorted(run.counts.items())) or "nothing"
     if as_json:
-        click.echo(json.dumps(_run_json(run)))
+        click.echo(json.dumps(run_json(run)))
     else:
         click.echo(
             f"{name}: {run.status}: {summary}" + (f" ({run.error})" if run.error else ""),
@@ -119,7 +120,7 @@ def feed(
         sys.exit(1)
 
 
-def _run_json(run: FeedRun) -> dict[str, object]:
+def run_json(run: FeedRun) -> dict[str, object]:
     return {k: v for k, v in asdict(run).items() if v is not None}
 
 
@@ -170,7 +171,7 @@ def feeders_runs(ctx: Context, name: str, limit: int, as_json: bool) -> None:
         raise click.UsageError("feed runs are not recorded: set aws.feed_table")
     for run in feeds.list_runs(name, limit=limit):
         if as_json:
-            click.echo(json.dumps(_run_json(run)))
+            click.echo(json.dumps(run_json(run)))
         else:
             counts = ", ".join(f"{n} {k}" for k, n in sorted(run.counts.items())) or "-"
             click.echo(

@@ -22,11 +22,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from cirrus_feed.backends.base import PayloadStore, StateStore
+from cirrus_feed.backends.base import StatePage, StateQuery, StateRecord
 from cirrus_feed.payload import ProcessDefinition, ProcessPayload
 
 
@@ -94,16 +94,34 @@ class FeederConfig(BaseModel):
         ]
 
 
+class StateReader(Protocol):
+    """The read half of `StateStore`: all a feeder may do with the state DB."""
+
+    def get(self, payload_id: str) -> StateRecord: ...
+
+    def query(
+        self, query: StateQuery, *, limit: int = 100, next_key: str | None = None
+    ) -> StatePage: ...
+
+    def count(self, query: StateQuery, *, limit: int | None = None) -> int | str: ...
+
+
+class PayloadReader(Protocol):
+    """The read half of `PayloadStore`: all a feeder may do with stored payloads."""
+
+    def url_for(self, key: str) -> str: ...
+
+    def get_json(self, url: str) -> Any: ...
+
+
 @dataclass(frozen=True)
 class FeederContext:
-    """What a feeder may read besides its source: the state DB and the payload store.
+    """What a feeder may read besides its source: the state DB and the payload store
+    (the `rerun` feeder selects payloads and fetches their stored inputs). Writes go
+    through the pipeline only, which the read-only types make a type error."""
 
-    Feeders must only *read* these (the `rerun` feeder selects payloads and fetches their
-    stored inputs); every write goes through the pipeline.
-    """
-
-    state: StateStore
-    store: PayloadStore
+    state: StateReader
+    store: PayloadReader
 
 
 class Feeder(ABC):

@@ -63,7 +63,8 @@ class FeedRunner:
         self.now = now
         self.progress = progress
         self.sleep = sleep  # how pacing waits (tests drive the pipeline instead)
-        self.stopping = False  # set by a signal handler: finish the current batch, then stop
+        self.stopping = False  # set by `stop`: run on to the next checkpoint, then stop
+        self.aborting = False  # `stop(now=True)`: stop after the current item
 
     def run(
         self,
@@ -90,7 +91,8 @@ class FeedRunner:
         try:
             for item in feeder.feed(request):
                 batch.take(item)
-                if self.stopping:
+                # Stop at a checkpoint, so what was sent is covered and nothing is re-sent.
+                if self.stopping and (isinstance(item, Checkpoint) or self.aborting):
                     break
             batch.flush()
             status: RunStatus = "interrupted" if self.stopping else "succeeded"
@@ -104,6 +106,12 @@ class FeedRunner:
         )
         self.save_run(result)
         return result
+
+    def stop(self, *, now: bool = False) -> None:
+        """Ask a running feed to stop at its next checkpoint (``now``: at once; what was sent
+        since the last checkpoint is then sent again by the next run)."""
+        self.aborting = self.aborting or now
+        self.stopping = True
 
     def save_run(self, result: FeedResult) -> None:
         if self.app.backends.feeds is not None:

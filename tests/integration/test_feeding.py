@@ -260,3 +260,22 @@ def test_feed_max_queue_depth_waits_for_the_queue_to_drain(tmp_path: Path) -> No
     assert result.counts["enqueued"] == 250
     assert depths, "the feed never waited for the queue"
     assert all(depth > 120 for depth in depths)  # it waited only when over the limit
+
+
+def test_feed_stop_finishes_the_current_window(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stop asked mid-window runs on to that window's checkpoint, so nothing is re-sent."""
+    monkeypatch.setattr("cirrus_feed.feeding.FLUSH_SIZE", 1)  # progress after every item
+    app = make_app(tmp_path, count=12, per_window=4)
+    runner = FeedRunner(app, progress=lambda counts: runner.stop())
+    feeder = app.feeders["nums"]
+
+    result = runner.run("nums", feeder, FeedRequest())
+
+    assert result.run.status == "interrupted"
+    assert result.counts["enqueued"] == 4  # the whole first window, not just one item
+    assert app.backends.feeds.get_cursor("nums") == {"next": 4}  # type: ignore[union-attr]
+    rest = FeedRunner(app).run("nums", feeder, FeedRequest())
+    assert rest.counts["enqueued"] == 8
+    assert sorted(queued(app)) == [pid(n) for n in range(12)]  # each exactly once
