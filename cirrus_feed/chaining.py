@@ -37,7 +37,13 @@ def next_payloads(output: Mapping[str, Any]) -> list[ChainedPayload]:
     if len(process) <= 1:
         return []
     hop = process[1]
-    branches = [hop] if isinstance(hop, dict) else list(hop)
+    if not isinstance(hop, dict | list):
+        raise PayloadValidationError(
+            "the next hop must be a process definition or a list of them (a fork)",
+            payload_id=output.get("id"),
+            field="process[1]",
+        )
+    branches = [hop] if isinstance(hop, dict) else hop
     children = []
     for index, branch in enumerate(branches):
         if not isinstance(branch, dict):

@@ -206,18 +206,19 @@ class Processor:
         assert arn is not None, "a CLAIMED record always has an execution"
         name = arn.rsplit(":", 1)[-1]
         input_url: str | None = None
+        resumed = False
         try:
             input_url = self.b.store.put_json(layout.input_key(payload.id, name), payload.to_dict())
             self.b.runner.start(payload.workflow, name, self._execution_input(payload))
         except ExecutionAlreadyExistsError:
-            pass  # idempotent restart of the same execution
+            resumed = True  # idempotent restart: someone started this very execution before
         except WorkflowNotFoundError as exc:
             return self._fail(intake, claimed, arn, str(exc), input_url, announcer)
         except BackendError as exc:
             return self._fail(
                 intake, claimed, arn, f"failed starting workflow ({exc})", input_url, announcer
             )
-        return self._set_processing(intake, claimed, arn, input_url, announcer)
+        return self._set_processing(intake, claimed, arn, input_url, announcer, resumed=resumed)
 
     def _execution_input(self, payload: ProcessPayload) -> dict[str, Any]:
         data = payload.to_dict()
@@ -232,15 +233,21 @@ class Processor:
         arn: str,
         input_url: str | None,
         announcer: Announcer,
+        *,
+        resumed: bool,
     ) -> RecordResult:
         try:
             self.b.state.set_processing(claimed)
         except ClaimConflictError as exc:
             current = exc.current
             if current is not None and current.latest_execution == arn:
-                if current.state is not State.PROCESSING:
+                if current.state is not State.PROCESSING and not resumed:
                     # Our execution already finished and update-state got there first.
                     return self._result(intake, Outcome.STARTED, f"already {current.state.value}")
+                if current.state is not State.PROCESSING:
+                    # Another worker started (and finished) this execution: not our start.
+                    announcer.already(current)
+                    return self._result(intake, Outcome.SKIPPED, "run by another worker")
                 announcer.already(current)
                 return self._result(intake, Outcome.SKIPPED, "started by another worker")
             if current is not None:

@@ -565,3 +565,37 @@ def test_state_store_count(state_store: StateStore, advance_clock: Advance) -> N
         "all collections over limit": "29+",
         "unknown": 0,
     }
+
+
+# -- claim of an execution already in the history ---------------------------------------------
+
+
+@pytest.mark.parametrize("terminal", sorted(TERMINAL))
+def test_state_store_claim_of_execution_in_history_conflicts(
+    state_store: StateStore, terminal: State
+) -> None:
+    # The caller derived its execution name from a stale history: another worker already
+    # ran that attempt, so appending it again would make two runs share one execution.
+    error = "KeyError: boom" if terminal in (State.FAILED, State.INVALID) else None
+    before = run_to(state_store, pid(1), arn(1), terminal, error)
+
+    with pytest.raises(ClaimConflictError) as info:
+        state_store.claim(pid(1), arn(1))
+
+    assert info.value.current == before
+    assert state_store.get(pid(1)) == before
+
+
+def test_state_store_claim_of_older_execution_in_history_conflicts(
+    state_store: StateStore,
+) -> None:
+    run_to(state_store, pid(1), arn(1), State.FAILED, "KeyError: first")
+    before = run_to(state_store, pid(1), arn(2), State.FAILED, "KeyError: second")
+    assert before.executions == (arn(1), arn(2))
+
+    with pytest.raises(ClaimConflictError) as info:
+        state_store.claim(pid(1), arn(1))
+
+    assert info.value.current == before
+    assert state_store.get(pid(1)) == before
+    assert state_store.claim(pid(1), arn(3)).executions == (arn(1), arn(2), arn(3))

@@ -37,7 +37,7 @@ WORKFLOWS = {
 PASS = {"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}
 FAIL = {
     "StartAt": "Boom",
-    "States": {"Boom": {"Type": "Fail", "Error": "States.TaskFailed", "Cause": "boom"}},
+    "States": {"Boom": {"Type": "Fail", "Error": "TaskFailed", "Cause": "boom"}},
 }
 MACHINES = {"test-workflow1": PASS, "publish-only": PASS, "wf-fail": FAIL}
 

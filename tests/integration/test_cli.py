@@ -235,7 +235,14 @@ def test_cli_enqueue_then_process_succeeds_and_publishes(config: Path, tmp_path:
     counts = invoke(config, "state", "counts", "--json")
 
     assert enqueued.exit_code == 0, enqueued.output
-    assert enqueued.stdout.split() == ["queued", payload_id("x0", "publish-only"), "queued", payload_id("x1", "publish-only"), "queued", payload_id("x2", "publish-only")]
+    assert enqueued.stdout.split() == [
+        "queued",
+        payload_id("x0", "publish-only"),
+        "queued",
+        payload_id("x1", "publish-only"),
+        "queued",
+        payload_id("x2", "publish-only"),
+    ]
     assert processed.exit_code == 0, processed.output
     assert json.loads(processed.stdout) == {
         "process": {"started": 3},
@@ -556,34 +563,92 @@ def test_cli_update_state_unknown_execution_is_stale(config: Path, tmp_path: Pat
 # -- demo -----------------------------------------------------------------------------------
 
 
-def test_cli_demo_runs_the_samples_end_to_end(config: Path, tmp_path: Path) -> None:
+def demo_sections(stdout: str) -> dict[str, list[str]]:
+    """The demo's output by ``== `` section header (lines before the first: key "")."""
+    sections: dict[str, list[str]] = {"": []}
+    current = ""
+    for line in stdout.splitlines():
+        if line.startswith("== "):
+            current = line
+            sections[current] = []
+        elif line:
+            sections[current].append(line)
+    return sections
+
+
+def final_counts(stdout: str) -> dict[str, int]:
+    [table] = [lines for header, lines in demo_sections(stdout).items() if "state counts" in header]
+    return {
+        name: int(count)
+        for name, count in (line.split() for line in table if not line.startswith("published"))
+    }
+
+
+SAMPLES_STEP = [
+    "enqueue: 7 sample payloads",
+    "process: 7 started",  # 6 queued + 1 chained from cog-archive to publish-only
+    "update-state: 7 updated",
+]
+
+
+@pytest.fixture
+def without_rustac(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As if the optional ``demo`` extra were not installed: the STAC step is skipped."""
+    monkeypatch.setattr("cirrus_feed.demo.rustac_binary", lambda: None)
+
+
+@pytest.mark.usefixtures("without_rustac")
+def test_cli_demo_samples_end_to_end(config: Path, tmp_path: Path) -> None:
     result = invoke(config, "demo", "--root", str(tmp_path / "demo"))
 
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0] == "enqueue: 7 sample payloads"
-    assert "process: 7 started" in lines  # 6 queued + 1 chained from cog-archive
-    assert "update-state: 7 updated" in lines
-    counts = lines[lines.index("state counts:") + 1 :]
-    table = dict(line.split() for line in counts if not line.startswith("published"))
-    assert table == {
-        "PROCESSING": "0",
-        "SUCCEEDED": "5",
-        "FAILED": "1",
-        "INVALID": "1",
-        "ABORTED": "0",
-        "CLAIMED": "0",
+    step = [line for line in lines if not line.startswith(" ")]
+    assert all(line in step for line in SAMPLES_STEP), result.stdout
+    assert any(line.startswith("skipped: the STAC step needs rustac") for line in lines)
+    assert final_counts(result.stdout) == {
+        "PROCESSING": 0,
+        "SUCCEEDED": 5,
+        "FAILED": 1,
+        "INVALID": 1,
+        "ABORTED": 0,
+        "CLAIMED": 0,
     }
     assert lines[-1] == f"published items: {tmp_path / 'demo' / 'catalog'}"
-    assert any((tmp_path / "demo" / "catalog").rglob("*.json"))
+    published = sorted(p.name for p in (tmp_path / "demo" / "catalog").rglob("*.json"))
+    # The three publish-only payloads, and of the two cog-archive items only the one that
+    # passes the chain filter (eo:cloud_cover < 10) to publish-only.
+    assert published == [f"S2B_33UUP_202611{day}_0_L2A.json" for day in (21, 22, 23, 24)]
 
 
+@pytest.mark.usefixtures("without_rustac")
 def test_cli_demo_starts_afresh_each_time(config: Path, tmp_path: Path) -> None:
     invoke(config, "demo", "--root", str(tmp_path / "demo"))
 
     result = invoke(config, "demo", "--root", str(tmp_path / "demo"))
 
     assert "process: 7 started" in result.stdout.splitlines()
+    assert final_counts(result.stdout)["SUCCEEDED"] == 5
+
+
+def test_cli_demo_with_the_stac_step(config: Path, tmp_path: Path) -> None:
+    from cirrus_feed.demo_stac import rustac_binary
+
+    if rustac_binary() is None:
+        pytest.skip("rustac is not installed (the demo extra)")
+
+    result = invoke(config, "demo", "--root", str(tmp_path / "demo"))
+
+    assert result.exit_code == 0, result.output
+    counts = final_counts(result.stdout)
+    assert counts["SUCCEEDED"] > 5  # the samples' five and the STAC items
+    assert {k: v for k, v in counts.items() if k != "SUCCEEDED"} == {
+        "PROCESSING": 0,
+        "FAILED": 1,
+        "INVALID": 1,
+        "ABORTED": 0,
+        "CLAIMED": 0,
+    }
 
 
 # -- exit codes and streams (the console script) --------------------------------------------

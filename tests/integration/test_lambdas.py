@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from pathlib import Path
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,37 +19,60 @@ from .conftest import REGION, AwsHarness, make_payload, payload_id
 pytestmark = pytest.mark.aws
 
 
-@pytest.fixture
-def aws(
-    make_aws_client: Callable[[str], Any],
-    aws_endpoint: str,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-) -> Iterator[AwsHarness]:
-    """A Cirrus deployment on moto, and the handlers' environment pointing at it."""
-    harness = AwsHarness(make_aws_client, aws_endpoint)
+@pytest.fixture(scope="module")
+def aws(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AwsHarness]:
+    """A Cirrus deployment on moto, and the handlers' environment pointing at it.
+
+    Shared by the module (each test uses its own payload ids): building the deployment and
+    the handlers' clients is most of the cost of these tests.
+    """
+    import boto3
+
+    session = boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
+    )
+
+    def client(service: str) -> Any:
+        return session.client(service, endpoint_url=moto_server)  # type: ignore[call-overload]
+
+    harness = AwsHarness(client, moto_server)
     settings = harness.app.settings.aws
-    monkeypatch.chdir(tmp_path)  # no config/local.yaml: the environment is everything
-    monkeypatch.delenv("CIRRUS_FEED_CONFIG", raising=False)
-    for name, value in {
-        "CIRRUS_FEED_BACKEND": "aws",
-        "CIRRUS_FEED_AWS_ENDPOINT_URL": aws_endpoint,
-        "AWS_REGION": REGION,
-        "CIRRUS_STATE_DB": settings.state_db,
-        "CIRRUS_PAYLOAD_BUCKET": settings.payload_bucket,
-        "CIRRUS_BASE_WORKFLOW_ARN": settings.base_workflow_arn,
-        "CIRRUS_PROCESS_QUEUE_URL": settings.process_queue_url,
-        "CIRRUS_PUBLISH_TOPIC_ARN": settings.publish_topic_arn,
-        "CIRRUS_WORKFLOW_EVENT_TOPIC_ARN": settings.workflow_event_topic_arn,
-    }.items():
-        assert value is not None
-        monkeypatch.setenv(name, value)
-    lambdas._app.cache_clear()
-    yield harness
-    if lambdas._app.cache_info().currsize:
-        lambdas._app().close()
-    lambdas._app.cache_clear()
-    harness.app.close()
+    with pytest.MonkeyPatch.context() as env:
+        env.chdir(tmp_path_factory.mktemp("lambda"))  # no config/local.yaml: env is everything
+        env.delenv("CIRRUS_FEED_CONFIG", raising=False)
+        for name, value in {
+            "CIRRUS_FEED_BACKEND": "aws",
+            "CIRRUS_FEED_AWS_ENDPOINT_URL": moto_server,
+            "AWS_REGION": REGION,
+            "CIRRUS_STATE_DB": settings.state_db,
+            "CIRRUS_PAYLOAD_BUCKET": settings.payload_bucket,
+            "CIRRUS_BASE_WORKFLOW_ARN": settings.base_workflow_arn,
+            "CIRRUS_PROCESS_QUEUE_URL": settings.process_queue_url,
+            "CIRRUS_PUBLISH_TOPIC_ARN": settings.publish_topic_arn,
+            "CIRRUS_WORKFLOW_EVENT_TOPIC_ARN": settings.workflow_event_topic_arn,
+        }.items():
+            assert value is not None
+            env.setenv(name, value)
+        lambdas._app.cache_clear()
+        try:
+            yield harness
+        finally:
+            if lambdas._app.cache_info().currsize:
+                lambdas._app().close()
+            lambdas._app.cache_clear()
+            harness.app.close()
+
+
+def ending(h: AwsHarness, pid: str) -> ExecutionOutcome:
+    """How the latest execution of ``pid`` ended on moto (waits for it)."""
+    record = h.record(pid)
+    assert record is not None
+    assert record.latest_execution is not None
+    deadline = time.monotonic() + 15
+    while (outcome := h.b.runner.describe(record.latest_execution)) is None:
+        assert time.monotonic() < deadline, f"the execution of {pid} did not finish"
+        time.sleep(0.05)
+    return outcome
 
 
 def sqs_event(*records: tuple[str, Any]) -> dict[str, Any]:
@@ -108,13 +131,15 @@ def test_lambdas_process_handler_returns_exactly_the_failed_record(aws: AwsHarne
         ("unknown", make_payload("u1", "no-such-workflow")),
     )
 
+    before = aws.executions("test-workflow1")
+
     response = lambdas.process_handler(event, None)
 
     assert response["batchItemFailures"] == [{"itemIdentifier": "unknown"}]
     assert response["counts"] == {"started": 1, "invalid": 1, "failed": 1}
     assert state_of(aws, payload_id("g1")) is State.PROCESSING
     assert state_of(aws, payload_id("u1", "no-such-workflow")) is State.FAILED
-    assert aws.executions("test-workflow1") == 1
+    assert aws.executions("test-workflow1") == before + 1
 
 
 def test_lambdas_process_handler_direct_invocation_returns_counts(aws: AwsHarness) -> None:
@@ -136,7 +161,7 @@ def test_lambdas_process_handler_direct_invocation_with_failed_record_raises(
 
 def test_lambdas_update_state_handler_direct_eventbridge_event(aws: AwsHarness) -> None:
     lambdas.process_handler(sqs_event(("m1", make_payload("s1"))), None)
-    [outcome] = aws.outcomes()  # the execution really ran on moto
+    outcome = ending(aws, payload_id("s1"))  # the execution really ran on moto
     assert outcome.status == "SUCCEEDED"
 
     response = lambdas.update_state_handler(status_change(outcome), None)
@@ -145,11 +170,14 @@ def test_lambdas_update_state_handler_direct_eventbridge_event(aws: AwsHarness) 
     assert state_of(aws, payload_id("s1")) is State.SUCCEEDED
 
 
+PAIR = [("s2", "test-workflow1"), ("f2", "wf-fail")]
+
+
 def test_lambdas_update_state_handler_through_sqs(aws: AwsHarness) -> None:
     lambdas.process_handler(
-        sqs_event(("m1", make_payload("s2")), ("m2", make_payload("f2", "wf-fail"))), None
+        sqs_event(("m1", make_payload(*PAIR[0])), ("m2", make_payload(*PAIR[1]))), None
     )
-    outcomes = {o.status: o for o in aws.outcomes()}
+    outcomes = {o.status: o for o in (ending(aws, payload_id(*p)) for p in PAIR)}
     assert set(outcomes) == {"SUCCEEDED", "FAILED"}
     event = sqs_event(
         ("e-ok", status_change(outcomes["SUCCEEDED"])),
@@ -171,7 +199,7 @@ def test_lambdas_update_state_handler_through_sqs(aws: AwsHarness) -> None:
 
 def test_lambdas_update_state_handler_repeated_event_changes_nothing(aws: AwsHarness) -> None:
     lambdas.process_handler(sqs_event(("m1", make_payload("s3"))), None)
-    [outcome] = aws.outcomes()
+    outcome = ending(aws, payload_id("s3"))
     lambdas.update_state_handler(status_change(outcome), None)
     before = aws.record(payload_id("s3"))
 

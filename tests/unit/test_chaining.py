@@ -149,11 +149,6 @@ def test_next_payloads_non_object_branch_is_rejected(branch: Any) -> None:
     assert info.value.field == "process[1][1]"
 
 
-@pytest.mark.xfail(
-    raises=TypeError,
-    strict=True,
-    reason="bug in chaining.py: a next hop that is neither an object nor a list raises TypeError",
-)
 @pytest.mark.parametrize("hop", [3, None])
 def test_next_payloads_scalar_next_hop_is_rejected(hop: Any) -> None:
     with pytest.raises(PayloadValidationError, match=r"process\[1\]"):

@@ -212,7 +212,7 @@ def test_load_settings_workflow_with_unimportable_task_names_it(tmp_path: Path) 
 def test_load_settings_missing_file_names_it(tmp_path: Path) -> None:
     path = tmp_path / "absent.yaml"
 
-    with pytest.raises(ConfigError, match="absent.yaml"):
+    with pytest.raises(ConfigError, match=r"absent\.yaml"):
         load_settings(path, env={})
 
 

@@ -1,0 +1,258 @@
+"""Local workers (`cirrus_feed.worker`): concurrent workers start each execution once, and an
+abandoned execution is run again when its lease runs out."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cirrus_feed.app import App, LocalPaths, build_app
+from cirrus_feed.backends.base import StateQuery, StateRecord
+from cirrus_feed.backends.local.inline_runner import InlineWorkflowRunner
+from cirrus_feed.config import LocalSettings, ProcessSettings, Settings, load_settings
+from cirrus_feed.events import normalize
+from cirrus_feed.executions import execution_arn, execution_name
+from cirrus_feed.reports import Outcome, StageReport
+from cirrus_feed.states import State
+from cirrus_feed.worker import LocalWorker, WorkTotals, as_sqs_event, run_workers
+
+from .conftest import WORKFLOWS, LocalHarness, make_payload, outcomes_of, payload_id
+
+COPIES = 4  # each payload is enqueued this many times, in separate calls
+
+
+def local_app(root: Path, lease_seconds: int = 300) -> App:
+    return build_app(
+        Settings(
+            local=LocalSettings(root=root, lease_seconds=lease_seconds),
+            process=ProcessSettings(wait_seconds=0),
+            workflows=WORKFLOWS,
+        )
+    )
+
+
+def enqueue_copies(app: App, n: int) -> list[str]:
+    """Enqueue ``n`` distinct payloads ``COPIES`` times each; returns their ids."""
+    payloads = [make_payload(f"item-{i:04d}") for i in range(n)]
+    for _ in range(COPIES):  # separate calls: in-call dedupe must not hide the copies
+        assert app.enqueuer.enqueue(payloads).counts == {"queued": n}
+    return [payload_id(f"item-{i:04d}") for i in range(n)]
+
+
+def execution_rows(root: Path) -> list[tuple[str, str, int]]:
+    """(arn, status, attempts) of every execution the inline runner knows."""
+    with sqlite3.connect(LocalPaths(root).executions) as db:
+        return [
+            (str(arn), str(status), int(attempts))
+            for arn, status, attempts in db.execute(
+                "SELECT arn, status, attempts FROM executions"
+            ).fetchall()
+        ]
+
+
+def assert_each_ran_once(app: App, root: Path, ids: list[str]) -> None:
+    """Every payload SUCCEEDED with one execution in the state DB, that execution is the
+    only one the runner ran for it, and the queue is empty."""
+    rows = execution_rows(root)
+    assert len(rows) == len(ids)
+    assert {status for _, status, _ in rows} == {"SUCCEEDED"}
+    records = app.backends.state.get_many(ids)
+    assert set(records) == set(ids)
+    assert Counter(r.state for r in records.values()) == {State.SUCCEEDED: len(ids)}
+    assert all(len(r.executions) == 1 for r in records.values())
+    assert {r.executions[0] for r in records.values()} == {arn for arn, _, _ in rows}
+    depth = app.backends.queue.depth()
+    assert (depth.visible, depth.in_flight, depth.dead) == (0, 0, 0)
+
+
+def assert_started_once_each(report: StageReport, ids: list[str]) -> None:
+    """Every copy of every payload has one outcome, and each payload was started once
+    (the executions table, checked by `assert_each_ran_once`, agrees)."""
+    counts = report.counts
+    assert set(counts) <= {"started", "skipped", "duplicate"}
+    assert sum(counts.values()) == COPIES * len(ids)
+    assert Counter(r.payload_id for r in report.results) == dict.fromkeys(ids, COPIES)
+    started = [r.payload_id for r in report.results if r.outcome is Outcome.STARTED]
+    assert sorted(started) == sorted(ids)
+
+
+def test_run_workers_four_threads_start_each_payload_once(tmp_path: Path) -> None:
+    # Given 1,000 payloads each on the queue four times.
+    app = local_app(tmp_path)
+    try:
+        ids = enqueue_copies(app, 1000)
+
+        # When four worker threads drain the queue.
+        totals = run_workers(app, 4, once=True, stop=threading.Event())
+
+        # Then exactly 1,000 executions ran, one per payload, and the copies were skipped.
+        assert_each_ran_once(app, tmp_path, ids)
+        assert_started_once_each(totals.process, ids)
+        assert totals.update.counts == {"updated": 1000}
+    finally:
+        app.close()
+
+
+def drain_in_process(config: Path) -> dict[str, Any]:
+    """A spawned worker process: its own app from the shared config, drained once."""
+    app = build_app(load_settings(config, env={}))
+    try:
+        totals = WorkTotals()
+        LocalWorker(app).drain(totals)
+        return {"process": totals.process, "update": totals.update.counts}
+    finally:
+        app.close()
+
+
+def test_local_worker_four_processes_start_each_payload_once(tmp_path: Path) -> None:
+    # Given 200 payloads each on the queue four times, and a config naming their folder.
+    root = tmp_path / "root"
+    config = tmp_path / "cirrus-feed.yaml"
+    config.write_text(
+        f"local:\n  root: {root}\nprocess:\n  wait_seconds: 0\n"
+        "workflows:\n  test-workflow1:\n    tasks:\n      - task: noop\n"
+    )
+    app = build_app(load_settings(config, env={}))
+    try:
+        ids = enqueue_copies(app, 200)
+
+        # When four OS processes, each with its own app, drain the queue at once.
+        with multiprocessing.get_context("spawn").Pool(4) as pool:
+            results = pool.map(drain_in_process, [config] * 4)
+
+        # Then exactly 200 executions ran.
+        assert_each_ran_once(app, root, ids)
+        process = StageReport()
+        for result in results:
+            process.extend(result["process"])
+        assert_started_once_each(process, ids)
+        assert sum((Counter(r["update"]) for r in results), Counter()) == {"updated": 200}
+    finally:
+        app.close()
+
+
+def test_local_worker_reruns_an_abandoned_execution_after_its_lease(tmp_path: Path) -> None:
+    # Given two payloads whose executions were leased by workers that then died: one before
+    # anything was recorded, one after update-state but before the execution was completed.
+    app = local_app(tmp_path, lease_seconds=1)
+    try:
+        runner = app.backends.runner
+        assert isinstance(runner, InlineWorkflowRunner)
+        app.enqueuer.enqueue([make_payload("crash-1"), make_payload("crash-2")])
+        messages = app.backends.queue.receive(10)
+        assert app.processor.process(normalize(as_sqs_event(messages))).counts == {"started": 2}
+        app.backends.queue.delete([m.receipt for m in messages])
+        leased = {p.input["features"][0]["id"]: p for p in runner.claim_pending(10)}
+        assert set(leased) == {"crash-1", "crash-2"}
+        half_done = runner.execute(leased["crash-2"])
+        assert app.updater.update([half_done]).counts == {"updated": 1}
+        worker = LocalWorker(app)
+
+        # When a worker drains while the leases hold, and again once they ran out.
+        during = WorkTotals()
+        worker.drain(during)
+        time.sleep(1.1)
+        after = WorkTotals()
+        worker.drain(after)
+
+        # Then nothing ran during the lease; afterwards both ran again and ended once.
+        assert during.process.results == []
+        assert during.update.results == []
+        assert Counter(r.outcome.value for r in after.update.results) == {
+            "updated": 1,  # crash-1: its outcome is recorded now
+            "duplicate": 1,  # crash-2: the state DB already had it
+        }
+        rows = execution_rows(tmp_path)
+        assert sorted((status, attempts) for _, status, attempts in rows) == [
+            ("SUCCEEDED", 2),
+            ("SUCCEEDED", 2),
+        ]
+        ids = [payload_id("crash-1"), payload_id("crash-2")]
+        assert_each_ran_once(app, tmp_path, ids)
+        assert runner.claim_pending(10) == []  # completed: never run a third time
+    finally:
+        app.close()
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_run_workers_once_on_an_empty_queue_returns_nothing(tmp_path: Path, workers: int) -> None:
+    app = local_app(tmp_path)
+    try:
+        totals = run_workers(app, workers, once=True, stop=threading.Event())
+
+        assert totals.process.results == []
+        assert totals.update.results == []
+    finally:
+        app.close()
+
+
+def test_run_workers_until_stop_is_set(tmp_path: Path) -> None:
+    app = local_app(tmp_path)
+    try:
+        ids = enqueue_copies(app, 5)
+        stop = threading.Event()
+        result: list[WorkTotals] = []
+        thread = threading.Thread(
+            target=lambda: result.append(run_workers(app, 2, once=False, stop=stop))
+        )
+        thread.start()
+        deadline = time.monotonic() + 10
+        while app.backends.state.count(StateQuery(state=State.SUCCEEDED)) != 5:
+            assert time.monotonic() < deadline, "workers did not finish the payloads"
+            time.sleep(0.02)
+
+        stop.set()
+        thread.join(timeout=10)
+
+        assert not thread.is_alive()
+        [totals] = result
+        assert_started_once_each(totals.process, ids)
+        assert_each_ran_once(app, tmp_path, ids)
+    finally:
+        app.close()
+
+
+class StaleReads:
+    """A state store whose batch read returns given snapshots: the view a worker had when
+    another worker overtook it (everything else goes to the real store)."""
+
+    def __init__(self, store: Any, snapshots: dict[str, StateRecord]) -> None:
+        self._store = store
+        self._snapshots = snapshots
+
+    def get_many(self, payload_ids: Any) -> dict[str, StateRecord]:
+        return {i: self._snapshots[i] for i in payload_ids if i in self._snapshots}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+def test_process_resuming_a_claim_finished_by_another_worker_is_not_a_start(
+    tmp_path: Path,
+) -> None:
+    # Given worker A claimed the payload, started its execution and it SUCCEEDED, while
+    # worker B read the record (CLAIMED) in its batch read before A went on.
+    h = LocalHarness(tmp_path)
+    try:
+        pid = payload_id()
+        name = execution_name(pid, (), h.b.runner.region)
+        claimed = h.b.state.claim(pid, execution_arn(h.b.runner.base_arn, "test-workflow1", name))
+        assert outcomes_of(h.process(make_payload())) == ["started"]  # A resumes its claim
+        h.finish_all()
+        h.use_state(StaleReads(h.b.state, {pid: claimed}))
+
+        # When B handles its copy of the message.
+        report = h.process(make_payload())
+
+        # Then B started nothing (the runner said the execution exists) and says so.
+        assert h.executions("test-workflow1") == 1
+        assert outcomes_of(report) == ["skipped"]
+    finally:
+        h.app.close()
