@@ -255,7 +255,7 @@ def test_update_state_real_executions_end_to_end(harness: Harness) -> None:
     assert ok.state is State.SUCCEEDED
     assert ko is not None
     assert ko.state is State.FAILED
-    assert ko.last_error
+    assert ko.last_error == "TaskFailed: boom"  # the same text from SFN and the inline runner
     name = name_from_arn(ok.executions[-1])
     assert harness.b.store.get_json(
         harness.b.store.url_for(layout.output_key(payload_id("ok"), name))
