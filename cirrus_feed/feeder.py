@@ -19,7 +19,7 @@ Invariants a feeder must keep:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Protocol
@@ -43,21 +43,44 @@ class FeedRequest:
 
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
-    """A position in the source, safe to resume from once everything before it is queued."""
+    """A position in the source, safe to resume from once everything before it is queued.
 
-    cursor: Mapping[str, Any]
+    ``cursor`` (if any) is persisted as the feeder's resume point. ``commit`` (if any) is
+    called once everything yielded since the previous checkpoint was handled, with the tags
+    (see `Tagged`) whose records failed: a message-driven feeder deletes (acks) the other
+    messages there and leaves the failed ones for the queue's redrive policy. A cursor is
+    not saved while anything before it failed; ``commit`` is always called.
+    """
+
+    cursor: Mapping[str, Any] | None = None
     label: str = ""  # e.g. the window that just completed, for run records and logs
+    commit: Callable[[frozenset[str]], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class SourceRejection:
-    """A source record that cannot become a payload; recorded as invalid with its reason."""
+    """A source record that cannot become a payload; recorded as invalid with its reason.
+
+    ``retry``: also count its ``tag`` as failed, so the source message is not acked and ends
+    in the dead-letter queue (for records that might succeed later, or must be seen there).
+    """
 
     raw: Any
     reason: str
+    tag: str | None = None
+    retry: bool = False
 
 
-FeedItem = ProcessPayload | Mapping[str, Any] | Checkpoint | SourceRejection
+@dataclass(frozen=True, slots=True)
+class Tagged:
+    """A payload with the source record it came from (e.g. an SQS message id), so the
+    runner can tell a `Checkpoint.commit` which source records failed."""
+
+    payload: ProcessPayload | Mapping[str, Any]
+    tag: str
+
+
+FeedItem = ProcessPayload | Mapping[str, Any] | Tagged | Checkpoint | SourceRejection
 
 
 class FeederConfig(BaseModel):

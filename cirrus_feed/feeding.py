@@ -21,7 +21,7 @@ from cirrus_feed.app import App
 from cirrus_feed.backends.base import FeedRun, RunStatus
 from cirrus_feed.enqueue import Enqueueable, Unreadable
 from cirrus_feed.errors import CirrusFeedError, PayloadValidationError
-from cirrus_feed.feeder import Checkpoint, Feeder, FeedRequest, SourceRejection
+from cirrus_feed.feeder import Checkpoint, Feeder, FeedRequest, SourceRejection, Tagged
 from cirrus_feed.pacing import InFlight, QueueDepthGate, TokenBucket
 from cirrus_feed.payload import ProcessPayload
 from cirrus_feed.reports import Outcome
@@ -118,6 +118,9 @@ class FeedRunner:
             self.app.backends.feeds.save_run(result.run)
 
 
+_Pending = tuple[str | None, Enqueueable]  # (source tag, payload or unreadable record)
+
+
 class _Batch:
     """The payloads between two flushes of one run, and the checkpoint they lead up to."""
 
@@ -132,7 +135,8 @@ class _Batch:
     ) -> None:
         self.runner, self.name, self.result = runner, name, result
         self.request, self.output = request, output
-        self.items: list[Enqueueable] = []
+        self.items: list[_Pending] = []
+        self.failed_tags: set[str] = set()  # source records that failed since the checkpoint
         self.cursor_blocked = False  # a failed send: never move the cursor past it
         config = feeder.config
         self.bucket = TokenBucket(config.max_rate, sleep=runner.sleep) if config.max_rate else None
@@ -154,12 +158,17 @@ class _Batch:
             self._checkpoint(item)
             return
         if isinstance(item, SourceRejection):
-            self.items.append(Unreadable(item.raw, item.reason))
+            self.items.append((item.tag, Unreadable(item.raw, item.reason)))
+            if item.retry and item.tag is not None:
+                self.failed_tags.add(item.tag)
         else:
             if self.request.limit is not None and self.result.counts["seen"] >= self.request.limit:
                 return
             self.result.counts["seen"] += 1
-            self.items.append(item)
+            if isinstance(item, Tagged):
+                self.items.append((item.tag, item.payload))
+            else:
+                self.items.append((None, item))
         if len(self.items) >= self.flush_size:
             self.flush()
 
@@ -174,7 +183,7 @@ class _Batch:
         if not items:
             return
         if self.request.dry_run:
-            self._write(items)
+            self._write(item for _, item in items)
             return
         fresh = self._dedupe(items)
         if self.in_flight is not None:
@@ -183,7 +192,7 @@ class _Batch:
             self.queue_gate.wait(lambda: self.runner.stopping)
         if self.bucket is not None and fresh:
             self.bucket.acquire(len(fresh))
-        report = self.runner.app.enqueuer.enqueue(fresh)
+        report = self.runner.app.enqueuer.enqueue(item for _, item in fresh)
         queued = [
             r.payload_id for r in report.results if r.outcome is Outcome.QUEUED and r.payload_id
         ]
@@ -193,31 +202,35 @@ class _Batch:
         counts["enqueued"] += len(queued)
         for outcome in (Outcome.DUPLICATE, Outcome.INVALID, Outcome.FAILED):
             counts[outcome.value] += sum(r.outcome is outcome for r in report.results)
+        for result in report.results:
+            tag = fresh[result.index][0]
+            if result.outcome is Outcome.FAILED and tag is not None:
+                self.failed_tags.add(tag)
         if counts["failed"]:
             self.cursor_blocked = True
         if self.runner.progress is not None:
             self.runner.progress(dict(counts))
 
-    def _dedupe(self, items: list[Enqueueable]) -> list[Enqueueable]:
+    def _dedupe(self, items: list[_Pending]) -> list[_Pending]:
         """Drop payloads already SUCCEEDED or PROCESSING (unless they ask for ``replace``)."""
-        parsed: list[Enqueueable] = []
-        for item in items:
+        parsed: list[_Pending] = []
+        for tag, item in items:
             if isinstance(item, Unreadable | ProcessPayload):
-                parsed.append(item)
+                parsed.append((tag, item))
                 continue
             try:
-                parsed.append(ProcessPayload.from_dict(item))
+                parsed.append((tag, ProcessPayload.from_dict(item)))
             except PayloadValidationError:
-                parsed.append(item)  # enqueue records it as invalid, with the reason
-        ids = {p.id for p in parsed if isinstance(p, ProcessPayload) and not p.replace}
+                parsed.append((tag, item))  # enqueue records it as invalid, with the reason
+        ids = {p.id for _, p in parsed if isinstance(p, ProcessPayload) and not p.replace}
         records = self.runner.app.backends.state.get_many(ids) if ids else {}
-        fresh: list[Enqueueable] = []
-        for item in parsed:
+        fresh: list[_Pending] = []
+        for tag, item in parsed:
             record = records.get(item.id) if isinstance(item, ProcessPayload) else None
             if record is not None and record.state in SKIP_AS_DUPLICATE:
                 self.result.counts["duplicate"] += 1
             else:
-                fresh.append(item)
+                fresh.append((tag, item))
         return fresh
 
     def _write(self, items: Iterable[Enqueueable]) -> None:
@@ -232,8 +245,16 @@ class _Batch:
             self.result.counts["written"] += 1
 
     def _checkpoint(self, checkpoint: Checkpoint) -> None:
+        if checkpoint.commit is not None and not self.request.dry_run:
+            failed, self.failed_tags = frozenset(self.failed_tags), set()
+            checkpoint.commit(failed)
         feeds = self.runner.app.backends.feeds
-        if self.request.dry_run or self.cursor_blocked or feeds is None:
+        if (
+            self.request.dry_run
+            or self.cursor_blocked
+            or feeds is None
+            or checkpoint.cursor is None
+        ):
             return
         feeds.set_cursor(self.name, dict(checkpoint.cursor))
         self.result.run = replace(

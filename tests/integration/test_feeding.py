@@ -22,6 +22,7 @@ from cirrus_feed.feeder import (
     FeedItem,
     FeedRequest,
     SourceRejection,
+    Tagged,
 )
 from cirrus_feed.feeding import FeedRunner
 from cirrus_feed.plugins import FeederRegistry
@@ -279,3 +280,40 @@ def test_feed_stop_finishes_the_current_window(
     rest = FeedRunner(app).run("nums", feeder, FeedRequest())
     assert rest.counts["enqueued"] == 8
     assert sorted(queued(app)) == [pid(n) for n in range(12)]  # each exactly once
+
+
+class MessagesFeeder(Feeder):
+    """Four 'messages'; m2 is poison (retry: left for the dead-letter queue); one commit."""
+
+    name: ClassVar[str] = "messages"
+    description: ClassVar[str] = "test feeder"
+    commits: ClassVar[list[frozenset[str]]] = []
+
+    def feed(self, request: FeedRequest) -> Iterator[FeedItem]:
+        for n in range(4):
+            tag = f"m{n}"
+            if n == 2:
+                yield SourceRejection({"body": "garbage"}, "m2: not a message", tag, retry=True)
+            else:
+                yield Tagged(
+                    {
+                        "features": [{"id": f"item-{n:03d}", "collection": "c"}],
+                        "process": self.config.process_template(),
+                    },
+                    tag,
+                )
+        yield Checkpoint(commit=self.commits.append)
+
+
+def test_feed_commit_reports_exactly_the_failed_source_records(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    feeder = MessagesFeeder("msgs", FeederConfig(type="messages", process={"workflow": "wf"}))
+    MessagesFeeder.commits.clear()
+
+    result = FeedRunner(app).run("msgs", feeder, FeedRequest())
+
+    assert MessagesFeeder.commits == [frozenset({"m2"})]
+    assert result.counts["enqueued"] == 3
+    assert result.counts["invalid"] == 1
+    assert sorted(queued(app)) == [pid(0), pid(1), pid(3)]
+    assert app.backends.feeds.get_cursor("msgs") is None  # type: ignore[union-attr]
