@@ -222,7 +222,7 @@ def process(ctx: Context, once: bool, workers: int | None, as_json: bool) -> Non
     finally:  # the handlers close over this call's `stop`: put the caller's back
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    summary = {"process": totals.process.counts, "update_state": totals.update.counts}
+    summary = {"process": dict(totals.process.counts), "update_state": dict(totals.update.counts)}
     click.echo(json.dumps(summary) if as_json else _summary_text(summary))
     if not (totals.process.ok and totals.update.ok):
         sys.exit(1)

@@ -22,7 +22,8 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 def serve(ctx: Context, /, workers: int | None, no_workers: bool, once: bool) -> None:
     """Run every feeder that has a schedule and, on the local backend, the process workers.
 
-    SIGTERM or Ctrl-C: running feeds stop at their next checkpoint, then exit 0.
+    SIGTERM or Ctrl-C: running feeds stop at their next checkpoint, then exit 0; a second
+    signal stops them after their current item.
     """
     if workers is not None and no_workers:
         raise click.UsageError("--workers and --no-workers exclude each other")
@@ -53,7 +54,8 @@ def _serve(service: Service) -> None:
         service.wait()
     finally:
         service.stop()
-    counts = service.totals.counts
+    totals = service.totals
+    counts = {"process": totals.process.counts, "update_state": totals.update.counts}
     summary = "; ".join(
         f"{stage}: " + (", ".join(f"{n} {k}" for k, n in sorted(c.items())) or "nothing")
         for stage, c in counts.items()

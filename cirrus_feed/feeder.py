@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 
 from cirrus_feed.backends.base import StatePage, StateQuery, StateRecord
 from cirrus_feed.payload import ProcessDefinition, ProcessPayload
+from cirrus_feed.schedules import Schedule
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +91,7 @@ class FeederConfig(BaseModel):
 
     type: str
     description: str = ""
-    schedule: dict[str, Any] | None = None
+    schedule: Schedule | None = None
     # The template of every payload's `process`: one definition, or a chain (list). Validated
     # at config load so a typo fails at start-up, not at 3 a.m.
     process: list[ProcessDefinition | list[ProcessDefinition]]

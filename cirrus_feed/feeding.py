@@ -101,11 +101,19 @@ class FeedRunner:
             batch.flush_quietly()
             log.exception("feed %s failed", name)
             result.run = replace(result.run, status="failed", error=str(exc))
+        except BaseException as exc:
+            # A bug (or an untranslated library error): still close the run record, then
+            # let it propagate. Nothing is flushed: the cursor stays at the last checkpoint.
+            self._finish(result, status="failed", error=f"{type(exc).__name__}: {exc}")
+            raise
+        self._finish(result)
+        return result
+
+    def _finish(self, result: FeedResult, **changes: Any) -> None:
         result.run = replace(
-            result.run, finished=self.now().isoformat(), counts=dict(result.counts)
+            result.run, finished=self.now().isoformat(), counts=dict(result.counts), **changes
         )
         self.save_run(result)
-        return result
 
     def stop(self, *, now: bool = False) -> None:
         """Ask a running feed to stop at its next checkpoint (``now``: at once; what was sent

@@ -15,170 +15,41 @@ from __future__ import annotations
 
 import fcntl
 import logging
-import re
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import IO, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
-from apscheduler.events import (  # type: ignore[import-untyped]
+from apscheduler.events import (
     EVENT_JOB_ERROR,
     EVENT_JOB_MAX_INSTANCES,
     EVENT_JOB_MISSED,
 )
-from apscheduler.executors.pool import ThreadPoolExecutor  # type: ignore[import-untyped]
-from apscheduler.jobstores.memory import MemoryJobStore  # type: ignore[import-untyped]
-from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore  # type: ignore[import-untyped]
-from apscheduler.schedulers.background import BackgroundScheduler  # type: ignore[import-untyped]
-from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped]
-from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import-untyped]
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.memory import MemoryJobStore
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
 
 from cirrus_feed.app import App
-from cirrus_feed.errors import CirrusFeedError, ConfigError
+from cirrus_feed.errors import CirrusFeedError
 from cirrus_feed.feeder import FeedRequest
 from cirrus_feed.feeding import FeedResult, FeedRunner
-from cirrus_feed.reports import StageReport
+from cirrus_feed.schedules import Schedule
 from cirrus_feed.worker import LocalWorker, WorkTotals, run_workers
 
 log = logging.getLogger(__name__)
 
 JOB_PREFIX = "feed:"
-_DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
-_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")  # crontab order: 0 (and 7) = Sunday
-
-
-class Schedule(BaseModel):
-    """A configured feeder's ``schedule``: exactly one of ``cron`` or ``interval``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    cron: str | None = None
-    interval: timedelta | None = None
-    timezone: str = "UTC"
-    jitter: int | None = Field(None, ge=0)  # seconds of random delay, spreads feeders out
-    # None = run however late; the default lets a machine that slept catch up once.
-    misfire_grace_time: int | None = Field(3600, gt=0)
-
-    @field_validator("interval", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> Any:
-        if value is None or isinstance(value, timedelta):
-            return value
-        match = _DURATION.fullmatch(value.strip()) if isinstance(value, str) else None
-        if match is None or not any(match.groups()):
-            raise ValueError(f"{value!r} is not a duration like '90s', '15m' or '1h30m'")
-        days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
-        interval = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
-        if not interval:
-            raise ValueError("must be longer than 0s")
-        return interval
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r}") from exc
-        return value
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> Schedule:
-        if (self.cron is None) == (self.interval is None):
-            raise ValueError("set exactly one of 'cron' (crontab) or 'interval' (e.g. '15m')")
-        if self.cron is not None:
-            self.trigger()  # a bad crontab fails at config load
-        return self
-
-    def trigger(self) -> Any:
-        """A fresh APScheduler trigger. Raises ValueError for a bad crontab."""
-        zone = ZoneInfo(self.timezone)
-        if self.interval is not None:
-            return IntervalTrigger(
-                seconds=self.interval.total_seconds(), timezone=zone, jitter=self.jitter
-            )
-        assert self.cron is not None
-        fields = self.cron.split()
-        if len(fields) != 5:
-            raise ValueError(f"cron {self.cron!r}: needs 5 fields (minute hour day month weekday)")
-        minute, hour, day, month, weekday = fields
-        if day != "*" and weekday != "*":
-            # crontab runs when either matches, APScheduler only when both do: refuse the doubt.
-            raise ValueError(
-                f"cron {self.cron!r}: restrict the day of month or the weekday, not both"
-            )
-        return CronTrigger(
-            minute=minute,
-            hour=hour,
-            day=day,
-            month=month,
-            day_of_week=crontab_weekdays(weekday),
-            timezone=zone,
-            jitter=self.jitter,
-        )
-
-    def describe(self) -> str:
-        """A readable summary; also the job's name, so a changed schedule is told apart."""
-        when = f"cron '{self.cron}' {self.timezone}" if self.cron else f"every {self.interval}"
-        return f"{when}, jitter {self.jitter or 0}s, grace {self.misfire_grace_time}s"
-
-
-def crontab_weekdays(spec: str) -> str:
-    """A crontab weekday field (``1-5``, ``0,6``, ``*/2``, ``mon-fri``; 0 and 7 = Sunday) as
-    APScheduler day names. APScheduler 3 counts 0 as Monday, so numbers never pass through.
-
-    Raises:
-        ValueError: a part that is not a day, a range or a step.
-    """
-    if spec == "*":
-        return "*"
-    days: set[int] = set()
-    for part in spec.split(","):
-        span, _, step_text = part.partition("/")
-        step = int(step_text) if step_text else 1
-        if step < 1:
-            raise ValueError(f"weekday {part!r}: step must be at least 1")
-        if span == "*":
-            low, high = 0, 6
-        else:
-            first, _, last = span.partition("-")
-            low = _weekday(first)
-            high = _weekday(last) if last else (6 if step_text else low)
-        if high < low:
-            raise ValueError(f"weekday {part!r}: range runs backwards")
-        days.update(d % 7 for d in range(low, high + 1, step))
-    return ",".join(_DAYS[d] for d in sorted(days))
-
-
-def _weekday(text: str) -> int:
-    if text.isdigit() and int(text) <= 7:
-        return int(text)
-    if text.lower() in _DAYS:
-        return _DAYS.index(text.lower())
-    raise ValueError(f"weekday {text!r}: use 0-7 or sun..sat")
 
 
 def load_schedules(app: App) -> dict[str, Schedule]:
-    """The schedule of every configured feeder that has one.
-
-    Raises:
-        ConfigError: naming ``feeders.<name>.schedule`` and what is wrong with it.
-    """
-    schedules = {}
-    for name, feeder in app.feeders.items():
-        if feeder.config.schedule is None:
-            continue
-        where = f"{app.settings.source}: feeders.{name}.schedule"
-        try:
-            schedules[name] = Schedule.model_validate(feeder.config.schedule)
-        except ValidationError as exc:
-            errors = [(".".join(map(str, e["loc"])), e["msg"]) for e in exc.errors()]
-            problems = "; ".join(f"{loc}: {msg}" if loc else msg for loc, msg in errors)
-            raise ConfigError(f"{where}: {problems}") from exc
-    return schedules
+    """The schedule of every configured feeder that has one (validated at config load)."""
+    return {
+        name: feeder.config.schedule
+        for name, feeder in app.feeders.items()
+        if feeder.config.schedule is not None
+    }
 
 
 # Services running in this process, by key; how a job (a pickled reference) finds its service.
@@ -193,19 +64,6 @@ def run_scheduled_feed(service_key: str, name: str) -> FeedResult | None:
     if service is None:
         raise CirrusFeedError(f"feed '{name}': no cirrus-feed service running for {service_key}")
     return service.run_feeder(name)
-
-
-class _Tally(WorkTotals):
-    """Worker totals as counts only: a service runs for weeks, per-record results would pile up."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.counts: dict[str, Counter[str]] = {"process": Counter(), "update_state": Counter()}
-
-    def add(self, process: StageReport, update: StageReport) -> None:
-        with self.lock:
-            self.counts["process"].update(process.counts)
-            self.counts["update_state"].update(update.counts)
 
 
 @dataclass
@@ -239,7 +97,7 @@ class Service:
         self._stop_workers = threading.Event()
         self._threads: list[threading.Thread] = []
         self._lock_file: IO[str] | None = None
-        self.totals = _Tally()
+        self.totals = WorkTotals()
         if local:
             store = SQLAlchemyJobStore(url=f"sqlite:///{root / 'schedules.sqlite'}")
         else:
@@ -279,16 +137,18 @@ class Service:
             pass
 
     def request_stop(self) -> None:
-        """Ask running feeds to stop after their current batch; safe in a signal handler."""
+        """Ask running feeds to stop at their next checkpoint; asked again (a second Ctrl-C),
+        after their current item. Safe in a signal handler."""
         with self._lock:
-            self._stopping = True
+            now, self._stopping = self._stopping, True
             for runner in self._runners:
-                runner.stopping = True
+                runner.stop(now=now)
         self.stop_requested.set()
 
     def stop(self) -> None:
         """Stop taking work, wait for running feeds (each ends at a checkpoint), stop workers."""
-        self.request_stop()
+        if not self._stopping:
+            self.request_stop()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
         self._stop_workers.set()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,25 +18,46 @@ from typing import Any
 from cirrus_feed.app import App
 from cirrus_feed.backends.base import QueueMessage
 from cirrus_feed.backends.local.inline_runner import InlineWorkflowRunner
-from cirrus_feed.errors import ConfigError
+from cirrus_feed.errors import CirrusFeedError, ConfigError
 from cirrus_feed.events import normalize
-from cirrus_feed.reports import Outcome, StageReport
+from cirrus_feed.reports import Outcome, RecordResult, StageReport
 
 log = logging.getLogger(__name__)
 
+RETRY_MIN_SECONDS = 1.0
+RETRY_MAX_SECONDS = 60.0
+
 
 @dataclass
+class StageTally:
+    """Counts of one stage's outcomes; per-record results only when asked for (a service
+    runs for weeks: they would pile up)."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    results: list[RecordResult] | None = None
+
+    def add(self, report: StageReport) -> None:
+        self.counts.update(report.counts)
+        if self.results is not None:
+            self.results.extend(report.results)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.counts[Outcome.FAILED.value] or self.counts[Outcome.INVALID.value])
+
+
 class WorkTotals:
     """What a worker (or several) did; thread-safe to add to."""
 
-    process: StageReport = field(default_factory=StageReport)
-    update: StageReport = field(default_factory=StageReport)
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    def __init__(self, *, keep_results: bool = False) -> None:
+        self.process = StageTally(results=[] if keep_results else None)
+        self.update = StageTally(results=[] if keep_results else None)
+        self.lock = threading.Lock()
 
     def add(self, process: StageReport, update: StageReport) -> None:
         with self.lock:
-            self.process.extend(process)
-            self.update.extend(update)
+            self.process.add(process)
+            self.update.add(update)
 
 
 def as_sqs_event(messages: Sequence[QueueMessage]) -> dict[str, Any]:
@@ -88,29 +110,44 @@ class LocalWorker:
             report.extend(updated)
         return report
 
-    def drain(self, totals: WorkTotals) -> None:
-        """Work until the queue is empty and nothing is pending (``process --once``)."""
-        while True:
+    def drain(self, totals: WorkTotals, stop: threading.Event | None = None) -> None:
+        """Work until the queue is empty and nothing is pending (``process --once``), or
+        until ``stop`` is set."""
+        while stop is None or not stop.is_set():
             processed, updated = self.step()
             totals.add(processed, updated)
             if not processed.results and not updated.results:
                 return
 
     def run_forever(self, stop: threading.Event, totals: WorkTotals) -> None:
+        """Work until ``stop``; a retryable backend error (throttling, a busy database) waits
+        and tries again instead of ending the worker."""
+        delay = RETRY_MIN_SECONDS
         while not stop.is_set():
-            processed, updated = self.step(wait=True)
+            try:
+                processed, updated = self.step(wait=True)
+            except CirrusFeedError as exc:
+                if not exc.retryable:
+                    raise
+                log.warning("worker: %s; retrying in %.0f s", exc, delay)
+                stop.wait(delay)
+                delay = min(delay * 2, RETRY_MAX_SECONDS)
+                continue
+            delay = RETRY_MIN_SECONDS
             totals.add(processed, updated)
 
 
-def run_workers(app: App, workers: int, *, once: bool, stop: threading.Event) -> WorkTotals:
+def run_workers(
+    app: App, workers: int, *, once: bool, stop: threading.Event, keep_results: bool = False
+) -> WorkTotals:
     """Run ``workers`` local workers as threads until drained (``once``) or ``stop`` is set."""
-    totals = WorkTotals()
+    totals = WorkTotals(keep_results=keep_results)
 
     def target() -> None:
         worker = LocalWorker(app)
         try:
             if once:
-                worker.drain(totals)
+                worker.drain(totals, stop)
             else:
                 worker.run_forever(stop, totals)
         except Exception:

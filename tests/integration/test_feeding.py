@@ -317,3 +317,25 @@ def test_feed_commit_reports_exactly_the_failed_source_records(tmp_path: Path) -
     assert result.counts["invalid"] == 1
     assert sorted(queued(app)) == [pid(0), pid(1), pid(3)]
     assert app.backends.feeds.get_cursor("msgs") is None  # type: ignore[union-attr]
+
+
+class BuggyFeeder(CountingFeeder):
+    name: ClassVar[str] = "buggy"
+
+    def feed(self, request: FeedRequest) -> Iterator[FeedItem]:
+        yield from list(super().feed(request))[:5]  # four items and a checkpoint
+        raise ZeroDivisionError("a bug in the feeder")
+
+
+def test_feed_unexpected_error_still_closes_the_run_record(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    feeder = BuggyFeeder("nums", app.feeders["nums"].config)
+
+    with pytest.raises(ZeroDivisionError):
+        FeedRunner(app).run("nums", feeder, FeedRequest())
+
+    [run] = app.backends.feeds.list_runs("nums")  # type: ignore[union-attr]
+    assert run.status == "failed"
+    assert run.finished is not None
+    assert run.error == "ZeroDivisionError: a bug in the feeder"
+    assert app.backends.feeds.get_cursor("nums") == {"next": 4}  # type: ignore[union-attr]

@@ -90,7 +90,7 @@ def test_run_workers_four_threads_start_each_payload_once(tmp_path: Path) -> Non
         ids = enqueue_copies(app, 1000)
 
         # When four worker threads drain the queue.
-        totals = run_workers(app, 4, once=True, stop=threading.Event())
+        totals = run_workers(app, 4, once=True, stop=threading.Event(), keep_results=True)
 
         # Then exactly 1,000 executions ran, one per payload, and the copies were skipped.
         assert_each_ran_once(app, tmp_path, ids)
@@ -104,7 +104,7 @@ def drain_in_process(config: Path) -> dict[str, Any]:
     """A spawned worker process: its own app from the shared config, drained once."""
     app = build_app(load_settings(config, env={}))
     try:
-        totals = WorkTotals()
+        totals = WorkTotals(keep_results=True)
         LocalWorker(app).drain(totals)
         return {"process": totals.process, "update": totals.update.counts}
     finally:
@@ -156,10 +156,10 @@ def test_local_worker_reruns_an_abandoned_execution_after_its_lease(tmp_path: Pa
         worker = LocalWorker(app)
 
         # When a worker drains while the leases hold, and again once they ran out.
-        during = WorkTotals()
+        during = WorkTotals(keep_results=True)
         worker.drain(during)
         time.sleep(1.1)
-        after = WorkTotals()
+        after = WorkTotals(keep_results=True)
         worker.drain(after)
 
         # Then nothing ran during the lease; afterwards both ran again and ended once.
@@ -185,7 +185,7 @@ def test_local_worker_reruns_an_abandoned_execution_after_its_lease(tmp_path: Pa
 def test_run_workers_once_on_an_empty_queue_returns_nothing(tmp_path: Path, workers: int) -> None:
     app = local_app(tmp_path)
     try:
-        totals = run_workers(app, workers, once=True, stop=threading.Event())
+        totals = run_workers(app, workers, once=True, stop=threading.Event(), keep_results=True)
 
         assert totals.process.results == []
         assert totals.update.results == []
@@ -200,7 +200,9 @@ def test_run_workers_until_stop_is_set(tmp_path: Path) -> None:
         stop = threading.Event()
         result: list[WorkTotals] = []
         thread = threading.Thread(
-            target=lambda: result.append(run_workers(app, 2, once=False, stop=stop))
+            target=lambda: result.append(
+                run_workers(app, 2, once=False, stop=stop, keep_results=True)
+            )
         )
         thread.start()
         deadline = time.monotonic() + 10

@@ -1,0 +1,126 @@
+"""Feeder schedules: crontab or interval, validated when the config is loaded."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+_DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")  # crontab order: 0 (and 7) = Sunday
+
+
+class Schedule(BaseModel):
+    """A configured feeder's ``schedule``: exactly one of ``cron`` or ``interval``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cron: str | None = None
+    interval: timedelta | None = None
+    timezone: str = "UTC"
+    jitter: int | None = Field(None, ge=0)  # seconds of random delay, spreads feeders out
+    # None = run however late; the default lets a machine that slept catch up once.
+    misfire_grace_time: int | None = Field(3600, gt=0)
+
+    @field_validator("interval", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        if value is None or isinstance(value, timedelta):
+            return value
+        match = _DURATION.fullmatch(value.strip()) if isinstance(value, str) else None
+        if match is None or not any(match.groups()):
+            raise ValueError(f"{value!r} is not a duration like '90s', '15m' or '1h30m'")
+        days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
+        interval = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+        if not interval:
+            raise ValueError("must be longer than 0s")
+        return interval
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Schedule:
+        if (self.cron is None) == (self.interval is None):
+            raise ValueError("set exactly one of 'cron' (crontab) or 'interval' (e.g. '15m')")
+        if self.cron is not None:
+            self.trigger()  # a bad crontab fails at config load
+        return self
+
+    def trigger(self) -> Any:
+        """A fresh APScheduler trigger. Raises ValueError for a bad crontab."""
+        zone = ZoneInfo(self.timezone)
+        if self.interval is not None:
+            return IntervalTrigger(
+                seconds=self.interval.total_seconds(), timezone=zone, jitter=self.jitter
+            )
+        assert self.cron is not None
+        fields = self.cron.split()
+        if len(fields) != 5:
+            raise ValueError(f"cron {self.cron!r}: needs 5 fields (minute hour day month weekday)")
+        minute, hour, day, month, weekday = fields
+        if day != "*" and weekday != "*":
+            # crontab runs when either matches, APScheduler only when both do: refuse the doubt.
+            raise ValueError(
+                f"cron {self.cron!r}: restrict the day of month or the weekday, not both"
+            )
+        return CronTrigger(
+            minute=minute,
+            hour=hour,
+            day=day,
+            month=month,
+            day_of_week=crontab_weekdays(weekday),
+            timezone=zone,
+            jitter=self.jitter,
+        )
+
+    def describe(self) -> str:
+        """A readable summary; also the job's name, so a changed schedule is told apart."""
+        when = f"cron '{self.cron}' {self.timezone}" if self.cron else f"every {self.interval}"
+        return f"{when}, jitter {self.jitter or 0}s, grace {self.misfire_grace_time}s"
+
+
+def crontab_weekdays(spec: str) -> str:
+    """A crontab weekday field (``1-5``, ``0,6``, ``*/2``, ``mon-fri``; 0 and 7 = Sunday) as
+    APScheduler day names. APScheduler 3 counts 0 as Monday, so numbers never pass through.
+
+    Raises:
+        ValueError: a part that is not a day, a range or a step.
+    """
+    if spec == "*":
+        return "*"
+    days: set[int] = set()
+    for part in spec.split(","):
+        span, _, step_text = part.partition("/")
+        step = int(step_text) if step_text else 1
+        if step < 1:
+            raise ValueError(f"weekday {part!r}: step must be at least 1")
+        if span == "*":
+            low, high = 0, 6
+        else:
+            first, _, last = span.partition("-")
+            low = _weekday(first)
+            high = _weekday(last) if last else (6 if step_text else low)
+        if high < low:
+            raise ValueError(f"weekday {part!r}: range runs backwards")
+        days.update(d % 7 for d in range(low, high + 1, step))
+    return ",".join(_DAYS[d] for d in sorted(days))
+
+
+def _weekday(text: str) -> int:
+    if text.isdigit() and int(text) <= 7:
+        return int(text)
+    if text.lower() in _DAYS:
+        return _DAYS.index(text.lower())
+    raise ValueError(f"weekday {text!r}: use 0-7 or sun..sat")
