@@ -98,7 +98,7 @@ class FeedRunner:
             status: RunStatus = "interrupted" if self.stopping else "succeeded"
             result.run = replace(result.run, status=status)
         except CirrusFeedError as exc:
-            batch.flush_quietly()
+            # Nothing pending is sent: no checkpoint covers it, the next run reads it again.
             log.exception("feed %s failed", name)
             result.run = replace(result.run, status="failed", error=str(exc))
         except BaseException as exc:
@@ -179,12 +179,6 @@ class _Batch:
                 self.items.append((None, item))
         if len(self.items) >= self.flush_size:
             self.flush()
-
-    def flush_quietly(self) -> None:
-        try:
-            self.flush()
-        except CirrusFeedError:
-            log.exception("feed %s: could not flush its last batch", self.name)
 
     def flush(self) -> None:
         items, self.items = self.items, []
