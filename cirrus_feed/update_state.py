@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cirrus_feed import layout
@@ -87,6 +87,21 @@ class _Completion:
     payload: ProcessPayload
 
 
+@dataclass(slots=True)
+class _Plan:
+    """What one completion will do once the batch's items and children are sent."""
+
+    completion: _Completion
+    record: StateRecord
+    state: State
+    event_type: str
+    error: str | None
+    name: str  # execution name
+    output_url: str | None = None
+    items: list[Any] = field(default_factory=list)
+    children: list[dict[str, Any]] = field(default_factory=list)
+
+
 class StateUpdater:
     """Applies execution outcomes to the state DB, archives outputs, publishes and chains."""
 
@@ -112,9 +127,15 @@ class StateUpdater:
                 for c in completions:
                     report.add(self._result(c, Outcome.FAILED, str(exc)))
                 completions, records = [], {}
+            plans = []
             for completion in completions:
-                record = records.get(completion.payload.id)
-                report.add(self._apply(completion, record, announcer))
+                planned = self._plan(completion, records.get(completion.payload.id))
+                if isinstance(planned, RecordResult):
+                    report.add(planned)
+                else:
+                    plans.append(planned)
+            for plan in self._publish_and_chain(plans, report):
+                report.add(self._finish(plan, announcer))
         report.results.sort(key=lambda r: r.index)
         if message_ids is not None:
             report.results = [replace(r, message_id=message_ids[r.index]) for r in report.results]
@@ -149,9 +170,10 @@ class StateUpdater:
             document = self.b.store.get_json(str(document["url"]))
         return ProcessPayload.from_dict(document, derive_id=derive_id)
 
-    def _apply(
-        self, completion: _Completion, record: StateRecord | None, announcer: Announcer
-    ) -> RecordResult:
+    def _plan(self, completion: _Completion, record: StateRecord | None) -> _Plan | RecordResult:
+        """Decide what the completion does; on success archive the output and gather its
+        items and chained children (sent for the whole batch at once, before any state moves).
+        """
         arn = completion.outcome.execution_arn
         if record is None or record.latest_execution != arn:
             return self._stale(completion, record)
@@ -159,18 +181,61 @@ class StateUpdater:
             return self._result(completion, Outcome.DUPLICATE, f"already {record.state.value}")
         state, event_type, error = classify(completion.outcome)
         name = completion.outcome.name or arn.rsplit(":", 1)[-1]
-        input_url = self.b.store.url_for(layout.input_key(completion.payload.id, name))
-        output_url = None
+        plan = _Plan(completion, record, state, event_type, error, name)
         if state is State.SUCCEEDED:
             try:
-                output_url = self._succeed(completion, name)
+                self._archive(plan)
             except PERMANENT_RECORD_ERRORS as exc:
-                state, event_type = State.FAILED, "FAILED"
-                error = f"InvalidOutput: output payload rejected: {exc}"
+                plan.state, plan.event_type = State.FAILED, "FAILED"
+                plan.error = f"InvalidOutput: output payload rejected: {exc}"
+                plan.items, plan.children = [], []
             except BackendError as exc:
                 return self._result(completion, Outcome.FAILED, str(exc))
+        return plan
+
+    def _archive(self, plan: _Plan) -> None:
+        """Store the output payload and gather its items and next-hop children."""
+        payload_id = plan.completion.payload.id
+        if plan.completion.outcome.output is None:
+            log.warning("execution succeeded without output", extra={"payload_id": payload_id})
+            return
+        output = self._load(plan.completion.outcome.output, derive_id=False).to_dict()
+        children = next_payloads(output)  # a broken chain is the output's fault: FAILED
+        plan.output_url = self.b.store.put_json(layout.output_key(payload_id, plan.name), output)
+        plan.items = list(output.get("features") or [])
+        for child in children:
+            if child.filtered_out:
+                log.info(
+                    "chain branch %d matched no feature; not enqueued",
+                    child.branch,
+                    extra={"payload_id": payload_id},
+                )
+            else:
+                plan.children.append(child.payload)
+
+    def _publish_and_chain(self, plans: list[_Plan], report: StageReport) -> list[_Plan]:
+        """Publish every item and enqueue every child of the batch in bulk; the plans that
+        may now be finished. If that fails, the completions that had something to send
+        fail (and are retried) and the others go on."""
+        sending = [p for p in plans if p.items or p.children]
         try:
-            self.b.state.finish(record, arn, state, error)
+            items = [item for p in sending for item in p.items]
+            if items:
+                self.b.notifier.publish_items(items)
+            chained = self.enqueuer.enqueue(child for p in sending for child in p.children)
+            if chained.counts.get(Outcome.FAILED.value):
+                # Invalid children are already in the invalid store; failed sends retry.
+                raise BackendError(f"chaining failed: {chained.counts}")
+        except BackendError as exc:
+            for plan in sending:
+                report.add(self._result(plan.completion, Outcome.FAILED, str(exc)))
+            return [p for p in plans if not (p.items or p.children)]
+        return plans
+
+    def _finish(self, plan: _Plan, announcer: Announcer) -> RecordResult:
+        completion, arn = plan.completion, plan.completion.outcome.execution_arn
+        try:
+            self.b.state.finish(plan.record, arn, plan.state, plan.error)
         except StaleExecutionError as exc:
             return self._stale(completion, exc.current)
         except ClaimConflictError as exc:
@@ -179,40 +244,14 @@ class StateUpdater:
         except BackendError as exc:
             return self._result(completion, Outcome.FAILED, str(exc))
         announcer.event(
-            event_type,
+            plan.event_type,
             completion.payload.id,
             execution_arn=arn,
-            input_url=input_url,
-            output_url=output_url,
-            error=error,
+            input_url=self.b.store.url_for(layout.input_key(completion.payload.id, plan.name)),
+            output_url=plan.output_url,
+            error=plan.error,
         )
-        return self._result(completion, Outcome.UPDATED, state.value)
-
-    def _succeed(self, completion: _Completion, name: str) -> str | None:
-        """Archive the output, publish its items and enqueue the next hop; the output URL."""
-        if completion.outcome.output is None:
-            log.warning(
-                "execution succeeded without output", extra={"payload_id": completion.payload.id}
-            )
-            return None
-        output = self._load(completion.outcome.output, derive_id=False).to_dict()
-        url = self.b.store.put_json(layout.output_key(completion.payload.id, name), output)
-        features = output.get("features") or []
-        if features:
-            self.b.notifier.publish_items(features)
-        children = next_payloads(output)
-        for child in children:
-            if child.filtered_out:
-                log.info(
-                    "chain branch %d matched no feature; not enqueued",
-                    child.branch,
-                    extra={"payload_id": completion.payload.id},
-                )
-        chained = self.enqueuer.enqueue([c.payload for c in children if not c.filtered_out])
-        if chained.counts.get(Outcome.FAILED.value):
-            # Invalid children are already recorded in the invalid store; failed sends retry.
-            raise BackendError(f"chaining failed: {chained.counts}")
-        return url
+        return self._result(completion, Outcome.UPDATED, plan.state.value)
 
     def _stale(self, completion: _Completion, record: StateRecord | None) -> RecordResult:
         latest = record.latest_execution if record else None
