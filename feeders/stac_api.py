@@ -338,6 +338,9 @@ class StacApiFeeder(Feeder):
             )
         except (APIError, ValueError) as exc:
             raise _translate(exc, url) from exc
+        if _advertises_sort(client):
+            # pystac-client only recognises sort v1.0.*; stac-fastapi advertises v1.1.0.
+            client.add_conforms_to("SORT")
         self._check_conformance(client)
         return client
 
@@ -379,8 +382,11 @@ class StacApiFeeder(Feeder):
                 params["fields"] = _with_required_fields(self.settings.fields, self._time_field)
             else:
                 logger.warning("%s: the API has no fields extension; full items", self.instance)
+        # STAC APIs take cql2-text only in GET; everything else goes by POST (rustac's GET
+        # with `collections` fails, and POST bodies have no length limit).
+        method = "GET" if isinstance(params.get("filter"), str) else "POST"
         try:
-            yield from client.search(method="POST", limit=page_size, **params).items_as_dicts()
+            yield from client.search(method=method, limit=page_size, **params).items_as_dicts()
         except (APIError, ValueError) as exc:
             raise _translate(exc, self.settings.url) from exc
 
@@ -467,6 +473,15 @@ class StacApiFeeder(Feeder):
     def _drain_rejections(self) -> Iterator[SourceRejection]:
         while self._pending:
             yield self._pending.pop(0)
+
+
+_SORT_URI = re.compile(r"https://api\.stacspec\.org/v1\.\d+\.\d+(?:-[\w.]+)?/item-search#sort")
+
+
+def _advertises_sort(client: Client) -> bool:
+    """Whether the landing page lists any 1.x version of the item-search sort extension."""
+    conforms = client.extra_fields.get("conformsTo") or []
+    return any(isinstance(uri, str) and _SORT_URI.fullmatch(uri) for uri in conforms)
 
 
 def _batched(items: Iterable[dict[str, Any]], size: int) -> Iterator[tuple[dict[str, Any], ...]]:

@@ -223,3 +223,66 @@ def fake_stac() -> Iterator[FakeStacApi]:
     server.shutdown()
     server.server_close()
     thread.join(timeout=5)
+
+
+# -- rustac and pgstac side by side (tests/feeders/test_stac_api_servers.py) -----------------
+
+# pgstac also serves these: items whose `properties.updated` spreads over one day, for the
+# `updated` watermark. Their datetime comes after every other item's: pypgstac's loader keeps
+# a partition's datetime bounds by *string* comparison ("…00Z" > "…00.5Z"), so the served set's
+# maximum must also be its string maximum or loading fails a partition check constraint.
+UPDATED_DATETIME = "2024-06-01T00:00:00Z"
+UPDATED_STAMPS = (
+    "2024-03-01T01:00:00Z",
+    "2024-03-01T05:59:59.5Z",
+    "2024-03-01T06:00:00Z",
+    "2024-03-01T11:11:11.111111Z",
+    *("2024-03-01T12:00:00Z",) * 5,  # a crowd at one updated instant
+    "2024-03-01T18:30:00Z",
+    "2024-03-01T23:59:59.999999Z",
+    "2024-03-02T00:00:00Z",  # the end of the tests' updated range: outside it
+)
+PGSTAC_QUERYABLES: dict[str, dict[str, Any]] = {
+    "eo:cloud_cover": {"type": "number", "minimum": 0, "maximum": 100},
+    "updated": {"type": "string", "format": "date-time"},
+}
+
+
+@dataclass(frozen=True)
+class StacServer:
+    """A running STAC API: its name (``rustac`` / ``pgstac``), URL and the items it serves."""
+
+    name: str
+    url: str
+    items: list[dict[str, Any]]
+
+
+def updated_items() -> list[dict[str, Any]]:
+    """Items that differ by ``properties.updated`` only (all at `UPDATED_DATETIME`)."""
+    return [
+        stac_data.make_item(f"S2U_{n:02d}", UPDATED_DATETIME, updated=stamp)
+        for n, stamp in enumerate(UPDATED_STAMPS)
+    ]
+
+
+@pytest.fixture(scope="session")
+def rustac_api(stac_api_url: str) -> StacServer:
+    return StacServer("rustac", stac_api_url, stac_data.items())
+
+
+@pytest.fixture(scope="session")
+def pgstac_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StacServer]:
+    """stac-fastapi-pgstac serving `stac_data.items()` plus `updated_items()`; ~4 s to start."""
+    from servers.pgstac import run_pgstac
+
+    items = stac_data.items() + updated_items()
+    workdir = tmp_path_factory.mktemp("pgstac")
+    with run_pgstac(stac_data.collection(), items, workdir, queryables=PGSTAC_QUERYABLES) as url:
+        yield StacServer("pgstac", url, items)
+
+
+@pytest.fixture(scope="session", params=["rustac", "pgstac"])
+def stac_api(request: pytest.FixtureRequest) -> StacServer:
+    """Each STAC API server in turn (tests using it run once per server)."""
+    server: StacServer = request.getfixturevalue(f"{request.param}_api")
+    return server
