@@ -21,6 +21,7 @@ from cirrus_feed.errors import PluginError
 from cirrus_feed.feeder import FeedRequest
 from cirrus_feed.feeding import FeedRunner
 from cirrus_feed.plugins import FeederRegistry
+from feeders.events import EventsFeeder
 
 
 def _when(value: str | None, option: str) -> datetime | None:
@@ -70,6 +71,7 @@ def _output(path: str | None) -> Iterator[IO[str] | None]:
 @click.option("--until", help="End of the window (ISO datetime, exclusive; default: now).")
 @click.option("--restart", is_flag=True, help="Forget the saved cursor and start over.")
 @click.option("--output", "output_path", help="With --dry-run: file for the payloads, - = stdout.")
+@click.option("--input", "input_path", help="events feeders: read messages (NDJSON) from here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON.")
 @pass_context
 def feed(
@@ -82,6 +84,7 @@ def feed(
     until: str | None,
     restart: bool,
     output_path: str | None,
+    input_path: str | None,
     as_json: bool,
 ) -> None:
     """Run the configured feeder NAME once."""
@@ -90,6 +93,10 @@ def feed(
     if feeder is None:
         known = ", ".join(sorted(app.feeders)) or "none configured"
         raise click.BadParameter(f"no feeder '{name}' in the config ({known})", param_hint="NAME")
+    if input_path is not None:
+        if not isinstance(feeder, EventsFeeder):
+            raise click.BadParameter(f"'{name}' is not an events feeder", param_hint="--input")
+        feeder = feeder.with_source(input_path)
     if restart and app.backends.feeds is not None:
         app.backends.feeds.clear_cursor(name)
     request = FeedRequest(

@@ -84,6 +84,9 @@ class Settings(_Strict):
     # validated by its feeder type's Config when the app is built.
     feeders: dict[str, dict[str, Any]] = {}
     process: ProcessSettings = ProcessSettings()
+    # The events feeder that Lambda events and `serve --http` deliveries go to (needed only
+    # when several are configured).
+    events_feeder: str | None = None
     source: str = "defaults"  # where these settings came from, for messages
 
     @model_validator(mode="after")
@@ -133,6 +136,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 def _apply_env(data: dict[str, Any], env: dict[str, str]) -> None:
     if env.get("CIRRUS_FEED_BACKEND"):
         data["backend"] = env["CIRRUS_FEED_BACKEND"]
+    if env.get("CIRRUS_FEED_EVENTS_FEEDER"):
+        data["events_feeder"] = env["CIRRUS_FEED_EVENTS_FEEDER"]
     if env.get("CIRRUS_FEED_LOCAL_ROOT"):
         data.setdefault("local", {})["root"] = env["CIRRUS_FEED_LOCAL_ROOT"]
     aws = {field: env[var] for var, field in CIRRUS_ENV.items() if env.get(var)}

@@ -4,6 +4,9 @@
   ``ReportBatchItemFailures``); returns ``batchItemFailures`` for exactly the failed records.
 * `update_state_handler`: EventBridge "Step Functions Execution Status Change" events, direct
   or through an SQS queue (recommended: batches of 10 cut the API calls per payload).
+* `events_handler`: SNS or SQS event sources for the configured ``events`` feeder (named by
+  ``events_feeder`` / ``CIRRUS_FEED_EVENTS_FEEDER`` when there are several); returns
+  ``batchItemFailures`` for exactly the failed messages.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 from cirrus_feed.app import App, build_app
 from cirrus_feed.config import load_settings
 from cirrus_feed.errors import CirrusFeedError
+from cirrus_feed.event_bridge import events_feeder, push
 from cirrus_feed.events import normalize
 from cirrus_feed.invalid import record_invalid
 from cirrus_feed.reports import Outcome, RecordResult, StageReport
@@ -69,3 +73,21 @@ def update_state_handler(event: dict[str, Any], context: Any = None) -> dict[str
             )
     log.info("update-state: %s", report.counts)
     return _response(report, any(e.message_id for e in envelopes))
+
+
+def events_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    app = _app()
+    name, feeder = events_feeder(app, app.settings.events_feeder)
+    pushed = push(app, name, feeder, [event])
+    run = pushed.result.run
+    log.info("events %s: %s %s", name, run.status, dict(run.counts))
+    is_sqs = any(
+        isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in event.get("Records", [])
+    )
+    if run.status == "failed" or (pushed.failed and not is_sqs):
+        # SNS (or a direct call) has no per-record retry: fail so the invoker retries.
+        raise CirrusFeedError(f"events {name}: {run.status}, failed: {sorted(pushed.failed)}")
+    return {
+        "batchItemFailures": [{"itemIdentifier": tag} for tag in sorted(pushed.failed)],
+        "counts": dict(run.counts),
+    }

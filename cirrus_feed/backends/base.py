@@ -379,6 +379,12 @@ class FeedStore(Protocol):
         """Forget the cursor (``--restart``); idempotent."""
         ...
 
+    def remember(self, feeder: str, keys: Sequence[str], ttl_seconds: int) -> set[str]:
+        """Record ``keys`` (SNS MessageIds, S3 sequencers, ...) as seen for ``ttl_seconds``;
+        returns those already seen and not yet expired. Atomic per key (put-if-absent), so
+        two pollers racing on one at-least-once delivery see it as new exactly once."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -331,3 +333,68 @@ def test_dynamodb_feed_store_create_table_is_idempotent(
     keys = {k["AttributeName"]: k["KeyType"] for k in description["KeySchema"]}
     assert keys == {"pk": "HASH", "sk": "RANGE"}
     assert description["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+
+
+# -- seen-key cache (remember) --------------------------------------------------------------
+
+
+def test_feed_store_remember_new_keys_then_repeats(feed_store: FeedStore) -> None:
+    assert feed_store.remember("events", ["m-1", "m-2"], 60) == set()
+
+    assert feed_store.remember("events", ["m-2", "m-3", "m-1"], 60) == {"m-1", "m-2"}
+    assert feed_store.remember("events", ["m-3"], 60) == {"m-3"}
+    assert feed_store.remember("events", [], 60) == set()
+
+
+def test_feed_store_remember_keys_of_two_feeders_do_not_mix(feed_store: FeedStore) -> None:
+    key = "s3://bucket/a b/é.tif#0055AED6DCD90281E5"
+    feed_store.remember("alpha", [key], 60)
+
+    assert feed_store.remember("beta", [key], 60) == set()
+    assert feed_store.remember("alpha", [key], 60) == {key}
+    # Cursors and runs share the table or file: keys never clash with them.
+    feed_store.set_cursor("alpha", {"page": 1})
+    assert feed_store.remember("alpha", ["cursor"], 60) == set()
+    assert feed_store.get_cursor("alpha") == {"page": 1}
+
+
+def test_feed_store_remember_key_is_new_again_after_expiry(feed_store: FeedStore) -> None:
+    feed_store.remember("events", ["short"], 1)
+    feed_store.remember("events", ["long"], 3600)
+    # Expiry is counted in whole epoch seconds: past the next second boundary it is gone.
+    time.sleep(1.05)
+
+    assert feed_store.remember("events", ["short", "long"], 1) == {"long"}
+    assert feed_store.remember("events", ["short"], 1) == {"short"}
+
+
+def test_feed_store_remember_rejects_a_non_positive_ttl(feed_store: FeedStore) -> None:
+    with pytest.raises(ValueError, match="events"):
+        feed_store.remember("events", ["m-1"], 0)
+    assert feed_store.remember("events", ["m-1"], 60) == set()
+
+
+def test_feed_store_remember_two_stores_racing_see_each_key_new_once(
+    feed_env: FeedEnv,
+) -> None:
+    stores = [feed_env.store, feed_env.open_another()]
+    keys = [f"msg-{i:03d}" for i in range(30)]
+    barrier = threading.Barrier(len(stores))
+    results: list[set[str]] = [set(), set()]
+
+    def race(index: int) -> None:
+        barrier.wait()
+        # Each poller remembers the keys in its own order, one call per pair of keys.
+        order = keys if index == 0 else keys[::-1]
+        for start in range(0, len(order), 2):
+            results[index] |= stores[index].remember("events", order[start : start + 2], 60)
+
+    threads = [threading.Thread(target=race, args=(i,)) for i in range(len(stores))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    # A key one store saw as seen is one the other saw as new: exactly once each.
+    assert results[0] | results[1] == set(keys)
+    assert results[0] & results[1] == set()

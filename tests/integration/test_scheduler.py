@@ -24,8 +24,8 @@ from cirrus_feed.config import LocalSettings, Settings, load_settings
 from cirrus_feed.errors import CirrusFeedError, ConfigError, PayloadNotFoundError
 from cirrus_feed.feeder import Checkpoint, Feeder, FeederConfig, FeedItem, FeedRequest
 from cirrus_feed.plugins import FeederRegistry
-from cirrus_feed.schedules import Schedule, crontab_weekdays
 from cirrus_feed.scheduler import Service
+from cirrus_feed.schedules import Schedule, crontab_weekdays
 from cirrus_feed.states import State
 from cirrus_feed.workflows import TaskSpec, Workflow
 

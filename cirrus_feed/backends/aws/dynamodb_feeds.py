@@ -6,6 +6,13 @@ Every item of a feeder shares ``pk = "feeder#<name>"``:
 * its runs: ``sk = "run#<started>#<run_id>"``, so a Query on ``begins_with(sk, "run#")``
   read backwards lists them newest first.
 
+The `remember` cache lives beside them: ``pk = "seen#<name>"``, ``sk = <key>`` and
+``expires_at`` (a Number, epoch seconds), which doubles as the table's DynamoDB TTL
+attribute (enable TTL on ``expires_at`` to have expired keys deleted for free). Each key is
+one conditional PutItem (``attribute_not_exists(pk) OR expires_at <= :now``): 1 WCU per key,
+refused or not. That is the cheapest atomic put-if-absent DynamoDB offers: BatchWriteItem
+takes no conditions, and TransactWriteItems costs 2 WCU per key and fails as a whole.
+
 ``request``/``counts``/``cursor`` are stored as JSON strings (DynamoDB numbers would come
 back as Decimals and lose float/int distinctions); the other fields are plain ``S``
 attributes, left out when None. Writes are unconditional puts: a run saved again (progress
@@ -15,7 +22,8 @@ updates) replaces its item, as long as its ``started`` does not change.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast, get_args
 
@@ -46,6 +54,10 @@ _STATUSES: frozenset[str] = frozenset(get_args(RunStatus))
 
 def _pk(feeder: str) -> str:
     return f"feeder#{feeder}"
+
+
+def _seen_pk(feeder: str) -> str:
+    return f"seen#{feeder}"
 
 
 def _dump(value: Mapping[str, Any], what: str) -> str:
@@ -191,6 +203,38 @@ class DynamoDbFeedStore:
             f"DynamoDB DeleteItem cursor of {feeder!r}",
             Key=self._cursor_key(feeder),
         )
+
+    def remember(self, feeder: str, keys: Sequence[str], ttl_seconds: int) -> set[str]:
+        """One conditional put per distinct key; a refused condition means "seen"."""
+        if ttl_seconds <= 0:
+            raise ValueError(f"remember for feeder {feeder!r}: ttl_seconds must be positive")
+        now = int(time.time())
+        seen: set[str] = set()
+        for key in dict.fromkeys(keys):
+            if not self._put_if_absent(feeder, key, now, now + ttl_seconds):
+                seen.add(key)
+        return seen
+
+    def _put_if_absent(self, feeder: str, key: str, now: int, expires_at: int) -> bool:
+        what = f"DynamoDB PutItem seen key {key!r} of {feeder!r}"
+        try:
+            self._client.put_item(
+                TableName=self.table,
+                Item={
+                    "pk": {"S": _seen_pk(feeder)},
+                    "sk": {"S": key},
+                    "expires_at": {"N": str(expires_at)},
+                },
+                ConditionExpression="attribute_not_exists(pk) OR expires_at <= :now",
+                ExpressionAttributeValues={":now": {"N": str(now)}},
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise translate(exc, what) from exc
+        except BotoCoreError as exc:
+            raise translate(exc, what) from exc
+        return True
 
     def close(self) -> None:
         """Nothing to release: the client belongs to whoever injected it."""

@@ -4,12 +4,15 @@
 ``(feeder, started DESC)`` for `list_runs`. Ties on ``started`` are broken by ``run_id``
 descending: the order the DynamoDB adapter's ``run#<started>#<run_id>`` sort key gives.
 ``request``/``counts``/``cursor`` are JSON text, so any JSON object round-trips exactly.
+``seen`` holds the `remember` cache: one row per (feeder, key) with an ``expires_at`` in
+whole epoch seconds (the same clock as the DynamoDB adapter's TTL attribute).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, get_args
@@ -36,7 +39,23 @@ CREATE TABLE IF NOT EXISTS feed_cursors (
     cursor TEXT NOT NULL,
     updated TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS seen (
+    feeder TEXT NOT NULL,
+    key TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (feeder, key)
+) WITHOUT ROWID;
 """
+
+# Expired `seen` rows are deleted every this many `remember` calls (and on the first one).
+PRUNE_EVERY = 500
+
+# Put-if-absent: a live row is left alone (rowcount 0); a missing or expired one is written.
+_REMEMBER = (
+    "INSERT INTO seen (feeder, key, expires_at) VALUES (?, ?, ?)"
+    " ON CONFLICT (feeder, key) DO UPDATE SET expires_at = excluded.expires_at"
+    " WHERE seen.expires_at <= ?"
+)
 
 _STATUSES: frozenset[str] = frozenset(get_args(RunStatus))
 
@@ -86,6 +105,7 @@ class SqliteFeedStore:
 
     def __init__(self, path: Path) -> None:
         self._db = SqliteDatabase(path, SCHEMA)
+        self._remember_calls = 0
 
     def save_run(self, run: FeedRun) -> None:
         what = f"feed run {run.run_id!r}"
@@ -139,6 +159,24 @@ class SqliteFeedStore:
     def clear_cursor(self, feeder: str) -> None:
         with self._db.write() as conn:
             conn.execute("DELETE FROM feed_cursors WHERE feeder = ?", (feeder,))
+
+    def remember(self, feeder: str, keys: Sequence[str], ttl_seconds: int) -> set[str]:
+        """Put-if-absent per key in one ``BEGIN IMMEDIATE`` transaction (writers serialise,
+        so two stores racing on a key see it as new exactly once). A key expires once the
+        epoch second reaches its ``expires_at``."""
+        if ttl_seconds <= 0:
+            raise ValueError(f"remember for feeder {feeder!r}: ttl_seconds must be positive")
+        now = int(time.time())
+        seen: set[str] = set()
+        with self._db.write() as conn:
+            if self._remember_calls % PRUNE_EVERY == 0:
+                conn.execute("DELETE FROM seen WHERE expires_at <= ?", (now,))
+            for key in dict.fromkeys(keys):
+                cursor = conn.execute(_REMEMBER, (feeder, key, now + ttl_seconds, now))
+                if cursor.rowcount == 0:
+                    seen.add(key)
+        self._remember_calls += 1
+        return seen
 
     def close(self) -> None:
         self._db.close()
