@@ -36,7 +36,7 @@ class App:
 def build_app(settings: Settings, registry: FeederRegistry | None = None) -> App:
     configs = feeder_configs(settings, registry or FeederRegistry())  # fail fast on config
     backends = build_local(settings) if settings.backend == "local" else build_aws(settings)
-    context = FeederContext(state=backends.state, store=backends.store)
+    context = FeederContext(state=backends.state, store=backends.store, feeds=backends.feeds)
     feeders = {name: cls(name, config, context) for name, (cls, config) in configs.items()}
     return App(
         settings=settings,

@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from cirrus_feed.backends.base import StatePage, StateQuery, StateRecord
+from cirrus_feed.backends.base import FeedStore, StatePage, StateQuery, StateRecord
 from cirrus_feed.payload import ProcessDefinition, ProcessPayload
 from cirrus_feed.schedules import Schedule
 
@@ -146,6 +146,9 @@ class FeederContext:
 
     state: StateReader
     store: PayloadReader
+    # Feed records, for the one write a feeder may make itself: its seen-message cache
+    # (`FeedStore.remember`), which suppresses at-least-once duplicates before the queue.
+    feeds: FeedStore | None = None
 
 
 class Feeder(ABC):

@@ -207,6 +207,8 @@ class EventsFeeder(Feeder):
         sqs_client: Any = None,
     ) -> None:
         super().__init__(instance, config, context)
+        if seen is None and context is not None and context.feeds is not None:
+            seen = seen_cache(context.feeds, instance, self.settings.seen_ttl_seconds)
         self.seen = seen
         self._source = source
         self._sqs_client = sqs_client

@@ -118,3 +118,18 @@ def test_feed_input_replays_messages_from_a_file(config: Path, tmp_path: Path) -
         assert queued_ids(app) == ["drone/workflow-wf/scene"]
     finally:
         app.close()
+
+
+def test_events_duplicate_sns_delivery_is_fed_once(app: App) -> None:
+    """The seen-message cache (wired from the app's feed store) absorbs a redelivery."""
+    notification = {
+        "EventSource": "aws:sns",
+        "Sns": {"MessageId": "sns-1", "Message": json.dumps({"Records": [s3_record("d/dup.tif")]})},
+    }
+
+    first = lambdas.events_handler({"Records": [notification]})
+    again = lambdas.events_handler({"Records": [notification]})
+
+    assert first["counts"]["enqueued"] == 1
+    assert again["counts"]["enqueued"] == 0
+    assert queued_ids(app) == ["drone/workflow-wf/dup"]
