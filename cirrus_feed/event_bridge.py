@@ -49,5 +49,9 @@ def events_feeder(app: App, name: str | None = None) -> tuple[str, EventsFeeder]
 def push(app: App, name: str, feeder: EventsFeeder, events: Iterable[Any]) -> PushResult:
     """Feed ``events`` (Lambda events, SNS notifications, ...) once; which messages failed."""
     source = ListMessageSource(events)
-    result = FeedRunner(app).run(name, feeder.with_source(source), FeedRequest())
+    pushed = feeder.with_source(source)
+    try:
+        result = FeedRunner(app).run(name, pushed, FeedRequest())
+    finally:
+        pushed.forget_unsettled()  # whatever was not settled will be retried by the sender
     return PushResult(result, frozenset(source.failed | source.unfinished))

@@ -29,15 +29,14 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
-from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cirrus_feed.backends.base import FeedStore
 from cirrus_feed.errors import ConfigError
-from cirrus_feed.events import Envelope, EnvelopeKind, S3Object, normalize
+from cirrus_feed.events import Envelope, S3Object, normalize
 from cirrus_feed.feeder import (
     Checkpoint,
     Feeder,
@@ -48,7 +47,15 @@ from cirrus_feed.feeder import (
     SourceRejection,
     Tagged,
 )
-from feeders.mappers import Mapper, MapperRegistry, Skip, sns_notification
+from feeders.mappers import (
+    Mapped,
+    Mapper,
+    MapperRegistry,
+    MapperRule,
+    Skip,
+    When,
+    sns_notification,
+)
 from feeders.message_filter import MessageFilter
 from feeders.message_sources import (
     FileMessageSource,
@@ -67,51 +74,6 @@ DEFAULT_SEEN_TTL = 24 * 3600
 def seen_cache(store: FeedStore, feeder: str, ttl_seconds: int) -> Seen:
     """The ``seen`` callable for ``feeder`` on a feed store's `remember`."""
     return lambda keys: store.remember(feeder, keys, ttl_seconds)
-
-
-class When(BaseModel):
-    """A mapper rule's condition; every given field must match."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    topic_arn: list[str] | None = None  # fnmatch globs on the SNS TopicArn
-    kind: list[EnvelopeKind] | None = None  # "payload", "s3-object"
-    has: list[str] | None = None  # dotted paths the decoded message must have
-    attributes: dict[str, str] | None = None  # message attributes with these values
-
-    @field_validator("topic_arn", "has", mode="before")
-    @classmethod
-    def _one_or_many(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
-
-    def matches(self, envelope: Envelope, topic_arn: str | None) -> bool:
-        if self.kind is not None and envelope.kind not in self.kind:
-            return False
-        if self.topic_arn is not None and not (
-            topic_arn and any(fnmatchcase(topic_arn, p) for p in self.topic_arn)
-        ):
-            return False
-        if self.attributes is not None and any(
-            envelope.attributes.get(k) != v for k, v in self.attributes.items()
-        ):
-            return False
-        return self.has is None or all(_has(envelope.body, path) for path in self.has)
-
-
-def _has(body: Any, path: str) -> bool:
-    for name in path.split("."):
-        if not isinstance(body, Mapping) or name not in body:
-            return False
-        body = body[name]
-    return True
-
-
-class MapperRule(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    when: When
-    mapper: str
-    options: dict[str, Any] = Field(default_factory=dict)
 
 
 class EventSourceSettings(BaseModel):
@@ -207,9 +169,15 @@ class EventsFeeder(Feeder):
         sqs_client: Any = None,
     ) -> None:
         super().__init__(instance, config, context)
+        self.forget: Callable[[list[str]], None] | None = None
         if seen is None and context is not None and context.feeds is not None:
-            seen = seen_cache(context.feeds, instance, self.settings.seen_ttl_seconds)
+            feeds = context.feeds
+            seen = seen_cache(feeds, instance, self.settings.seen_ttl_seconds)
+            self.forget = lambda keys: feeds.forget(instance, keys)
         self.seen = seen
+        # Keys this run recorded in the seen cache, by message tag: a message that fails is
+        # forgotten again, so its redelivery (an SNS or Lambda retry) is handled.
+        self._remembered: dict[str, list[str]] = {}
         self._source = source
         self._sqs_client = sqs_client
         self._default, self._rules = _build_mappers(self.settings, registry or MapperRegistry())
@@ -228,6 +196,7 @@ class EventsFeeder(Feeder):
         feeder = copy.copy(self)
         feeder._source = FileMessageSource(source) if isinstance(source, str | Path) else source
         feeder.filtered = feeder.duplicates = 0
+        feeder._remembered = {}
         return feeder
 
     def open_source(self) -> MessageSource:
@@ -246,7 +215,7 @@ class EventsFeeder(Feeder):
         budget = _Budget(request.limit)
         process = self.config.process_template()
         try:
-            for number, batch in enumerate(source.batches(), start=1):
+            for number, batch in enumerate(source.batches(lambda: budget.left), start=1):
                 unfinished: set[str] = set()
                 for message in batch.messages:
                     if budget.exhausted:
@@ -257,7 +226,7 @@ class EventsFeeder(Feeder):
                     if not whole:
                         unfinished.add(message.tag)
                 label = f"batch {number}: {len(batch.messages)} messages"
-                yield Checkpoint(label=label, commit=_settler(batch, frozenset(unfinished)))
+                yield Checkpoint(label=label, commit=self._settler(batch, frozenset(unfinished)))
                 if budget.exhausted:
                     return
         finally:
@@ -280,6 +249,35 @@ class EventsFeeder(Feeder):
             return
         yield from outputs
 
+    def forget_unsettled(self) -> None:
+        """Forget the seen keys of every message not settled yet (the run failed before its
+        checkpoint), so a retry of those messages is handled, not suppressed."""
+        keys = [key for remembered in self._remembered.values() for key in remembered]
+        self._remembered.clear()
+        if keys and self.forget is not None:
+            self.forget(keys)
+
+    def _settler(
+        self, batch: MessageBatch, unfinished: frozenset[str]
+    ) -> Callable[[frozenset[str]], None]:
+        """The batch's `Checkpoint.commit`: forget the seen keys of failed or unfinished
+        messages, then ack all the others."""
+
+        def commit(failed: frozenset[str]) -> None:
+            retry = [
+                key
+                for message in batch.messages
+                if message.tag in failed or message.tag in unfinished
+                for key in self._remembered.get(message.tag, [])
+            ]
+            if retry and self.forget is not None:
+                self.forget(retry)
+            for message in batch.messages:
+                self._remembered.pop(message.tag, None)
+            batch.settle(failed, unfinished)
+
+        return commit
+
     def _fresh(
         self, envelopes: list[Envelope], message: Message, request: FeedRequest
     ) -> list[Envelope]:
@@ -293,6 +291,7 @@ class EventsFeeder(Feeder):
         already = self.seen(wanted)
         if message.receive_count is not None and message.receive_count > 1:
             return envelopes  # a retry of ours: see the module docstring
+        self._remembered[message.tag] = [key for key in wanted if key not in already]
         fresh = [e for e, key in zip(envelopes, keys, strict=True) if key not in already]
         self.duplicates += len(envelopes) - len(fresh)
         return fresh
@@ -303,15 +302,27 @@ class EventsFeeder(Feeder):
             if mapper is None:
                 yield self._unmapped(group[0], tag, topic)
                 continue
-            for output in mapper.map_message(group):
-                if isinstance(output, Skip):
-                    self.filtered += 1
-                elif isinstance(output, SourceRejection):
-                    yield replace(output, tag=tag)
-                elif self._filter is None or self._filter.keeps(_context(group[0], output)):
-                    yield Tagged(to_payload(output, process), tag)
-                else:
-                    self.filtered += 1
+            # A grouping mapper's items may span records: the filter sees the first one's.
+            runs = (
+                [(group[0], mapper.map_message(group))]
+                if mapper.groups
+                else [(envelope, mapper.map(envelope)) for envelope in group]
+            )
+            for envelope, outputs in runs:
+                for output in outputs:
+                    yield from self._output(output, envelope, tag, process)
+
+    def _output(
+        self, output: Mapped, envelope: Envelope, tag: str, process: list[Any]
+    ) -> Iterator[FeedItem]:
+        if isinstance(output, Skip):
+            self.filtered += 1
+        elif isinstance(output, SourceRejection):
+            yield replace(output, tag=tag)
+        elif self._filter is None or self._filter.keeps(_context(envelope, output)):
+            yield Tagged(to_payload(output, process), tag)
+        else:
+            self.filtered += 1
 
     def _groups(
         self, envelopes: list[Envelope], topic: str | None
@@ -386,12 +397,3 @@ def _context(envelope: Envelope, item: Mapping[str, Any]) -> dict[str, Any]:
             "message_id": envelope.message_id,
         },
     }
-
-
-def _settler(batch: MessageBatch, unfinished: frozenset[str]) -> Callable[[frozenset[str]], None]:
-    """The batch's `Checkpoint.commit`: ack all but the failed and unfinished messages."""
-
-    def commit(failed: frozenset[str]) -> None:
-        batch.settle(failed, unfinished)
-
-    return commit

@@ -24,7 +24,7 @@ import json
 import logging
 import sys
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -62,9 +62,13 @@ class MessageBatch(Protocol):
         ...
 
 
+Budget = Callable[[], int | None]  # payloads the feeder may still yield (None: no limit)
+
+
 class MessageSource(Protocol):
-    def batches(self) -> Iterator[MessageBatch]:
-        """Batches in order; lazily received (the feeder stops pulling at a limit)."""
+    def batches(self, budget: Budget | None = None) -> Iterator[MessageBatch]:
+        """Batches in order, lazily received; a source that receives (SQS) takes no more
+        messages than ``budget()`` allows, so few are left unfinished at a run limit."""
         ...
 
     def close(self) -> None:
@@ -106,7 +110,7 @@ class ListMessageSource(_Recording):
         self._messages = _split(events)
         self._batch_size = batch_size
 
-    def batches(self) -> Iterator[MessageBatch]:
+    def batches(self, budget: Budget | None = None) -> Iterator[MessageBatch]:
         messages = iter(self._messages)
         while batch := list(islice(messages, self._batch_size)):
             yield _RecordedBatch(batch, self)
@@ -116,16 +120,20 @@ class ListMessageSource(_Recording):
 
 
 def _split(events: Iterable[Any]) -> list[Message]:
-    messages: list[Message] = []
-    for index, event in enumerate(events):
-        records = event.get("Records") if isinstance(event, Mapping) else None
-        if isinstance(records, list) and records and all(map(_is_message_record, records)):
-            for number, record in enumerate(records):
-                tag = _record_tag(record, f"{index}.{number}")
-                messages.append(Message(record, tag, _receive_count(record)))
-        else:
-            messages.append(Message(event, str(index)))
-    return messages
+    return [m for index, event in enumerate(events) for m in messages_of(event, str(index))]
+
+
+def messages_of(event: Any, tag: str) -> list[Message]:
+    """``event`` as messages: one per record of a Lambda-style batch of SQS or SNS records
+    (tagged with its message id), else the event itself, tagged ``tag``. One poison record
+    then fails only itself, as it would on the queue."""
+    records = event.get("Records") if isinstance(event, Mapping) else None
+    if not (isinstance(records, list) and records and all(map(_is_message_record, records))):
+        return [Message(event, tag)]
+    return [
+        Message(record, _record_tag(record, f"{tag}.{number}"), _receive_count(record))
+        for number, record in enumerate(records)
+    ]
 
 
 def _is_message_record(record: Any) -> bool:
@@ -153,7 +161,8 @@ def _record_tag(record: Mapping[str, Any], default: str) -> str:
 
 class FileMessageSource(_Recording):
     """NDJSON events, one a line (blank lines skipped); ``"-"`` reads stdin. Tags are
-    ``<file>:<line>``; a line that is not JSON becomes a message with an ``error``."""
+    ``<file>:<line>`` (Lambda-style batches are split as by `messages_of`); a line that is
+    not JSON becomes a message with an ``error``."""
 
     def __init__(
         self, path: str | Path, *, batch_size: int = SQS_BATCH, stdin: IO[str] | None = None
@@ -163,7 +172,7 @@ class FileMessageSource(_Recording):
         self._batch_size = batch_size
         self._stdin = stdin
 
-    def batches(self) -> Iterator[MessageBatch]:
+    def batches(self, budget: Budget | None = None) -> Iterator[MessageBatch]:
         if self.path == "-":
             yield from self._read(self._stdin or sys.stdin, "stdin")
             return
@@ -178,8 +187,8 @@ class FileMessageSource(_Recording):
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
-            batch.append(_line_message(line, f"{name}:{number}"))
-            if len(batch) == self._batch_size:
+            batch.extend(_line_messages(line, f"{name}:{number}"))
+            if len(batch) >= self._batch_size:
                 yield _RecordedBatch(batch, self)
                 batch = []
         if batch:
@@ -189,11 +198,12 @@ class FileMessageSource(_Recording):
         """Nothing to release (the file is closed when reading ends)."""
 
 
-def _line_message(line: str, tag: str) -> Message:
+def _line_messages(line: str, tag: str) -> list[Message]:
     try:
-        return Message(json.loads(line), tag)
+        event = json.loads(line)
     except ValueError as exc:
-        return Message(line.rstrip("\n"), tag, error=f"{tag}: not JSON: {exc}")
+        return [Message(line.rstrip("\n"), tag, error=f"{tag}: not JSON: {exc}")]
+    return messages_of(event, tag)
 
 
 # -- SQS ------------------------------------------------------------------------------------
@@ -230,11 +240,18 @@ class SqsMessageSource:
         )
         self._keeper = _VisibilityKeeper(self)
 
-    def batches(self) -> Iterator[MessageBatch]:
+    def batches(self, budget: Budget | None = None) -> Iterator[MessageBatch]:
         received, limit = 0, self.settings.max_messages_per_run
         try:
             while limit is None or received < limit:
-                wanted = min(self.settings.batch, limit - received if limit else SQS_BATCH)
+                left = budget() if budget is not None else None
+                wanted = min(
+                    self.settings.batch,
+                    limit - received if limit else SQS_BATCH,
+                    left if left is not None else SQS_BATCH,
+                )
+                if wanted <= 0:
+                    return
                 messages = self._receive(wanted)
                 if not messages:
                     return  # drained

@@ -385,6 +385,11 @@ class FeedStore(Protocol):
         two pollers racing on one at-least-once delivery see it as new exactly once."""
         ...
 
+    def forget(self, feeder: str, keys: Sequence[str]) -> None:
+        """Drop ``keys`` from the seen cache (their message failed: its redelivery must be
+        handled, not suppressed); idempotent."""
+        ...
+
     def close(self) -> None: ...
 
 

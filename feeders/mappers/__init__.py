@@ -8,7 +8,11 @@ message is signalled by raising `InvalidRecordError`: the feeder turns any excep
 retryable rejection, so the message goes to the dead-letter queue instead of being acked.
 
 ``map_message(envelopes)`` sees every envelope of one message at once (default: `map` on
-each); the ``s3-object`` mapper overrides it to group sibling files of one notification.
+each); the feeder calls it instead of `map` when ``groups`` is true (the ``s3-object``
+mapper with ``group_by``, joining sibling files of one notification).
+
+`MapperRule`s (``when`` → ``mapper`` + ``options``) pick a mapper per envelope by SNS topic
+ARN glob, envelope kind, fields the message has, or attribute values.
 
 Mappers are found through the entry-point group ``cirrus_feed.mappers`` (built-ins register
 there too, so there is one code path); entry points are listed without being imported, so a
@@ -22,13 +26,14 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cirrus_feed.errors import ConfigError, PluginError
-from cirrus_feed.events import Envelope
+from cirrus_feed.events import Envelope, EnvelopeKind
 from cirrus_feed.feeder import SourceRejection
 
 GROUP = "cirrus_feed.mappers"
@@ -96,6 +101,11 @@ class Mapper(ABC):
             )
             raise ConfigError(f"mapper '{cls.name}': {problems}") from exc
 
+    @property
+    def groups(self) -> bool:
+        """True when items may span envelopes: the feeder then calls `map_message`."""
+        return False
+
     @abstractmethod
     def map(self, envelope: Envelope) -> Iterable[Mapped]:
         """The items of one envelope. Raise `InvalidRecordError` for a malformed message."""
@@ -147,3 +157,53 @@ class MapperRegistry:
         except PluginError as exc:
             raise ConfigError(str(exc)) from exc
         return cls.from_config(options)
+
+
+# -- rules: which mapper takes an envelope ---------------------------------------------------
+
+
+class When(BaseModel):
+    """A mapper rule's condition; every given field must match."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    topic_arn: list[str] | None = None  # fnmatch globs on the SNS TopicArn
+    kind: list[EnvelopeKind] | None = None  # "payload", "s3-object"
+    has: list[str] | None = None  # dotted paths the decoded message must have
+    attributes: dict[str, str] | None = None  # message attributes with these values
+
+    @field_validator("topic_arn", "kind", "has", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    def matches(self, envelope: Envelope, topic_arn: str | None) -> bool:
+        if self.kind is not None and envelope.kind not in self.kind:
+            return False
+        if self.topic_arn is not None and not (
+            topic_arn and any(fnmatchcase(topic_arn, p) for p in self.topic_arn)
+        ):
+            return False
+        if self.attributes is not None and any(
+            envelope.attributes.get(k) != v for k, v in self.attributes.items()
+        ):
+            return False
+        return self.has is None or all(_has(envelope.body, path) for path in self.has)
+
+
+def _has(body: Any, path: str) -> bool:
+    for name in path.split("."):
+        if not isinstance(body, Mapping) or name not in body:
+            return False
+        body = body[name]
+    return True
+
+
+class MapperRule(BaseModel):
+    """``{when: {...}, mapper: name, options: {...}}`` in an ``events`` feeder's ``mappers``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    when: When
+    mapper: str
+    options: dict[str, Any] = Field(default_factory=dict)

@@ -57,6 +57,10 @@ class S3ObjectMapper(Mapper):
         assert isinstance(self.options, S3ObjectOptions)
         return self.options
 
+    @property
+    def groups(self) -> bool:
+        return self.settings.item.group_by is not None
+
     def map(self, envelope: Envelope) -> Iterable[Mapped]:
         return self.map_message([envelope])
 

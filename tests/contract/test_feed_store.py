@@ -398,3 +398,15 @@ def test_feed_store_remember_two_stores_racing_see_each_key_new_once(
     # A key one store saw as seen is one the other saw as new: exactly once each.
     assert results[0] | results[1] == set(keys)
     assert results[0] & results[1] == set()
+
+
+def test_feed_store_forget_makes_keys_new_again_for_that_feeder_only(
+    feed_store: FeedStore,
+) -> None:
+    feed_store.remember("a", ["k1", "k2"], 3600)
+    feed_store.remember("b", ["k1"], 3600)
+
+    feed_store.forget("a", ["k1", "never-seen"])
+
+    assert feed_store.remember("a", ["k1", "k2"], 3600) == {"k2"}
+    assert feed_store.remember("b", ["k1"], 3600) == {"k1"}

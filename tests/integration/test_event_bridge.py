@@ -13,7 +13,7 @@ import yaml
 from cirrus_feed import lambdas
 from cirrus_feed.app import App, build_app
 from cirrus_feed.config import load_settings
-from cirrus_feed.errors import CirrusFeedError
+from cirrus_feed.errors import BackendUnavailableError, CirrusFeedError
 
 EVENTS_FEEDER = {
     "type": "events",
@@ -133,3 +133,32 @@ def test_events_duplicate_sns_delivery_is_fed_once(app: App) -> None:
     assert first["counts"]["enqueued"] == 1
     assert again["counts"]["enqueued"] == 0
     assert queued_ids(app) == ["drone/workflow-wf/dup"]
+
+
+def test_events_sns_retry_after_a_failed_send_is_not_suppressed(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The seen cache forgets a message whose payloads could not be sent, so the SNS
+    retry of that message is fed: nothing is lost."""
+    notification = {
+        "EventSource": "aws:sns",
+        "Sns": {
+            "MessageId": "sns-retry",
+            "Message": json.dumps({"Records": [s3_record("r/x.tif")]}),
+        },
+    }
+    queue = app.backends.queue
+    real_send = queue.send
+
+    def broken_send(bodies: Any) -> Any:
+        raise BackendUnavailableError("queue is down")
+
+    monkeypatch.setattr(queue, "send", broken_send)
+    with pytest.raises(CirrusFeedError):
+        lambdas.events_handler({"Records": [notification]})
+    monkeypatch.setattr(queue, "send", real_send)
+
+    retried = lambdas.events_handler({"Records": [notification]})
+
+    assert retried["counts"]["enqueued"] == 1
+    assert queued_ids(app) == ["drone/workflow-wf/x"]

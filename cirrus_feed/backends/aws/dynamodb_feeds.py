@@ -236,6 +236,15 @@ class DynamoDbFeedStore:
             raise translate(exc, what) from exc
         return True
 
+    def forget(self, feeder: str, keys: Sequence[str]) -> None:
+        """One DeleteItem per key (failures are rare; no batch bookkeeping needed)."""
+        for key in dict.fromkeys(keys):
+            self._call(
+                "delete_item",
+                f"DynamoDB DeleteItem seen key {key!r} of {feeder!r}",
+                Key={"pk": {"S": _seen_pk(feeder)}, "sk": {"S": key}},
+            )
+
     def close(self) -> None:
         """Nothing to release: the client belongs to whoever injected it."""
 

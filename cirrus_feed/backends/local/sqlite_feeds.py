@@ -178,5 +178,11 @@ class SqliteFeedStore:
         self._remember_calls += 1
         return seen
 
+    def forget(self, feeder: str, keys: Sequence[str]) -> None:
+        with self._db.write() as conn:
+            conn.executemany(
+                "DELETE FROM seen WHERE feeder = ? AND key = ?", [(feeder, k) for k in keys]
+            )
+
     def close(self) -> None:
         self._db.close()
