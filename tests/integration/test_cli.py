@@ -634,14 +634,13 @@ def test_cli_demo_starts_afresh_each_time(config: Path, tmp_path: Path) -> None:
 def test_cli_demo_with_the_stac_step(config: Path, tmp_path: Path) -> None:
     from cirrus_feed.demo_stac import rustac_binary
 
-    if rustac_binary() is None:
-        pytest.skip("rustac is not installed (the demo extra)")
+    assert rustac_binary() is not None, "rustac comes with the dev and demo extras"
 
     result = invoke(config, "demo", "--root", str(tmp_path / "demo"))
 
     assert result.exit_code == 0, result.output
     counts = final_counts(result.stdout)
-    assert counts["SUCCEEDED"] > 5  # the samples' five and the STAC items
+    assert counts["SUCCEEDED"] == 41  # the samples' five and the 36 STAC items
     assert {k: v for k, v in counts.items() if k != "SUCCEEDED"} == {
         "PROCESSING": 0,
         "FAILED": 1,
