@@ -7,7 +7,7 @@ Run by hand (never by CI), from the repository root::
 Generates ``--messages`` SQS records, each an S3 ``ObjectCreated`` notification, into an
 NDJSON file, then in a fresh subprocess per measurement:
 
-* baseline: `cirrus_feed.events.normalize` alone over the same messages (the floor: what any
+* baseline: `envelopes.normalize` alone over the same messages (the floor: what any
   consumer must pay to read them);
 * feed: the ``events`` feeder (``s3-object`` mapper) reading the file through `FeedRunner`
   into the local pipeline's queue (dedupe, seen-message cache, enqueue, run records).
@@ -71,7 +71,7 @@ def peak_rss_mib() -> float:
 
 def measure_baseline(messages: Path) -> dict[str, float]:
     sys.path.insert(0, str(ROOT))
-    from cirrus_feed.events import normalize
+    from cirrus_feed.model.envelopes import normalize
 
     lines = messages.read_text().splitlines()
     start = time.perf_counter()
@@ -86,9 +86,9 @@ def measure_feed(messages: Path, root: Path) -> dict[str, float]:
     sys.path.insert(0, str(ROOT))
     from cirrus_feed.app import build_app
     from cirrus_feed.config import LocalSettings, Settings
-    from cirrus_feed.feeder import FeedRequest
-    from cirrus_feed.feeding import FeedRunner
-    from cirrus_feed.workflows import TaskSpec, Workflow
+    from cirrus_feed.feeding.contract import FeedRequest
+    from cirrus_feed.feeding.runner import FeedRunner
+    from cirrus_feed.pipeline.workflows import TaskSpec, Workflow
 
     settings = Settings(
         local=LocalSettings(root=root),

@@ -150,10 +150,10 @@ def run_raw(url: str, page_size: int) -> dict[str, int]:
 
 
 def run_feed(url: str, cap: int, page_size: int) -> dict[str, int]:
-    from cirrus_feed.feeder import Checkpoint, FeedRequest
-    from cirrus_feed.payload import ProcessPayload
-    from feeders.stac_api import StacApiConfig, StacApiFeeder
-    from feeders.windows import Window
+    from cirrus_feed.feeding.contract import Checkpoint, FeedRequest
+    from cirrus_feed.model.payload import ProcessPayload
+    from feeders.stac_api.feeder import StacApiConfig, StacApiFeeder
+    from feeders.stac_api.windows import Window
 
     class CountingFeeder(StacApiFeeder):
         """Counts the items every search returned, kept or not."""
@@ -176,9 +176,9 @@ def run_feed(url: str, cap: int, page_size: int) -> dict[str, int]:
 def run_runner(url: str, cap: int, page_size: int, root: Path) -> dict[str, int]:
     from cirrus_feed.app import build_app
     from cirrus_feed.config import LocalSettings, Settings
-    from cirrus_feed.feeder import FeedRequest
-    from cirrus_feed.feeding import FeedRunner
-    from cirrus_feed.workflows import TaskSpec, Workflow
+    from cirrus_feed.feeding.contract import FeedRequest
+    from cirrus_feed.feeding.runner import FeedRunner
+    from cirrus_feed.pipeline.workflows import TaskSpec, Workflow
 
     settings = Settings(
         local=LocalSettings(root=root),
@@ -195,7 +195,7 @@ def run_runner(url: str, cap: int, page_size: int, root: Path) -> dict[str, int]
 
 def child(mode: str, url: str, cap: int, page_size: int, root: Path) -> dict[str, Any]:
     import cirrus_feed.app  # noqa: F401  (imports are not part of the measurement)
-    import feeders.stac_api  # noqa: F401
+    import feeders.stac_api.feeder  # noqa: F401
 
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.perf_counter()

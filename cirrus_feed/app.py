@@ -10,12 +10,12 @@ from pydantic import ValidationError
 
 from cirrus_feed.backends.base import Backends
 from cirrus_feed.config import Settings, describe_validation_error
-from cirrus_feed.enqueue import Enqueuer
 from cirrus_feed.errors import ConfigError, PluginError
-from cirrus_feed.feeder import Feeder, FeederConfig, FeederContext
-from cirrus_feed.plugins import FeederRegistry
-from cirrus_feed.process import Processor
-from cirrus_feed.update_state import StateUpdater
+from cirrus_feed.feeding.contract import Feeder, FeederConfig, FeederContext
+from cirrus_feed.feeding.plugins import FeederRegistry
+from cirrus_feed.pipeline.enqueue import Enqueuer
+from cirrus_feed.pipeline.process import Processor
+from cirrus_feed.pipeline.update_state import StateUpdater
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from cirrus_feed.errors import ConfigError
-from cirrus_feed.workflows import Workflow
+from cirrus_feed.pipeline.workflows import Workflow
 
 DEFAULT_CONFIG = Path("config/local.yaml")
 

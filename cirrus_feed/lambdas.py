@@ -18,10 +18,10 @@ from typing import Any
 from cirrus_feed.app import App, build_app
 from cirrus_feed.config import load_settings
 from cirrus_feed.errors import CirrusFeedError
-from cirrus_feed.event_bridge import events_feeder, push
-from cirrus_feed.events import normalize
-from cirrus_feed.invalid import record_invalid
-from cirrus_feed.reports import Outcome, RecordResult, StageReport
+from cirrus_feed.feeding.push import events_feeder, push
+from cirrus_feed.model.envelopes import normalize
+from cirrus_feed.model.reports import Outcome, RecordResult, StageReport
+from cirrus_feed.pipeline.invalid import record_invalid
 
 log = logging.getLogger(__name__)
 

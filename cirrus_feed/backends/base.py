@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal, Protocol
 
-from cirrus_feed.payload import key_to_payload_id, payload_id_to_key
-from cirrus_feed.states import State
+from cirrus_feed.model.payload import key_to_payload_id, payload_id_to_key
+from cirrus_feed.model.states import State
 
 # -- state store ----------------------------------------------------------------------------
 
@@ -215,7 +215,7 @@ class PayloadQueue(Protocol):
 
 
 class PayloadStore(Protocol):
-    """The payload bucket (Cirrus v2 layout, see `cirrus_feed.layout`) and URL reads.
+    """The payload bucket (Cirrus v2 layout, see `cirrus_feed.model.layout`) and URL reads.
 
     Keys are relative to the root prefix (``cirrus`` by default), e.g.
     ``executions/<payload id>/<execution name>/input.json``.
@@ -268,7 +268,7 @@ class ExecutionOutcome:
 
 
 class WorkflowRunner(Protocol):
-    """Starts workflow executions under deterministic names (see `cirrus_feed.executions`)."""
+    """Starts workflow executions under deterministic names (see `cirrus_feed.model.executions`)."""
 
     base_arn: str  # "arn:aws:states:<region>:<account>:stateMachine:<prefix>"
     region: str

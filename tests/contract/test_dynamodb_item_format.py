@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from cirrus_feed.backends.base import StateStore
-from cirrus_feed.states import State
+from cirrus_feed.model.states import State
 
 pytestmark = pytest.mark.aws
 

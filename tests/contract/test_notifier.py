@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from cirrus_feed.backends.base import Notifier, WorkflowEvent
-from cirrus_feed.executions import console_url
+from cirrus_feed.model.executions import console_url
 
 Delivered = tuple[dict[str, Any], dict[str, tuple[str, str]]]
 Read = Callable[[], list[Delivered]]

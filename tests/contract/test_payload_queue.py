@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 
 from cirrus_feed.backends.base import PayloadQueue, QueueMessage
-from cirrus_feed.payload import MAX_MESSAGE_BYTES
+from cirrus_feed.model.payload import MAX_MESSAGE_BYTES
 
 
 def receive_all(queue: PayloadQueue, expected: int, **kwargs: int) -> list[QueueMessage]:

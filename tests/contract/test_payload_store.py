@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from cirrus_feed import layout
 from cirrus_feed.backends.base import PayloadStore
 from cirrus_feed.errors import ForbiddenUrlError, PayloadNotFoundError
+from cirrus_feed.model import layout
 
 PAYLOAD_ID = "sentinel-s2-l2a/workflow-cog-archive/S2A_10SEG_20250101_0_L2A"
 EXECUTION = "3c1b7a8e-6f37-5d5c-9a65-5b3a7c1f0e21"

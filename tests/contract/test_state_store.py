@@ -10,7 +10,7 @@ import pytest
 
 from cirrus_feed.backends.base import StateQuery, StateRecord, StateStore
 from cirrus_feed.errors import ClaimConflictError, PayloadNotFoundError, StaleExecutionError
-from cirrus_feed.states import TERMINAL, State
+from cirrus_feed.model.states import TERMINAL, State
 
 CW = "col1_wf1"
 Advance = Callable[[float], datetime]

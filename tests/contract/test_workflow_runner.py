@@ -17,7 +17,7 @@ from cirrus_feed.errors import (
     PayloadNotFoundError,
     WorkflowNotFoundError,
 )
-from cirrus_feed.executions import execution_arn, execution_name
+from cirrus_feed.model.executions import execution_arn, execution_name
 
 PAYLOAD_ID = "col1/workflow-wf-pass/item1"
 PAYLOAD = {

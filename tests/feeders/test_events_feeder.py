@@ -19,11 +19,11 @@ import pytest
 from cirrus_feed.app import App, build_app
 from cirrus_feed.config import LocalSettings, Settings
 from cirrus_feed.errors import ConfigError, SourceUnavailableError
-from cirrus_feed.feeder import Checkpoint, FeedRequest, Tagged
-from cirrus_feed.feeding import FeedRunner
-from cirrus_feed.workflows import TaskSpec, Workflow
-from feeders.events import EventsConfig, EventsFeeder, seen_cache
-from feeders.message_sources import (
+from cirrus_feed.feeding.contract import Checkpoint, FeedRequest, Tagged
+from cirrus_feed.feeding.runner import FeedRunner
+from cirrus_feed.pipeline.workflows import TaskSpec, Workflow
+from feeders.events.feeder import EventsConfig, EventsFeeder, seen_cache
+from feeders.events.sources import (
     FileMessageSource,
     ListMessageSource,
     SqsMessageSource,

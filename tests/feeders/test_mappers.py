@@ -18,16 +18,16 @@ from typing import Any, ClassVar
 import pytest
 
 from cirrus_feed.errors import ConfigError, InvalidRecordError
-from cirrus_feed.events import Envelope, normalize
-from cirrus_feed.feeder import FeedRequest, SourceRejection, Tagged
-from cirrus_feed.payload import ProcessPayload
-from feeders.events import EventsConfig, EventsFeeder, seen_key
-from feeders.mappers import Mapped, Mapper, MapperRegistry, Skip
-from feeders.mappers.landsat import LandsatC2Mapper
-from feeders.mappers.sentinel2 import Sentinel2Mapper
-from feeders.mappers.stac_item import StacItemMapper
-from feeders.message_filter import MessageFilter
-from feeders.message_sources import ListMessageSource
+from cirrus_feed.feeding.contract import FeedRequest, SourceRejection, Tagged
+from cirrus_feed.model.envelopes import Envelope, normalize
+from cirrus_feed.model.payload import ProcessPayload
+from feeders.events.feeder import EventsConfig, EventsFeeder, seen_key
+from feeders.events.filter import MessageFilter
+from feeders.events.mappers import Mapped, Mapper, MapperRegistry, Skip
+from feeders.events.mappers.landsat import LandsatC2Mapper
+from feeders.events.mappers.sentinel2 import Sentinel2Mapper
+from feeders.events.mappers.stac_item import StacItemMapper
+from feeders.events.sources import ListMessageSource
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "messages"
 CASES = sorted(p.name.removesuffix(".expected.json") for p in FIXTURES.glob("*.expected.json"))

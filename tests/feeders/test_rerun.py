@@ -17,18 +17,18 @@ from urllib.parse import urlsplit
 import pytest
 from click.testing import CliRunner
 
-from cirrus_feed import layout
 from cirrus_feed.app import App, build_app
-from cirrus_feed.cli import cli
+from cirrus_feed.cli.main import cli
 from cirrus_feed.config import LocalSettings, Settings
-from cirrus_feed.executions import execution_arn, execution_name
-from cirrus_feed.feeder import FeederContext, FeedRequest, SourceRejection
-from cirrus_feed.feeding import FeedResult, FeedRunner
-from cirrus_feed.payload import ProcessPayload
-from cirrus_feed.states import State
-from cirrus_feed.worker import LocalWorker, WorkTotals
-from cirrus_feed.workflows import TaskSpec, Workflow
-from feeders.rerun import RerunConfig, RerunFeeder, deep_merge, rerun_payload
+from cirrus_feed.feeding.contract import FeederContext, FeedRequest, SourceRejection
+from cirrus_feed.feeding.runner import FeedResult, FeedRunner
+from cirrus_feed.model import layout
+from cirrus_feed.model.executions import execution_arn, execution_name
+from cirrus_feed.model.payload import ProcessPayload
+from cirrus_feed.model.states import State
+from cirrus_feed.pipeline.workflows import TaskSpec, Workflow
+from cirrus_feed.service.worker import LocalWorker, WorkTotals
+from feeders.rerun.feeder import RerunConfig, RerunFeeder, deep_merge, rerun_payload
 
 CW = "c_wf"
 

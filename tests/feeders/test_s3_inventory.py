@@ -25,13 +25,14 @@ import pytest
 from cirrus_feed.app import App, LocalPaths, build_app
 from cirrus_feed.config import LocalSettings, Settings
 from cirrus_feed.errors import ConfigError
-from cirrus_feed.feeder import Checkpoint, FeedRequest, SourceRejection
-from cirrus_feed.feeding import FeedResult, FeedRunner
-from cirrus_feed.plugins import FeederRegistry
-from cirrus_feed.workflows import TaskSpec, Workflow
-from feeders import inventory_formats, s3_inventory
-from feeders.s3_inventory import S3InventoryFeeder
-from feeders.s3_objects import ObjectFilter
+from cirrus_feed.feeding.contract import Checkpoint, FeedRequest, SourceRejection
+from cirrus_feed.feeding.plugins import FeederRegistry
+from cirrus_feed.feeding.runner import FeedResult, FeedRunner
+from cirrus_feed.pipeline.workflows import TaskSpec, Workflow
+from feeders.s3 import inventory as s3_inventory
+from feeders.s3 import inventory_formats
+from feeders.s3.inventory import S3InventoryFeeder
+from feeders.s3.objects import ObjectFilter
 
 pytestmark = pytest.mark.aws
 
@@ -60,7 +61,7 @@ def bucket(s3: Any) -> str:
 
 def make_app(root: Path, endpoint: str, **feeder: Any) -> App:
     point = EntryPoint(
-        "s3-inventory", "feeders.s3_inventory:S3InventoryFeeder", "cirrus_feed.feeders"
+        "s3-inventory", "feeders.s3.inventory:S3InventoryFeeder", "cirrus_feed.feeders"
     )
     config = {
         "type": "s3-inventory",

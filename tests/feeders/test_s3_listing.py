@@ -16,9 +16,9 @@ from botocore.exceptions import ClientError
 from cirrus_feed.app import App, build_app
 from cirrus_feed.backends.aws.clients import make_client
 from cirrus_feed.config import LocalSettings, Settings
-from cirrus_feed.feeder import FeedRequest
-from cirrus_feed.feeding import FeedResult, FeedRunner
-from feeders.s3_listing import S3ListingConfig, S3ListingFeeder
+from cirrus_feed.feeding.contract import FeedRequest
+from cirrus_feed.feeding.runner import FeedResult, FeedRunner
+from feeders.s3.listing import S3ListingConfig, S3ListingFeeder
 
 pytestmark = pytest.mark.aws
 

@@ -1,4 +1,4 @@
-"""`feeders.s3_objects`: filters (Arrow and per object agree), templates, grouping."""
+"""`feeders.s3.objects`: filters (Arrow and per object agree), templates, grouping."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from pydantic import ValidationError
 
 from cirrus_feed.errors import ConfigError
-from cirrus_feed.feeder import SourceRejection
-from feeders.s3_objects import (
+from cirrus_feed.feeding.contract import SourceRejection
+from feeders.s3.objects import (
     ItemBuilder,
     ItemTemplate,
     ObjectFilter,

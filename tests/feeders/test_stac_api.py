@@ -20,9 +20,9 @@ from pydantic import ValidationError
 from stac_data import RANGE_END, RANGE_START, ids_between, parse
 
 from cirrus_feed.errors import ConfigError, FeederError, SourceUnavailableError
-from cirrus_feed.feeder import Checkpoint, FeedRequest, SourceRejection
-from cirrus_feed.payload import ProcessPayload
-from feeders.stac_api import StacApiConfig, StacApiFeeder
+from cirrus_feed.feeding.contract import Checkpoint, FeedRequest, SourceRejection
+from cirrus_feed.model.payload import ProcessPayload
+from feeders.stac_api.feeder import StacApiConfig, StacApiFeeder
 
 if TYPE_CHECKING:
     from conftest import FakeStacApi

@@ -17,9 +17,9 @@ import pytest
 import stac_data
 from stac_data import RANGE_END, RANGE_START, ids_between, parse
 
-from cirrus_feed.feeder import Checkpoint, FeedRequest
-from cirrus_feed.payload import ProcessPayload
-from feeders.stac_api import StacApiConfig, StacApiFeeder
+from cirrus_feed.feeding.contract import Checkpoint, FeedRequest
+from cirrus_feed.model.payload import ProcessPayload
+from feeders.stac_api.feeder import StacApiConfig, StacApiFeeder
 
 if TYPE_CHECKING:
     from conftest import StacServer

@@ -23,11 +23,11 @@ from click.testing import CliRunner, Result
 from cirrus_feed.app import LocalPaths, build_app
 from cirrus_feed.backends.local.inline_runner import InlineWorkflowRunner
 from cirrus_feed.backends.local.sqlite_state import SqliteStateStore
-from cirrus_feed.cli import cli
+from cirrus_feed.cli.main import cli
 from cirrus_feed.config import load_settings
-from cirrus_feed.events import normalize
-from cirrus_feed.states import State
-from cirrus_feed.worker import as_sqs_event
+from cirrus_feed.model.envelopes import normalize
+from cirrus_feed.model.states import State
+from cirrus_feed.service.worker import as_sqs_event
 
 from .conftest import make_payload, payload_id
 
@@ -594,7 +594,7 @@ SAMPLES_STEP = [
 @pytest.fixture
 def without_rustac(monkeypatch: pytest.MonkeyPatch) -> None:
     """As if the optional ``demo`` extra were not installed: the STAC step is skipped."""
-    monkeypatch.setattr("cirrus_feed.demo.rustac_binary", lambda: None)
+    monkeypatch.setattr("cirrus_feed.demo.run.rustac_binary", lambda: None)
 
 
 @pytest.mark.usefixtures("without_rustac")
@@ -632,7 +632,7 @@ def test_cli_demo_starts_afresh_each_time(config: Path, tmp_path: Path) -> None:
 
 
 def test_cli_demo_with_the_stac_step(config: Path, tmp_path: Path) -> None:
-    from cirrus_feed.demo_stac import rustac_binary
+    from cirrus_feed.demo.stac import rustac_binary
 
     assert rustac_binary() is not None, "rustac comes with the dev and demo extras"
 

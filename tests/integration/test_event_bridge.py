@@ -103,7 +103,7 @@ def test_events_handler_for_sns_raises_when_a_message_fails(app: App) -> None:
 def test_feed_input_replays_messages_from_a_file(config: Path, tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from cirrus_feed.cli import cli
+    from cirrus_feed.cli.main import cli
 
     messages = tmp_path / "messages.ndjson"
     messages.write_text(json.dumps({"Records": [s3_record("x/scene.tif")]}) + "\n")

@@ -15,7 +15,7 @@ from pydantic import Field
 from cirrus_feed.app import App, build_app
 from cirrus_feed.config import LocalSettings, Settings
 from cirrus_feed.errors import ConfigError, PluginError, SourceUnavailableError
-from cirrus_feed.feeder import (
+from cirrus_feed.feeding.contract import (
     Checkpoint,
     Feeder,
     FeederConfig,
@@ -24,11 +24,11 @@ from cirrus_feed.feeder import (
     SourceRejection,
     Tagged,
 )
-from cirrus_feed.feeding import FeedRunner
-from cirrus_feed.plugins import FeederRegistry
-from cirrus_feed.states import State
-from cirrus_feed.worker import LocalWorker, WorkTotals
-from cirrus_feed.workflows import TaskSpec, Workflow
+from cirrus_feed.feeding.plugins import FeederRegistry
+from cirrus_feed.feeding.runner import FeedRunner
+from cirrus_feed.model.states import State
+from cirrus_feed.pipeline.workflows import TaskSpec, Workflow
+from cirrus_feed.service.worker import LocalWorker, WorkTotals
 
 
 class CountingConfig(FeederConfig):
@@ -267,7 +267,7 @@ def test_feed_stop_finishes_the_current_window(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A stop asked mid-window runs on to that window's checkpoint, so nothing is re-sent."""
-    monkeypatch.setattr("cirrus_feed.feeding.FLUSH_SIZE", 1)  # progress after every item
+    monkeypatch.setattr("cirrus_feed.feeding.runner.FLUSH_SIZE", 1)  # progress after every item
     app = make_app(tmp_path, count=12, per_window=4)
     runner = FeedRunner(app, progress=lambda counts: runner.stop())
     feeder = app.feeders["nums"]

@@ -12,7 +12,7 @@ import pytest
 from cirrus_feed import lambdas
 from cirrus_feed.backends.base import ExecutionOutcome
 from cirrus_feed.errors import CirrusFeedError
-from cirrus_feed.states import State
+from cirrus_feed.model.states import State
 
 from .conftest import REGION, AwsHarness, make_payload, payload_id
 

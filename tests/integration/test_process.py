@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from cirrus_feed import layout
 from cirrus_feed.backends.base import ExecutionOutcome, StateRecord
 from cirrus_feed.errors import BackendUnavailableError
-from cirrus_feed.executions import execution_arn, execution_name, name_from_arn
-from cirrus_feed.states import State
+from cirrus_feed.model import layout
+from cirrus_feed.model.executions import execution_arn, execution_name, name_from_arn
+from cirrus_feed.model.states import State
 
 from .conftest import Harness, by_id, make_payload, outcomes_of, payload_id
 

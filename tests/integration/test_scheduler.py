@@ -19,15 +19,15 @@ from apscheduler.events import EVENT_JOB_EXECUTED  # type: ignore[import-untyped
 from click.testing import CliRunner
 
 from cirrus_feed.app import App, build_app
-from cirrus_feed.cli import cli
+from cirrus_feed.cli.main import cli
 from cirrus_feed.config import LocalSettings, Settings, load_settings
 from cirrus_feed.errors import CirrusFeedError, ConfigError, PayloadNotFoundError
-from cirrus_feed.feeder import Checkpoint, Feeder, FeederConfig, FeedItem, FeedRequest
-from cirrus_feed.plugins import FeederRegistry
-from cirrus_feed.scheduler import Service
-from cirrus_feed.schedules import Schedule, crontab_weekdays
-from cirrus_feed.states import State
-from cirrus_feed.workflows import TaskSpec, Workflow
+from cirrus_feed.feeding.contract import Checkpoint, Feeder, FeederConfig, FeedItem, FeedRequest
+from cirrus_feed.feeding.plugins import FeederRegistry
+from cirrus_feed.feeding.schedules import Schedule, crontab_weekdays
+from cirrus_feed.model.states import State
+from cirrus_feed.pipeline.workflows import TaskSpec, Workflow
+from cirrus_feed.service.scheduler import Service
 
 SECOND = {"interval": "1s"}
 HOUR = {"interval": "1h"}

@@ -29,8 +29,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
-from cirrus_feed.sns_endpoint import SnsEndpoint
-from cirrus_feed.sns_signature import SnsSignatureVerifier
+from cirrus_feed.service.sns_endpoint import SnsEndpoint
+from cirrus_feed.service.sns_signature import SnsSignatureVerifier
 
 TOPIC = "arn:aws:sns:us-east-1:123456789012:local-topic"
 LOCAL_URL = re.compile(r"http://127\.0\.0\.1:\d+/[\w.-]+\.pem")
@@ -271,7 +271,7 @@ def test_endpoint_rejects_untrusted_message(
     change: Callable[[dict[str, Any]], dict[str, Any]],
     status: int,
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="cirrus_feed.sns_endpoint"):
+    with caplog.at_level(logging.WARNING, logger="cirrus_feed.service.sns_endpoint"):
         assert post(local_endpoint, change(local_sns.notification())) == status
 
     assert recorder.messages == []
@@ -407,7 +407,7 @@ def test_endpoint_rejects_moto_message_published_with_subject(
     sns, topic, _ = moto_topic
 
     # moto's bug, not ours: it signs without Subject while AWS signs with it.
-    with caplog.at_level(logging.WARNING, logger="cirrus_feed.sns_endpoint"):
+    with caplog.at_level(logging.WARNING, logger="cirrus_feed.service.sns_endpoint"):
         sns.publish(TopicArn=topic, Message="{}", Subject="new scene")
 
     assert recorder.messages == []

@@ -29,12 +29,12 @@ import yaml
 from click.testing import CliRunner
 
 from cirrus_feed.app import App, LocalPaths, build_app
-from cirrus_feed.cli import cli as cli_group
+from cirrus_feed.cli.main import cli as cli_group
 from cirrus_feed.config import load_settings
-from cirrus_feed.feeder import FeedRequest
-from cirrus_feed.feeding import FeedRunner
-from cirrus_feed.states import State
-from cirrus_feed.worker import LocalWorker, WorkTotals
+from cirrus_feed.feeding.contract import FeedRequest
+from cirrus_feed.feeding.runner import FeedRunner
+from cirrus_feed.model.states import State
+from cirrus_feed.service.worker import LocalWorker, WorkTotals
 
 BIN = Path(sys.executable).parent
 COLLECTION = "e2e-s2"

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from cirrus_feed import layout
 from cirrus_feed.backends.base import ExecutionOutcome, ExecutionStatus
-from cirrus_feed.executions import name_from_arn
-from cirrus_feed.states import State
-from cirrus_feed.update_state import NO_CAUSE
+from cirrus_feed.model import layout
+from cirrus_feed.model.executions import name_from_arn
+from cirrus_feed.model.states import State
+from cirrus_feed.pipeline.update_state import NO_CAUSE
 
 from .conftest import Harness, make_payload, outcomes_of, payload_id
 

@@ -1,4 +1,4 @@
-"""Local workers (`cirrus_feed.worker`): concurrent workers start each execution once, and an
+"""Local workers (`service.worker`): concurrent workers start each execution once, and an
 abandoned execution is run again when its lease runs out."""
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from cirrus_feed.app import App, LocalPaths, build_app
 from cirrus_feed.backends.base import StateQuery, StateRecord
 from cirrus_feed.backends.local.inline_runner import InlineWorkflowRunner
 from cirrus_feed.config import LocalSettings, ProcessSettings, Settings, load_settings
-from cirrus_feed.events import normalize
-from cirrus_feed.executions import execution_arn, execution_name
-from cirrus_feed.reports import Outcome, StageReport
-from cirrus_feed.states import State
-from cirrus_feed.worker import LocalWorker, WorkTotals, as_sqs_event, run_workers
+from cirrus_feed.model.envelopes import normalize
+from cirrus_feed.model.executions import execution_arn, execution_name
+from cirrus_feed.model.reports import Outcome, StageReport
+from cirrus_feed.model.states import State
+from cirrus_feed.service.worker import LocalWorker, WorkTotals, as_sqs_event, run_workers
 
 from .conftest import WORKFLOWS, LocalHarness, make_payload, outcomes_of, payload_id
 

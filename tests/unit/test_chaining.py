@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from cirrus_feed.chaining import next_payloads
 from cirrus_feed.errors import PayloadValidationError
+from cirrus_feed.pipeline.chaining import next_payloads
 
 
 def item(item_id: str, gsd: float, collection: str = "c1") -> dict[str, Any]:

@@ -9,7 +9,7 @@ import pytest
 
 from cirrus_feed.app import feeder_configs
 from cirrus_feed.config import load_settings
-from cirrus_feed.plugins import FeederRegistry
+from cirrus_feed.feeding.plugins import FeederRegistry
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
 EXAMPLES = sorted(CONFIG.glob("*.yaml")) + sorted((CONFIG / "feeders").glob("*.yaml"))

@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cirrus_feed.errors import InvalidRecordError
-from cirrus_feed.events import Envelope, normalize, parse_execution_event
+from cirrus_feed.model.envelopes import Envelope, normalize, parse_execution_event
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "events"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cirrus_feed.executions import (
+from cirrus_feed.model.executions import (
     console_url,
     execution_arn,
     execution_name,

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from cirrus_feed.item_attributes import MAX_ATTRIBUTES, item_attributes
+from cirrus_feed.model.item_attributes import MAX_ATTRIBUTES, item_attributes
 
 BBOX = [-71.5, -33.25, -70.25, -32.0]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cirrus_feed.pacing import TokenBucket
+from cirrus_feed.feeding.pacing import TokenBucket
 
 
 class FakeTime:

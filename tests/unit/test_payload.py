@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from cirrus_feed.errors import PayloadValidationError
-from cirrus_feed.payload import (
+from cirrus_feed.model.payload import (
     MAX_INLINE_BYTES,
     ProcessPayload,
     derive_payload_id,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cirrus_feed.reports import Outcome, RecordResult, StageReport
+from cirrus_feed.model.reports import Outcome, RecordResult, StageReport
 
 
 def report_of(*results: tuple[Outcome, str | None]) -> StageReport:

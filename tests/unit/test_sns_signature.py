@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
 from cirrus_feed.errors import InvalidRecordError, SourceUnavailableError
-from cirrus_feed.sns_signature import (
+from cirrus_feed.service.sns_signature import (
     SNS_CERT_URL,
     InvalidSignatureError,
     SnsSignatureVerifier,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cirrus_feed.states import (
+from cirrus_feed.model.states import (
     ACTIVE,
     TERMINAL,
     TRANSITIONS,

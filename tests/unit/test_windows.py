@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from feeders.windows import (
+from feeders.stac_api.windows import (
     MICROSECOND,
     Window,
     isoformat,

@@ -10,7 +10,7 @@ import pytest
 
 from cirrus_feed.backends.local.inline_runner import InlineWorkflowRunner
 from cirrus_feed.errors import ConfigError
-from cirrus_feed.workflows import (
+from cirrus_feed.pipeline.workflows import (
     InvalidInput,
     TaskContext,
     TaskError,

@@ -1,7 +1,7 @@
 """`StateStore` on the Cirrus v2 DynamoDB state table (spec §4), shareable with real Cirrus.
 
 Items have exactly the Cirrus v2 attributes (§4.2). Every write is a conditional
-``UpdateItem`` whose condition comes from `cirrus_feed.states` and which asks for
+``UpdateItem`` whose condition comes from `cirrus_feed.model.states` and which asks for
 ``ReturnValuesOnConditionCheckFailure=ALL_OLD``, so a lost race is reported with the current
 record without a second read. There is no unconditional write path.
 """
@@ -24,8 +24,8 @@ from cirrus_feed.errors import (
     PayloadNotFoundError,
     StaleExecutionError,
 )
-from cirrus_feed.payload import key_to_payload_id, payload_id_to_key
-from cirrus_feed.states import (
+from cirrus_feed.model.payload import key_to_payload_id, payload_id_to_key
+from cirrus_feed.model.states import (
     ACTIVE,
     LEGACY_STATES,
     TERMINAL,

@@ -17,7 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from cirrus_feed.backends.aws.clients import call, error_code, translate
 from cirrus_feed.errors import ForbiddenUrlError, InvalidRecordError, PayloadNotFoundError
-from cirrus_feed.layout import DEFAULT_ROOT
+from cirrus_feed.model.layout import DEFAULT_ROOT
 
 _MISSING_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "404", "NotFound"})
 

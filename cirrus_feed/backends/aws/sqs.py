@@ -19,7 +19,7 @@ from cirrus_feed.backends.aws.clients import (
 )
 from cirrus_feed.backends.base import QueueDepth, QueueMessage, SendResult
 from cirrus_feed.errors import BackendUnavailableError
-from cirrus_feed.payload import MAX_MESSAGE_BYTES
+from cirrus_feed.model.payload import MAX_MESSAGE_BYTES
 
 _MAX_BATCH_ENTRIES = 10
 _MAX_WAIT_SECONDS = 20

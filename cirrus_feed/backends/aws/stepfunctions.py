@@ -16,8 +16,8 @@ from cirrus_feed.errors import (
     PayloadNotFoundError,
     WorkflowNotFoundError,
 )
-from cirrus_feed.executions import execution_arn as build_execution_arn
-from cirrus_feed.executions import name_from_arn, state_machine_arn
+from cirrus_feed.model.executions import execution_arn as build_execution_arn
+from cirrus_feed.model.executions import name_from_arn, state_machine_arn
 
 _FINISHED = frozenset({"SUCCEEDED", "FAILED", "ABORTED", "TIMED_OUT"})
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from cirrus_feed.backends.base import WorkflowEvent
 from cirrus_feed.backends.local.sqlite import SqliteDatabase
-from cirrus_feed.item_attributes import item_attributes
+from cirrus_feed.model.item_attributes import item_attributes
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (

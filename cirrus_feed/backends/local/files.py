@@ -22,7 +22,7 @@ from cirrus_feed.errors import (
     InvalidRecordError,
     PayloadNotFoundError,
 )
-from cirrus_feed.layout import DEFAULT_ROOT
+from cirrus_feed.model.layout import DEFAULT_ROOT
 
 
 def write_atomically(path: Path, data: bytes) -> None:

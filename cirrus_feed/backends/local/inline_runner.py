@@ -23,8 +23,8 @@ from cirrus_feed.errors import (
     PayloadNotFoundError,
     WorkflowNotFoundError,
 )
-from cirrus_feed.executions import execution_arn, state_machine_arn
-from cirrus_feed.workflows import Workflow, error_name
+from cirrus_feed.model.executions import execution_arn, state_machine_arn
+from cirrus_feed.pipeline.workflows import Workflow, error_name
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS executions (

@@ -16,7 +16,7 @@ from typing import Any
 
 from cirrus_feed.backends.base import QueueDepth, QueueMessage, SendResult
 from cirrus_feed.backends.local.sqlite import SqliteDatabase
-from cirrus_feed.payload import MAX_MESSAGE_BYTES
+from cirrus_feed.model.payload import MAX_MESSAGE_BYTES
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (

@@ -16,8 +16,14 @@ from typing import Any
 from cirrus_feed.backends.base import StatePage, StateQuery, StateRecord
 from cirrus_feed.backends.local.sqlite import SqliteDatabase
 from cirrus_feed.errors import ClaimConflictError, PayloadNotFoundError, StaleExecutionError
-from cirrus_feed.payload import payload_id_to_key
-from cirrus_feed.states import TERMINAL, UNCLAIMABLE, State, can_move, state_from_state_updated
+from cirrus_feed.model.payload import payload_id_to_key
+from cirrus_feed.model.states import (
+    TERMINAL,
+    UNCLAIMABLE,
+    State,
+    can_move,
+    state_from_state_updated,
+)
 
 # payload_id is not a DynamoDB attribute: it is kept so ids whose workflow contains "_"
 # round-trip exactly (splitting collections_workflow on its last "_" cannot tell).

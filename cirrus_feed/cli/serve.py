@@ -1,0 +1,131 @@
+"""``cirrus-feed serve``: scheduled feeders and (locally) the process workers in one process.
+Registered on the main group by `cirrus_feed.cli.main`."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from typing import Any
+
+import click
+
+from cirrus_feed.cli.main import Context, cli, pass_context
+from cirrus_feed.errors import CirrusFeedError
+from cirrus_feed.feeding.push import events_feeder, push
+from cirrus_feed.service.scheduler import OnceResult, Service
+from cirrus_feed.service.sns_endpoint import SnsEndpoint, parse_http_address
+from cirrus_feed.service.sns_signature import SnsSignatureVerifier
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@cli.command()
+@click.option("--workers", type=click.IntRange(min=1), help="Worker threads (local backend).")
+@click.option("--no-workers", is_flag=True, help="Only feed; leave processing to others.")
+@click.option("--once", is_flag=True, help="Run each scheduled feeder now, drain, then exit.")
+@click.option(
+    "--http",
+    "http_address",
+    metavar="HOST:PORT",
+    help="Also receive SNS HTTP(S) deliveries here (signatures verified).",
+)
+@click.option("--http-feeder", help="The events feeder SNS deliveries go to (if several).")
+@pass_context
+def serve(
+    ctx: Context,
+    /,
+    workers: int | None,
+    no_workers: bool,
+    once: bool,
+    http_address: str | None,
+    http_feeder: str | None,
+) -> None:
+    """Run every feeder that has a schedule and, on the local backend, the process workers.
+
+    SIGTERM or Ctrl-C: running feeds stop at their next checkpoint, then exit 0; a second
+    signal stops them after their current item.
+    """
+    if workers is not None and no_workers:
+        raise click.UsageError("--workers and --no-workers exclude each other")
+    count = 0 if no_workers else workers or ctx.settings.process.workers
+    service = Service(ctx.app, workers=count)
+    if not service.schedules and not service.workers and not http_address:
+        raise click.UsageError("nothing to serve: no feeder has a schedule and no workers run")
+    endpoint = _endpoint(ctx, http_address, http_feeder) if http_address and not once else None
+    # The handler only flags: the stopping itself happens on the main thread, below.
+    previous = {sig: signal.signal(sig, lambda *_: service.request_stop()) for sig in _STOP_SIGNALS}
+    try:
+        if endpoint is not None:
+            host, port = endpoint.start()
+            click.echo(f"receiving SNS deliveries on http://{host}:{port}/", err=True)
+        if once:
+            _report(service.run_once())
+        else:
+            _serve(service)
+    finally:  # the handlers close over this call's service: put the caller's back
+        if endpoint is not None:
+            endpoint.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _serve(service: Service) -> None:
+    names = ", ".join(sorted(service.schedules)) or "none"
+    service.start()
+    click.echo(
+        f"serving: scheduled feeders: {names}; workers: {service.workers}; Ctrl-C to stop",
+        err=True,
+    )
+    try:
+        service.wait()
+    finally:
+        service.stop()
+    totals = service.totals
+    counts = {"process": totals.process.counts, "update_state": totals.update.counts}
+    summary = "; ".join(
+        f"{stage}: " + (", ".join(f"{n} {k}" for k, n in sorted(c.items())) or "nothing")
+        for stage, c in counts.items()
+    )
+    click.echo(f"stopped ({summary})", err=True)
+    if service.failed:
+        sys.exit(1)
+
+
+def _report(result: OnceResult) -> None:
+    """One line per feeder, one per stage; exit 1 when a run failed or records did."""
+    bad = False
+    for name, feed in sorted(result.feeds.items()):
+        if feed is None:
+            click.echo(f"{name}: not run (stopping)")
+            continue
+        run = feed.run
+        summary = ", ".join(f"{n} {k}" for k, n in sorted(run.counts.items())) or "nothing"
+        click.echo(f"{name}: {run.status}: {summary}" + (f" ({run.error})" if run.error else ""))
+        # An interrupted run was asked to stop: not a failure.
+        bad |= run.status == "failed" or bool(feed.counts["failed"] or feed.counts["invalid"])
+    work = result.work
+    for stage, report in (("process", work.process), ("update_state", work.update)):
+        counts = ", ".join(f"{n} {k}" for k, n in sorted(report.counts.items())) or "nothing"
+        click.echo(f"{stage}: {counts}")
+    if bad or not (work.process.ok and work.update.ok):
+        sys.exit(1)
+
+
+def _endpoint(ctx: Context, address: str, feeder_name: str | None) -> SnsEndpoint:
+    """An SNS endpoint whose verified notifications go through the events feeder."""
+    app = ctx.app
+    name, feeder = events_feeder(app, feeder_name or app.settings.events_feeder)
+    try:
+        host, port = parse_http_address(address)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--http") from exc
+
+    def handle(message: dict[str, Any]) -> None:
+        # As an SNS record, so the MessageId reaches the seen-message cache.
+        pushed = push(
+            app, name, feeder, [{"Records": [{"EventSource": "aws:sns", "Sns": message}]}]
+        )
+        if pushed.failed or pushed.result.run.status == "failed":
+            raise CirrusFeedError(f"events {name}: message {message.get('MessageId')} failed")
+
+    return SnsEndpoint(handle, SnsSignatureVerifier(), host=host, port=port)

@@ -1,0 +1,170 @@
+"""The feeder plugin contract: a `Feeder` reads a source and lazily yields payloads.
+
+Feeders only read. They never talk to backends: the pipeline (`cirrus_feed.feeding.runner`)
+batches, dedupes, paces, enqueues and records. A feeder that keeps a position in its
+source (a time watermark, a listing marker, a row offset) yields a `Checkpoint` after the
+payloads it covers; the pipeline persists the checkpoint's cursor only once every payload
+yielded before it is on the queue, so a crash re-reads at most the work since the last
+checkpoint and nothing is skipped.
+
+Invariants a feeder must keep:
+
+* payload ids are deterministic for the same source record;
+* `feed` restarts from ``request.cursor`` (the last persisted checkpoint) when given;
+* it honours ``request.limit`` (payloads, not source records) and the time window;
+* it raises only `FeederError` subclasses; a bad source record is yielded as a
+  `SourceRejection` (kept with its reason), never dropped.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar, Protocol
+
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from cirrus_feed.backends.base import FeedStore, StatePage, StateQuery, StateRecord
+from cirrus_feed.feeding.schedules import Schedule
+from cirrus_feed.model.payload import ProcessDefinition, ProcessPayload
+
+
+@dataclass(frozen=True, slots=True)
+class FeedRequest:
+    """One run's bounds. ``since``/``until`` are UTC; ``cursor`` is the last checkpoint."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int | None = None
+    cursor: Mapping[str, Any] | None = None
+    dry_run: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A position in the source, safe to resume from once everything before it is queued.
+
+    ``cursor`` (if any) is persisted as the feeder's resume point. ``commit`` (if any) is
+    called once everything yielded since the previous checkpoint was handled, with the tags
+    (see `Tagged`) whose records failed: a message-driven feeder deletes (acks) the other
+    messages there and leaves the failed ones for the queue's redrive policy. A cursor is
+    not saved while anything before it failed; ``commit`` is always called.
+    """
+
+    cursor: Mapping[str, Any] | None = None
+    label: str = ""  # e.g. the window that just completed, for run records and logs
+    commit: Callable[[frozenset[str]], None] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRejection:
+    """A source record that cannot become a payload; recorded as invalid with its reason.
+
+    ``retry``: also count its ``tag`` as failed, so the source message is not acked and ends
+    in the dead-letter queue (for records that might succeed later, or must be seen there).
+    """
+
+    raw: Any
+    reason: str
+    tag: str | None = None
+    retry: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Tagged:
+    """A payload with the source record it came from (e.g. an SQS message id), so the
+    runner can tell a `Checkpoint.commit` which source records failed."""
+
+    payload: ProcessPayload | Mapping[str, Any]
+    tag: str
+
+
+FeedItem = ProcessPayload | Mapping[str, Any] | Tagged | Checkpoint | SourceRejection
+
+
+class FeederConfig(BaseModel):
+    """Settings every feeder shares; a feeder's ``Config`` extends it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str
+    description: str = ""
+    schedule: Schedule | None = None
+    # The template of every payload's `process`: one definition, or a chain (list). Validated
+    # at config load so a typo fails at start-up, not at 3 a.m.
+    process: list[ProcessDefinition | list[ProcessDefinition]]
+    max_rate: float | None = None  # payloads per second
+    max_in_flight: int | None = None  # pause while this many of ours are queued or processing
+    max_queue_depth: int | None = None  # pause while the process queue holds more than this
+
+    @field_validator("process", mode="before")
+    @classmethod
+    def _one_or_chain(cls, value: Any) -> Any:
+        return [value] if isinstance(value, dict) else value
+
+    def process_template(self) -> list[Any]:
+        """The ``process`` list to put in a payload (plain JSON, unset keys left out)."""
+        return [
+            [
+                d.model_dump(exclude_none=True, exclude_defaults=True) | {"workflow": d.workflow}
+                for d in hop
+            ]
+            if isinstance(hop, list)
+            else hop.model_dump(exclude_none=True, exclude_defaults=True)
+            | {"workflow": hop.workflow}
+            for hop in self.process
+        ]
+
+
+class StateReader(Protocol):
+    """The read half of `StateStore`: all a feeder may do with the state DB."""
+
+    def get(self, payload_id: str) -> StateRecord: ...
+
+    def query(
+        self, query: StateQuery, *, limit: int = 100, next_key: str | None = None
+    ) -> StatePage: ...
+
+    def count(self, query: StateQuery, *, limit: int | None = None) -> int | str: ...
+
+
+class PayloadReader(Protocol):
+    """The read half of `PayloadStore`: all a feeder may do with stored payloads."""
+
+    def url_for(self, key: str) -> str: ...
+
+    def get_json(self, url: str) -> Any: ...
+
+
+@dataclass(frozen=True)
+class FeederContext:
+    """What a feeder may read besides its source: the state DB and the payload store
+    (the `rerun` feeder selects payloads and fetches their stored inputs). Writes go
+    through the pipeline only, which the read-only types make a type error."""
+
+    state: StateReader
+    store: PayloadReader
+    # Feed records, for the one write a feeder may make itself: its seen-message cache
+    # (`FeedStore.remember`), which suppresses at-least-once duplicates before the queue.
+    feeds: FeedStore | None = None
+
+
+class Feeder(ABC):
+    """Base class of every feeder plugin (entry-point group ``cirrus_feed.feeders``)."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    Config: ClassVar[type[FeederConfig]] = FeederConfig
+
+    def __init__(
+        self, instance: str, config: FeederConfig, context: FeederContext | None = None
+    ) -> None:
+        self.instance = instance  # the configured feeder's name (several may share a type)
+        self.config = config
+        self.context = context
+
+    @abstractmethod
+    def feed(self, request: FeedRequest) -> Iterator[FeedItem]:
+        """Yield payloads (or plain payload mappings), checkpoints and rejections, lazily."""

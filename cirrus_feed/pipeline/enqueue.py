@@ -1,0 +1,106 @@
+"""The enqueue stage: validate, derive ids, drop in-batch duplicates, offload, send."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any
+
+from cirrus_feed.backends.base import PayloadQueue, PayloadStore
+from cirrus_feed.errors import BackendError, PayloadValidationError
+from cirrus_feed.model import layout
+from cirrus_feed.model.payload import ProcessPayload
+from cirrus_feed.model.reports import Outcome, RecordResult, StageReport
+from cirrus_feed.pipeline.invalid import record_invalid
+
+log = logging.getLogger(__name__)
+
+SEND_CHUNK = 100  # bodies handed to the queue at once; it batches by 10 / 256 KiB itself
+
+
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """A source record that could not even be decoded; enqueue records it as invalid."""
+
+    raw: Any
+    reason: str
+
+
+Enqueueable = Mapping[str, Any] | ProcessPayload | Unreadable
+
+
+class Enqueuer:
+    """Puts payloads on the process queue; oversize ones travel as ``{"url"}`` pointers."""
+
+    def __init__(self, queue: PayloadQueue, store: PayloadStore) -> None:
+        self.queue = queue
+        self.store = store
+
+    def enqueue(self, payloads: Iterable[Enqueueable]) -> StageReport:
+        """Enqueue every payload; returns one result per input, in order.
+
+        Invalid payloads are recorded in the payload store's invalid area with the reason;
+        a payload id already seen in this call is reported ``duplicate`` and not sent.
+        """
+        report = StageReport()
+        seen: set[str] = set()
+        iterator = enumerate(payloads)
+        while chunk := list(islice(iterator, SEND_CHUNK)):
+            self._enqueue_chunk(chunk, seen, report)
+        report.results.sort(key=lambda r: r.index)
+        return report
+
+    def _enqueue_chunk(
+        self,
+        chunk: list[tuple[int, Enqueueable]],
+        seen: set[str],
+        report: StageReport,
+    ) -> None:
+        pending: list[tuple[int, str, str, str | None]] = []  # index, id, body, offload url
+        for index, item in chunk:
+            if isinstance(item, Unreadable):
+                report.add(self._invalid(index, item.raw, item.reason, None))
+                continue
+            try:
+                payload = (
+                    item if isinstance(item, ProcessPayload) else ProcessPayload.from_dict(item)
+                )
+            except PayloadValidationError as exc:
+                report.add(self._invalid(index, item, str(exc), exc.payload_id))
+                continue
+            if payload.id in seen:
+                report.add(RecordResult(index, Outcome.DUPLICATE, payload.id, reason="in batch"))
+                continue
+            seen.add(payload.id)
+            try:
+                body, url = self._body(payload)
+            except BackendError as exc:
+                report.add(RecordResult(index, Outcome.FAILED, payload.id, reason=str(exc)))
+                continue
+            pending.append((index, payload.id, body, url))
+        results = self.queue.send([body for _, _, body, _ in pending]) if pending else []
+        for (index, payload_id, _, url), sent in zip(pending, results, strict=True):
+            if sent.ok:
+                report.add(
+                    RecordResult(index, Outcome.QUEUED, payload_id, sent.message_id, url=url)
+                )
+            else:
+                log.warning("enqueue failed", extra={"payload_id": payload_id, "error": sent.error})
+                report.add(RecordResult(index, Outcome.FAILED, payload_id, reason=sent.error))
+
+    def _body(self, payload: ProcessPayload) -> tuple[str, str | None]:
+        body = payload.to_json()
+        if len(body.encode()) <= self.queue.max_message_bytes:
+            return body, None
+        url = self.store.put_json(layout.oversized_key(), payload.to_dict())
+        return json.dumps({"url": url}), url
+
+    def _invalid(self, index: int, raw: Any, reason: str, payload_id: str | None) -> RecordResult:
+        try:
+            url = record_invalid(self.store, raw, reason, stage="enqueue", payload_id=payload_id)
+        except BackendError as store_exc:
+            return RecordResult(index, Outcome.FAILED, payload_id, reason=str(store_exc))
+        return RecordResult(index, Outcome.INVALID, payload_id, reason=reason, url=url)

@@ -1,0 +1,287 @@
+"""The process stage: claim each payload in the state DB and start its workflow once.
+
+Decision table and start sequence of cirrus-geo v2 (spec §3.4-3.5), with its quirks fixed:
+
+* Q1  CLAIMED recovery resumes the *latest* execution, not the oldest.
+* Q2  ``ALREADY_*`` events carry the URLs of the real latest execution.
+* Q3  losing the set-processing race to a finished execution is not a crash.
+* Q4  an unreadable ``{"url"}`` pointer fails (or rejects) only its own record.
+* Q5  an unknown workflow is recorded FAILED *and* reported failed, so the message is
+      retried and ends in the dead-letter queue instead of vanishing.
+* Q7  a non-conditional state-DB error on claim does not attempt a second write.
+
+Every record ends in exactly one outcome (see `reports.Outcome`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cirrus_feed.backends.base import Backends, StateRecord
+from cirrus_feed.errors import (
+    PERMANENT_RECORD_ERRORS,
+    BackendError,
+    ClaimConflictError,
+    ExecutionAlreadyExistsError,
+    PayloadValidationError,
+    StaleExecutionError,
+    WorkflowNotFoundError,
+)
+from cirrus_feed.model import layout
+from cirrus_feed.model.envelopes import Envelope
+from cirrus_feed.model.executions import execution_arn, execution_name
+from cirrus_feed.model.payload import ProcessPayload, fits_inline
+from cirrus_feed.model.reports import Outcome, RecordResult, StageReport
+from cirrus_feed.model.states import UNCLAIMABLE, State
+from cirrus_feed.pipeline.announcer import Announcer
+from cirrus_feed.pipeline.invalid import record_invalid
+
+log = logging.getLogger(__name__)
+
+SKIP_UNLESS_REPLACE = frozenset({State.PROCESSING, State.SUCCEEDED, State.INVALID})
+
+
+@dataclass(frozen=True, slots=True)
+class _Intake:
+    index: int
+    envelope: Envelope
+    payload: ProcessPayload
+
+
+class Processor:
+    """Runs the process stage over normalised records (see `envelopes.normalize`)."""
+
+    def __init__(self, backends: Backends) -> None:
+        self.b = backends
+
+    def process(self, envelopes: Sequence[Envelope]) -> StageReport:
+        report = StageReport()
+        with Announcer(self.b.notifier, self.b.store, self.b.runner.region) as announcer:
+            accepted = [
+                intake
+                for index, envelope in enumerate(envelopes)
+                if (intake := self._intake(index, envelope, report, announcer)) is not None
+            ]
+            try:
+                records = self.b.state.get_many({i.payload.id for i in accepted})
+            except BackendError as exc:
+                for intake in accepted:
+                    report.add(self._result(intake, Outcome.FAILED, str(exc)))
+                accepted, records = [], {}
+            seen: set[str] = set()
+            for intake in accepted:
+                payload_id = intake.payload.id
+                if payload_id in seen:
+                    announcer.event("DUPLICATE_ID_ENCOUNTERED", payload_id)
+                    report.add(self._result(intake, Outcome.DUPLICATE, "duplicate id in batch"))
+                    continue
+                seen.add(payload_id)
+                report.add(self._decide(intake, records.get(payload_id), announcer))
+        report.results.sort(key=lambda r: r.index)
+        return report
+
+    # -- intake ---------------------------------------------------------------------------
+
+    def _intake(
+        self, index: int, envelope: Envelope, report: StageReport, announcer: Announcer
+    ) -> _Intake | None:
+        if envelope.kind == "ignored":
+            report.add(RecordResult(index, Outcome.IGNORED, message_id=envelope.message_id))
+            return None
+        if envelope.kind == "error":
+            self._reject(
+                index,
+                envelope,
+                envelope.error or "unreadable record",
+                None,
+                report,
+                announcer,
+                "RECORD_EXTRACT_FAILED",
+            )
+            return None
+        if envelope.kind != "payload":
+            self._reject(
+                index,
+                envelope,
+                f"a {envelope.kind} event is not a process payload",
+                None,
+                report,
+                announcer,
+                "NOT_A_PROCESS_PAYLOAD",
+            )
+            return None
+        body: Any = envelope.body
+        try:
+            if isinstance(body, dict) and "url" in body:
+                body = self.b.store.get_json(str(body["url"]))
+            return _Intake(index, envelope, ProcessPayload.from_dict(body))
+        except PERMANENT_RECORD_ERRORS as exc:
+            payload_id = exc.payload_id if isinstance(exc, PayloadValidationError) else None
+            self._reject(
+                index, envelope, str(exc), payload_id, report, announcer, "NOT_A_PROCESS_PAYLOAD"
+            )
+        except BackendError as exc:  # transient read failure: retry this record only
+            report.add(
+                RecordResult(index, Outcome.FAILED, message_id=envelope.message_id, reason=str(exc))
+            )
+        return None
+
+    def _reject(
+        self,
+        index: int,
+        envelope: Envelope,
+        reason: str,
+        payload_id: str | None,
+        report: StageReport,
+        announcer: Announcer,
+        event_type: str,
+    ) -> None:
+        try:
+            url = record_invalid(
+                self.b.store, envelope.raw, reason, stage="process", payload_id=payload_id
+            )
+        except BackendError as exc:
+            report.add(
+                RecordResult(
+                    index,
+                    Outcome.FAILED,
+                    payload_id,
+                    envelope.message_id,
+                    reason=f"{reason}; and it could not be recorded: {exc}",
+                )
+            )
+            return
+        announcer.event(event_type, payload_id or "unknown", input_url=url, error=reason)
+        report.add(
+            RecordResult(
+                index, Outcome.INVALID, payload_id, envelope.message_id, reason=reason, url=url
+            )
+        )
+
+    # -- decision and start sequence ------------------------------------------------------
+
+    def _decide(
+        self,
+        intake: _Intake,
+        record: StateRecord | None,
+        announcer: Announcer,
+        *,
+        retry: bool = True,
+    ) -> RecordResult:
+        payload = intake.payload
+        if record is not None and record.state in SKIP_UNLESS_REPLACE and not payload.replace:
+            announcer.already(record)
+            return self._result(intake, Outcome.SKIPPED, f"already {record.state.value}")
+        if record is not None and record.state is State.CLAIMED:
+            # A claim whose execution may or may not have started: resume that execution.
+            return self._start(intake, record, announcer)
+        name = execution_name(payload.id, record.executions if record else (), self.b.runner.region)
+        arn = execution_arn(self.b.runner.base_arn, payload.workflow, name)
+        try:
+            claimed = self.b.state.claim(payload.id, arn)
+        except ClaimConflictError as exc:
+            current = exc.current
+            if current is not None and current.state is State.CLAIMED:
+                return self._start(intake, current, announcer)
+            if retry and current is not None and current.state not in UNCLAIMABLE:
+                # The history moved on since the batch read (another worker ran it): decide
+                # again on the current record, so the next name is derived from it.
+                return self._decide(intake, current, announcer, retry=False)
+            if current is not None:
+                announcer.already(current)
+                return self._result(intake, Outcome.SKIPPED, f"already {current.state.value}")
+            announcer.event("ALREADY_PROCESSING", payload.id)
+            return self._result(intake, Outcome.SKIPPED, "claim refused")
+        except BackendError as exc:
+            return self._result(intake, Outcome.FAILED, str(exc))
+        announcer.event("CLAIMED_PROCESSING", payload.id)
+        return self._start(intake, claimed, announcer)
+
+    def _start(self, intake: _Intake, claimed: StateRecord, announcer: Announcer) -> RecordResult:
+        payload = intake.payload
+        arn = claimed.latest_execution
+        assert arn is not None, "a CLAIMED record always has an execution"
+        name = arn.rsplit(":", 1)[-1]
+        input_url: str | None = None
+        resumed = False
+        try:
+            input_url = self.b.store.put_json(layout.input_key(payload.id, name), payload.to_dict())
+            self.b.runner.start(payload.workflow, name, self._execution_input(payload))
+        except ExecutionAlreadyExistsError:
+            resumed = True  # idempotent restart: someone started this very execution before
+        except WorkflowNotFoundError as exc:
+            return self._fail(intake, claimed, arn, str(exc), input_url, announcer)
+        except BackendError as exc:
+            return self._fail(
+                intake, claimed, arn, f"failed starting workflow ({exc})", input_url, announcer
+            )
+        return self._set_processing(intake, claimed, arn, input_url, announcer, resumed=resumed)
+
+    def _execution_input(self, payload: ProcessPayload) -> dict[str, Any]:
+        data = payload.to_dict()
+        if fits_inline(data):
+            return data
+        return {"url": self.b.store.put_json(layout.oversized_key(), data)}
+
+    def _set_processing(
+        self,
+        intake: _Intake,
+        claimed: StateRecord,
+        arn: str,
+        input_url: str | None,
+        announcer: Announcer,
+        *,
+        resumed: bool,
+    ) -> RecordResult:
+        try:
+            self.b.state.set_processing(claimed)
+        except ClaimConflictError as exc:
+            current = exc.current
+            if current is not None and current.latest_execution == arn:
+                if current.state is not State.PROCESSING and not resumed:
+                    # Our execution already finished and update-state got there first.
+                    return self._result(intake, Outcome.STARTED, f"already {current.state.value}")
+                if current.state is not State.PROCESSING:
+                    # Another worker started (and finished) this execution: not our start.
+                    announcer.already(current)
+                    return self._result(intake, Outcome.SKIPPED, "run by another worker")
+                announcer.already(current)
+                return self._result(intake, Outcome.SKIPPED, "started by another worker")
+            if current is not None:
+                announcer.already(current)
+            return self._result(intake, Outcome.SKIPPED, "claimed again by a newer run")
+        except BackendError as exc:
+            return self._result(intake, Outcome.FAILED, str(exc))
+        announcer.event(
+            "STARTED_PROCESSING", intake.payload.id, execution_arn=arn, input_url=input_url
+        )
+        return self._result(intake, Outcome.STARTED)
+
+    def _fail(
+        self,
+        intake: _Intake,
+        claimed: StateRecord,
+        arn: str,
+        error: str,
+        input_url: str | None,
+        announcer: Announcer,
+    ) -> RecordResult:
+        try:
+            self.b.state.finish(claimed, arn, State.FAILED, error)
+        except (ClaimConflictError, StaleExecutionError):
+            log.warning(
+                "payload moved on while failing it", extra={"payload_id": claimed.payload_id}
+            )
+        except BackendError:
+            log.exception("could not record FAILED", extra={"payload_id": claimed.payload_id})
+        announcer.event("FAILED", intake.payload.id, input_url=input_url, error=error)
+        return self._result(intake, Outcome.FAILED, error)
+
+    @staticmethod
+    def _result(intake: _Intake, outcome: Outcome, reason: str | None = None) -> RecordResult:
+        return RecordResult(
+            intake.index, outcome, intake.payload.id, intake.envelope.message_id, reason=reason
+        )

@@ -1,0 +1,270 @@
+"""The update-state stage: record how each workflow execution ended (spec §5).
+
+Outcome mapping and ``last_error`` text are Cirrus v2's. Deliberate changes:
+
+* A completion whose execution is not the payload's latest execution is *stale*: it is
+  reported and logged and changes nothing (Cirrus overwrote the newer run's state).
+* A repeated completion for an already finished execution is a no-op (``duplicate``).
+* Side effects of success (output archive, item publishing, chaining) happen *before* the
+  state moves to SUCCEEDED, so a crash in between is retried instead of losing the items.
+* An output payload that breaks the payload contract ends FAILED with the reason, instead of
+  leaving the record PROCESSING forever.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from cirrus_feed.backends.base import Backends, ExecutionOutcome, StateRecord
+from cirrus_feed.errors import (
+    PERMANENT_RECORD_ERRORS,
+    BackendError,
+    ClaimConflictError,
+    InvalidRecordError,
+    StaleExecutionError,
+)
+from cirrus_feed.model import layout
+from cirrus_feed.model.payload import ProcessPayload
+from cirrus_feed.model.reports import Outcome, RecordResult, StageReport
+from cirrus_feed.model.states import TERMINAL, State
+from cirrus_feed.pipeline.announcer import Announcer
+from cirrus_feed.pipeline.chaining import next_payloads
+from cirrus_feed.pipeline.enqueue import Enqueuer
+from cirrus_feed.pipeline.invalid import record_invalid
+
+log = logging.getLogger(__name__)
+
+INVALID_ERRORS = frozenset({"stactask.exceptions.InvalidInput", "cirrus.lib.errors.InvalidInput"})
+NO_CAUSE = (
+    "No error cause was found in the event. Check that the 'Fail' state in the workflow step "
+    "function definition includes 'ErrorPath' and 'CausePath' fields that capture the error "
+    "name and error cause."
+)
+
+
+def error_text(error: str | None, cause: str | None) -> str:
+    """Cirrus's ``last_error``: ``"<Error>: <cause.errorMessage | 'unknown' | raw cause>"``."""
+    name = error or "Unknown"
+    if cause is None:
+        return f"{name}: {NO_CAUSE}"
+    try:
+        parsed = json.loads(cause)
+    except ValueError:
+        return f"{name}: {cause}"
+    message = parsed.get("errorMessage", "unknown") if isinstance(parsed, dict) else "unknown"
+    return f"{name}: {message}"
+
+
+def classify(outcome: ExecutionOutcome) -> tuple[State, str, str | None]:
+    """(state to record, workflow event type, last_error) for an execution outcome."""
+    if outcome.status == "SUCCEEDED":
+        return State.SUCCEEDED, "SUCCEEDED", None
+    if outcome.status == "ABORTED":
+        return State.ABORTED, "ABORTED", None
+    if outcome.status == "TIMED_OUT":
+        return (
+            State.FAILED,
+            "TIMED_OUT",
+            error_text(
+                outcome.error or "TimedOutError",
+                outcome.cause or "The step function execution timed out.",
+            ),
+        )
+    error = error_text(outcome.error, outcome.cause)
+    if outcome.error in INVALID_ERRORS:
+        return State.INVALID, "INVALID", error
+    return State.FAILED, "FAILED", error
+
+
+@dataclass(frozen=True, slots=True)
+class _Completion:
+    index: int
+    outcome: ExecutionOutcome
+    payload: ProcessPayload
+
+
+@dataclass(slots=True)
+class _Plan:
+    """What one completion will do once the batch's items and children are sent."""
+
+    completion: _Completion
+    record: StateRecord
+    state: State
+    event_type: str
+    error: str | None
+    name: str  # execution name
+    output_url: str | None = None
+    items: list[Any] = field(default_factory=list)
+    children: list[dict[str, Any]] = field(default_factory=list)
+
+
+class StateUpdater:
+    """Applies execution outcomes to the state DB, archives outputs, publishes and chains."""
+
+    def __init__(self, backends: Backends) -> None:
+        self.b = backends
+        self.enqueuer = Enqueuer(backends.queue, backends.store)
+
+    def update(
+        self,
+        outcomes: Sequence[ExecutionOutcome],
+        message_ids: Sequence[str | None] | None = None,
+    ) -> StageReport:
+        """Apply each outcome; ``message_ids`` (parallel to ``outcomes``) tag the results so
+        a queue-fed handler can report exactly the failed messages."""
+        report = StageReport()
+        with Announcer(self.b.notifier, self.b.store, self.b.runner.region) as announcer:
+            completions = [
+                c for i, o in enumerate(outcomes) if (c := self._intake(i, o, report)) is not None
+            ]
+            try:
+                records = self.b.state.get_many({c.payload.id for c in completions})
+            except BackendError as exc:
+                for c in completions:
+                    report.add(self._result(c, Outcome.FAILED, str(exc)))
+                completions, records = [], {}
+            plans = []
+            for completion in completions:
+                planned = self._plan(completion, records.get(completion.payload.id))
+                if isinstance(planned, RecordResult):
+                    report.add(planned)
+                else:
+                    plans.append(planned)
+            for plan in self._publish_and_chain(plans, report):
+                report.add(self._finish(plan, announcer))
+        report.results.sort(key=lambda r: r.index)
+        if message_ids is not None:
+            report.results = [replace(r, message_id=message_ids[r.index]) for r in report.results]
+        return report
+
+    def _intake(
+        self, index: int, outcome: ExecutionOutcome, report: StageReport
+    ) -> _Completion | None:
+        try:
+            if not outcome.input_included:
+                raise InvalidRecordError("Input details not included in EventBridge event")
+            return _Completion(index, outcome, self._load(outcome.input, derive_id=False))
+        except PERMANENT_RECORD_ERRORS as exc:
+            reason = f"execution {outcome.execution_arn}: {exc}"
+            raw = {
+                "execution_arn": outcome.execution_arn,
+                "status": outcome.status,
+                "input": outcome.input,
+            }
+            try:
+                url = record_invalid(self.b.store, raw, reason, stage="update-state")
+            except BackendError as store_exc:
+                report.add(RecordResult(index, Outcome.FAILED, reason=str(store_exc)))
+                return None
+            report.add(RecordResult(index, Outcome.INVALID, reason=reason, url=url))
+        except BackendError as exc:
+            report.add(RecordResult(index, Outcome.FAILED, reason=str(exc)))
+        return None
+
+    def _load(self, document: Any, *, derive_id: bool) -> ProcessPayload:
+        if isinstance(document, dict) and "url" in document and "process" not in document:
+            document = self.b.store.get_json(str(document["url"]))
+        return ProcessPayload.from_dict(document, derive_id=derive_id)
+
+    def _plan(self, completion: _Completion, record: StateRecord | None) -> _Plan | RecordResult:
+        """Decide what the completion does; on success archive the output and gather its
+        items and chained children (sent for the whole batch at once, before any state moves).
+        """
+        arn = completion.outcome.execution_arn
+        if record is None or record.latest_execution != arn:
+            return self._stale(completion, record)
+        if record.state in TERMINAL:
+            return self._result(completion, Outcome.DUPLICATE, f"already {record.state.value}")
+        state, event_type, error = classify(completion.outcome)
+        name = completion.outcome.name or arn.rsplit(":", 1)[-1]
+        plan = _Plan(completion, record, state, event_type, error, name)
+        if state is State.SUCCEEDED:
+            try:
+                self._archive(plan)
+            except PERMANENT_RECORD_ERRORS as exc:
+                plan.state, plan.event_type = State.FAILED, "FAILED"
+                plan.error = f"InvalidOutput: output payload rejected: {exc}"
+                plan.items, plan.children = [], []
+            except BackendError as exc:
+                return self._result(completion, Outcome.FAILED, str(exc))
+        return plan
+
+    def _archive(self, plan: _Plan) -> None:
+        """Store the output payload and gather its items and next-hop children."""
+        payload_id = plan.completion.payload.id
+        if plan.completion.outcome.output is None:
+            log.warning("execution succeeded without output", extra={"payload_id": payload_id})
+            return
+        output = self._load(plan.completion.outcome.output, derive_id=False).to_dict()
+        children = next_payloads(output)  # a broken chain is the output's fault: FAILED
+        plan.output_url = self.b.store.put_json(layout.output_key(payload_id, plan.name), output)
+        plan.items = list(output.get("features") or [])
+        for child in children:
+            if child.filtered_out:
+                log.info(
+                    "chain branch %d matched no feature; not enqueued",
+                    child.branch,
+                    extra={"payload_id": payload_id},
+                )
+            else:
+                plan.children.append(child.payload)
+
+    def _publish_and_chain(self, plans: list[_Plan], report: StageReport) -> list[_Plan]:
+        """Publish every item and enqueue every child of the batch in bulk; the plans that
+        may now be finished. If that fails, the completions that had something to send
+        fail (and are retried) and the others go on."""
+        sending = [p for p in plans if p.items or p.children]
+        try:
+            items = [item for p in sending for item in p.items]
+            if items:
+                self.b.notifier.publish_items(items)
+            chained = self.enqueuer.enqueue(child for p in sending for child in p.children)
+            if chained.counts.get(Outcome.FAILED.value):
+                # Invalid children are already in the invalid store; failed sends retry.
+                raise BackendError(f"chaining failed: {chained.counts}")
+        except BackendError as exc:
+            for plan in sending:
+                report.add(self._result(plan.completion, Outcome.FAILED, str(exc)))
+            return [p for p in plans if not (p.items or p.children)]
+        return plans
+
+    def _finish(self, plan: _Plan, announcer: Announcer) -> RecordResult:
+        completion, arn = plan.completion, plan.completion.outcome.execution_arn
+        try:
+            self.b.state.finish(plan.record, arn, plan.state, plan.error)
+        except StaleExecutionError as exc:
+            return self._stale(completion, exc.current)
+        except ClaimConflictError as exc:
+            current = exc.current.state.value if exc.current else "absent"
+            return self._result(completion, Outcome.DUPLICATE, f"already {current}")
+        except BackendError as exc:
+            return self._result(completion, Outcome.FAILED, str(exc))
+        announcer.event(
+            plan.event_type,
+            completion.payload.id,
+            execution_arn=arn,
+            input_url=self.b.store.url_for(layout.input_key(completion.payload.id, plan.name)),
+            output_url=plan.output_url,
+            error=plan.error,
+        )
+        return self._result(completion, Outcome.UPDATED, plan.state.value)
+
+    def _stale(self, completion: _Completion, record: StateRecord | None) -> RecordResult:
+        latest = record.latest_execution if record else None
+        log.warning(
+            "stale completion ignored: execution %s is not the latest (%s)",
+            completion.outcome.execution_arn,
+            latest,
+            extra={"payload_id": completion.payload.id},
+        )
+        return self._result(completion, Outcome.STALE, f"execution is not the latest ({latest})")
+
+    @staticmethod
+    def _result(
+        completion: _Completion, outcome: Outcome, reason: str | None = None
+    ) -> RecordResult:
+        return RecordResult(completion.index, outcome, completion.payload.id, reason=reason)

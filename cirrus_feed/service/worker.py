@@ -1,0 +1,163 @@
+"""Local workers: drive payloads from the queue through inline workflows to a final state.
+
+One loop iteration = receive a batch → process stage → delete what was handled, then run
+pending inline executions → update-state → mark each execution complete. An execution is
+marked complete only after its outcome is recorded, so a crash re-runs it (at least once,
+as Step Functions retries would); the state DB's compare-and-set keeps the result single.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cirrus_feed.app import App
+from cirrus_feed.backends.base import QueueMessage
+from cirrus_feed.backends.local.inline_runner import InlineWorkflowRunner
+from cirrus_feed.errors import CirrusFeedError, ConfigError
+from cirrus_feed.model.envelopes import normalize
+from cirrus_feed.model.reports import Outcome, RecordResult, StageReport
+
+log = logging.getLogger(__name__)
+
+RETRY_MIN_SECONDS = 1.0
+RETRY_MAX_SECONDS = 60.0
+
+
+@dataclass
+class StageTally:
+    """Counts of one stage's outcomes; per-record results only when asked for (a service
+    runs for weeks: they would pile up)."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    results: list[RecordResult] | None = None
+
+    def add(self, report: StageReport) -> None:
+        self.counts.update(report.counts)
+        if self.results is not None:
+            self.results.extend(report.results)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.counts[Outcome.FAILED.value] or self.counts[Outcome.INVALID.value])
+
+
+class WorkTotals:
+    """What a worker (or several) did; thread-safe to add to."""
+
+    def __init__(self, *, keep_results: bool = False) -> None:
+        self.process = StageTally(results=[] if keep_results else None)
+        self.update = StageTally(results=[] if keep_results else None)
+        self.lock = threading.Lock()
+
+    def add(self, process: StageReport, update: StageReport) -> None:
+        with self.lock:
+            self.process.add(process)
+            self.update.add(update)
+
+
+def as_sqs_event(messages: Sequence[QueueMessage]) -> dict[str, Any]:
+    """Queue messages in the SQS Lambda event shape, so one normaliser reads both."""
+    return {
+        "Records": [
+            {
+                "messageId": m.message_id,
+                "receiptHandle": m.receipt,
+                "body": m.body,
+                "eventSource": "aws:sqs",
+                "attributes": {"ApproximateReceiveCount": str(m.receive_count)},
+            }
+            for m in messages
+        ]
+    }
+
+
+class LocalWorker:
+    """Runs the whole local loop; several may share the same files (threads or processes)."""
+
+    def __init__(self, app: App) -> None:
+        runner = app.backends.runner
+        if not isinstance(runner, InlineWorkflowRunner):
+            raise ConfigError("local workers need the local backend (inline workflows)")
+        self.app = app
+        self.runner = runner
+        self.batch_size = app.settings.process.batch_size
+        self.wait_seconds = app.settings.process.wait_seconds
+
+    def step(self, *, wait: bool = False) -> tuple[StageReport, StageReport]:
+        """One batch from the queue and the executions it (or anyone) left pending."""
+        queue = self.app.backends.queue
+        messages = queue.receive(self.batch_size, wait_seconds=self.wait_seconds if wait else 0)
+        processed = StageReport()
+        if messages:
+            processed = self.app.processor.process(normalize(as_sqs_event(messages)))
+            failed = set(processed.failed_message_ids())
+            queue.delete([m.receipt for m in messages if m.message_id not in failed])
+        return processed, self.run_pending()
+
+    def run_pending(self, max_count: int = 10) -> StageReport:
+        report = StageReport()
+        while pending := self.runner.claim_pending(max_count):
+            outcomes = [self.runner.execute(p) for p in pending]
+            updated = self.app.updater.update(outcomes)
+            for outcome, result in zip(outcomes, updated.results, strict=True):
+                if result.outcome is not Outcome.FAILED:
+                    self.runner.complete(outcome)
+            report.extend(updated)
+        return report
+
+    def drain(self, totals: WorkTotals, stop: threading.Event | None = None) -> None:
+        """Work until the queue is empty and nothing is pending (``process --once``), or
+        until ``stop`` is set."""
+        while stop is None or not stop.is_set():
+            processed, updated = self.step()
+            totals.add(processed, updated)
+            if not processed.results and not updated.results:
+                return
+
+    def run_forever(self, stop: threading.Event, totals: WorkTotals) -> None:
+        """Work until ``stop``; a retryable backend error (throttling, a busy database) waits
+        and tries again instead of ending the worker."""
+        delay = RETRY_MIN_SECONDS
+        while not stop.is_set():
+            try:
+                processed, updated = self.step(wait=True)
+            except CirrusFeedError as exc:
+                if not exc.retryable:
+                    raise
+                log.warning("worker: %s; retrying in %.0f s", exc, delay)
+                stop.wait(delay)
+                delay = min(delay * 2, RETRY_MAX_SECONDS)
+                continue
+            delay = RETRY_MIN_SECONDS
+            totals.add(processed, updated)
+
+
+def run_workers(
+    app: App, workers: int, *, once: bool, stop: threading.Event, keep_results: bool = False
+) -> WorkTotals:
+    """Run ``workers`` local workers as threads until drained (``once``) or ``stop`` is set."""
+    totals = WorkTotals(keep_results=keep_results)
+
+    def target() -> None:
+        worker = LocalWorker(app)
+        try:
+            if once:
+                worker.drain(totals, stop)
+            else:
+                worker.run_forever(stop, totals)
+        except Exception:
+            log.exception("worker crashed")
+            stop.set()
+            raise
+
+    threads = [threading.Thread(target=target, name=f"worker-{i}") for i in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return totals

@@ -1,0 +1,399 @@
+"""The ``events`` feeder: SNS/SQS/S3/EventBridge messages → items → payloads.
+
+Each message from the source (`feeders.events.sources`: an SQS queue, an NDJSON file, a
+caller's list) goes through the core normaliser (`cirrus_feed.model.envelopes.normalize`: every
+record, S3 keys decoded, ``s3:TestEvent`` ignored), then a mapper (`feeders.events.mappers`)
+chosen per envelope: the first of ``mappers`` whose ``when`` matches (topic ARN glob,
+envelope kind, fields the message has, attribute values), else ``mapper``. Every item the
+mapper yields that passes ``filter`` (`feeders.events.filter`) becomes one payload with
+this feeder's ``process`` block, tagged with its message's tag.
+
+Outcomes per message: a message that is not JSON, or whose mapper raised, is one
+retryable `SourceRejection` (its reason is recorded and it stays on the queue, so the
+redrive policy moves it to the dead-letter queue) while its batch-mates are acked; a
+record no mapper takes is rejected without retry; mapper `Skip`s and items the filter
+drops are counted in `EventsFeeder.filtered`. After each batch a `Checkpoint` (no cursor)
+settles it: the runner's ``commit`` acks every message but the failed ones.
+
+Idempotency: ``seen`` (injected; `seen_cache` builds it on `FeedStore.remember`) is asked
+about each message's keys (``sns:<MessageId>``; ``s3:<bucket>/<key>#<sequencer>`` per S3
+record) just before its items are yielded. On a first delivery the records already seen are
+dropped (`EventsFeeder.duplicates`). A *redelivered* SQS message (receive count > 1) is
+handled whole anyway: the earlier attempt may have failed after remembering it, and losing
+it would be worse than a duplicate, which the runner's state dedupe and Cirrus's process
+claim absorb. Dry runs never touch the cache.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from cirrus_feed.backends.base import FeedStore
+from cirrus_feed.errors import ConfigError
+from cirrus_feed.feeding.contract import (
+    Checkpoint,
+    Feeder,
+    FeederConfig,
+    FeederContext,
+    FeedItem,
+    FeedRequest,
+    SourceRejection,
+    Tagged,
+)
+from cirrus_feed.model.envelopes import Envelope, S3Object, normalize
+from feeders.events.filter import MessageFilter
+from feeders.events.mappers import (
+    Mapped,
+    Mapper,
+    MapperRegistry,
+    MapperRule,
+    Skip,
+    When,
+    sns_notification,
+)
+from feeders.events.sources import (
+    FileMessageSource,
+    Message,
+    MessageBatch,
+    MessageSource,
+    SqsMessageSource,
+    SqsSettings,
+)
+from feeders.s3.objects import to_payload
+
+Seen = Callable[[list[str]], set[str]]
+DEFAULT_SEEN_TTL = 24 * 3600
+
+
+def seen_cache(store: FeedStore, feeder: str, ttl_seconds: int) -> Seen:
+    """The ``seen`` callable for ``feeder`` on a feed store's `remember`."""
+    return lambda keys: store.remember(feeder, keys, ttl_seconds)
+
+
+class EventSourceSettings(BaseModel):
+    """Exactly one of ``file`` (a path or ``-``) and ``sqs``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    file: str | None = None
+    sqs: SqsSettings | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> EventSourceSettings:
+        if (self.file is None) == (self.sqs is None):
+            raise ValueError("source needs exactly one of 'file' and 'sqs'")
+        return self
+
+
+class EventsConfig(FeederConfig):
+    """Settings of an ``events`` feeder (see the module docstring)."""
+
+    source: EventSourceSettings | None = None  # None: only with_source / pushed messages
+    mapper: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)  # the options of ``mapper``
+    mappers: list[MapperRule] = Field(default_factory=list)
+    filter: str | None = None
+    seen_ttl_seconds: int = Field(DEFAULT_SEEN_TTL, ge=1)
+
+    @model_validator(mode="after")
+    def _mappers_load(self) -> EventsConfig:
+        if self.mapper is None and not self.mappers:
+            raise ValueError("set 'mapper' or 'mappers'")
+        try:
+            _build_mappers(self, MapperRegistry())
+            if self.filter is not None:
+                MessageFilter.parse(self.filter)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from exc
+        return self
+
+
+def _build_mappers(
+    config: EventsConfig, registry: MapperRegistry
+) -> tuple[Mapper | None, list[tuple[When, Mapper]]]:
+    default = registry.build(config.mapper, config.options) if config.mapper else None
+    rules = [(rule.when, registry.build(rule.mapper, rule.options)) for rule in config.mappers]
+    return default, rules
+
+
+@dataclass
+class _Budget:
+    """``request.limit``: payloads this run may still yield (None: no limit)."""
+
+    left: int | None
+
+    @property
+    def exhausted(self) -> bool:
+        return self.left is not None and self.left <= 0
+
+    def take(self, outputs: list[FeedItem]) -> tuple[list[FeedItem], bool]:
+        """The outputs within the budget, and whether all of them fit."""
+        if self.left is None:
+            return outputs, True
+        kept: list[FeedItem] = []
+        for output in outputs:
+            if isinstance(output, Tagged):
+                if self.left <= 0:
+                    return kept, False
+                self.left -= 1
+            kept.append(output)
+        return kept, True
+
+
+class EventsFeeder(Feeder):
+    """Feeds the items mapped from messages (see the module docstring).
+
+    ``seen``: the seen-message cache (keys → those already seen); None disables it.
+    ``source``: a message source to read instead of ``config.source``.
+    """
+
+    name: ClassVar[str] = "events"
+    description: ClassVar[str] = "SNS/SQS/S3 event messages mapped to items"
+    Config: ClassVar[type[FeederConfig]] = EventsConfig
+
+    def __init__(
+        self,
+        instance: str,
+        config: FeederConfig,
+        context: FeederContext | None = None,
+        *,
+        seen: Seen | None = None,
+        source: MessageSource | None = None,
+        registry: MapperRegistry | None = None,
+        sqs_client: Any = None,
+    ) -> None:
+        super().__init__(instance, config, context)
+        self.forget: Callable[[list[str]], None] | None = None
+        if seen is None and context is not None and context.feeds is not None:
+            feeds = context.feeds
+            seen = seen_cache(feeds, instance, self.settings.seen_ttl_seconds)
+            self.forget = lambda keys: feeds.forget(instance, keys)
+        self.seen = seen
+        # Keys this run recorded in the seen cache, by message tag: a message that fails is
+        # forgotten again, so its redelivery (an SNS or Lambda retry) is handled.
+        self._remembered: dict[str, list[str]] = {}
+        self._source = source
+        self._sqs_client = sqs_client
+        self._default, self._rules = _build_mappers(self.settings, registry or MapperRegistry())
+        self._wants_topic = any(when.topic_arn is not None for when, _ in self._rules)
+        self._filter = MessageFilter.parse(self.settings.filter) if self.settings.filter else None
+        self.filtered = 0  # items dropped by a mapper's Skip or by ``filter``
+        self.duplicates = 0  # records suppressed by the seen cache
+
+    @property
+    def settings(self) -> EventsConfig:
+        assert isinstance(self.config, EventsConfig)
+        return self.config
+
+    def with_source(self, source: MessageSource | str | Path) -> EventsFeeder:
+        """A copy reading ``source`` (a `MessageSource`, or an NDJSON path / ``-``)."""
+        feeder = copy.copy(self)
+        feeder._source = FileMessageSource(source) if isinstance(source, str | Path) else source
+        feeder.filtered = feeder.duplicates = 0
+        feeder._remembered = {}
+        return feeder
+
+    def open_source(self) -> MessageSource:
+        if self._source is not None:
+            return self._source
+        settings = self.settings.source
+        if settings is None:
+            raise ConfigError(f"feeder '{self.instance}': no 'source' (give it messages)")
+        if settings.file is not None:
+            return FileMessageSource(settings.file)
+        assert settings.sqs is not None  # one of the two, by validation
+        return SqsMessageSource(settings.sqs, client=self._sqs_client)
+
+    def feed(self, request: FeedRequest) -> Iterator[FeedItem]:
+        source = self.open_source()
+        budget = _Budget(request.limit)
+        process = self.config.process_template()
+        try:
+            for number, batch in enumerate(source.batches(lambda: budget.left), start=1):
+                unfinished: set[str] = set()
+                for message in batch.messages:
+                    if budget.exhausted:
+                        unfinished.add(message.tag)
+                        continue
+                    kept, whole = budget.take(list(self._handle(message, process, request)))
+                    yield from kept
+                    if not whole:
+                        unfinished.add(message.tag)
+                label = f"batch {number}: {len(batch.messages)} messages"
+                yield Checkpoint(label=label, commit=self._settler(batch, frozenset(unfinished)))
+                if budget.exhausted:
+                    return
+        finally:
+            source.close()
+
+    # -- one message ------------------------------------------------------------------------
+
+    def _handle(
+        self, message: Message, process: list[Any], request: FeedRequest
+    ) -> Iterator[FeedItem]:
+        if message.error is not None:
+            yield SourceRejection(message.event, message.error, message.tag, retry=True)
+            return
+        envelopes = self._fresh(normalize(message.event), message, request)
+        try:
+            outputs = list(self._map(envelopes, message.tag, process))
+        except Exception as exc:  # noqa: BLE001 - a plugin mapper's bug must not sink the batch
+            reason = f"message {message.tag}: mapper failed: {type(exc).__name__}: {exc}"
+            yield SourceRejection(message.event, reason, message.tag, retry=True)
+            return
+        yield from outputs
+
+    def forget_unsettled(self) -> None:
+        """Forget the seen keys of every message not settled yet (the run failed before its
+        checkpoint), so a retry of those messages is handled, not suppressed."""
+        keys = [key for remembered in self._remembered.values() for key in remembered]
+        self._remembered.clear()
+        if keys and self.forget is not None:
+            self.forget(keys)
+
+    def _settler(
+        self, batch: MessageBatch, unfinished: frozenset[str]
+    ) -> Callable[[frozenset[str]], None]:
+        """The batch's `Checkpoint.commit`: forget the seen keys of failed or unfinished
+        messages, then ack all the others."""
+
+        def commit(failed: frozenset[str]) -> None:
+            retry = [
+                key
+                for message in batch.messages
+                if message.tag in failed or message.tag in unfinished
+                for key in self._remembered.get(message.tag, [])
+            ]
+            if retry and self.forget is not None:
+                self.forget(retry)
+            for message in batch.messages:
+                self._remembered.pop(message.tag, None)
+            batch.settle(failed, unfinished)
+
+        return commit
+
+    def _fresh(
+        self, envelopes: list[Envelope], message: Message, request: FeedRequest
+    ) -> list[Envelope]:
+        """``envelopes`` without the records the seen cache already knows (first delivery)."""
+        if self.seen is None or request.dry_run:
+            return envelopes
+        keys = [seen_key(envelope) for envelope in envelopes]
+        wanted = sorted({key for key in keys if key is not None})
+        if not wanted:
+            return envelopes
+        already = self.seen(wanted)
+        if message.receive_count is not None and message.receive_count > 1:
+            return envelopes  # a retry of ours: see the module docstring
+        self._remembered[message.tag] = [key for key in wanted if key not in already]
+        fresh = [e for e, key in zip(envelopes, keys, strict=True) if key not in already]
+        self.duplicates += len(envelopes) - len(fresh)
+        return fresh
+
+    def _map(self, envelopes: list[Envelope], tag: str, process: list[Any]) -> Iterator[FeedItem]:
+        topic = self._topic(envelopes)
+        for group, mapper in self._groups(envelopes, topic):
+            if mapper is None:
+                yield self._unmapped(group[0], tag, topic)
+                continue
+            # A grouping mapper's items may span records: the filter sees the first one's.
+            runs = (
+                [(group[0], mapper.map_message(group))]
+                if mapper.groups
+                else [(envelope, mapper.map(envelope)) for envelope in group]
+            )
+            for envelope, outputs in runs:
+                for output in outputs:
+                    yield from self._output(output, envelope, tag, process)
+
+    def _output(
+        self, output: Mapped, envelope: Envelope, tag: str, process: list[Any]
+    ) -> Iterator[FeedItem]:
+        if isinstance(output, Skip):
+            self.filtered += 1
+        elif isinstance(output, SourceRejection):
+            yield replace(output, tag=tag)
+        elif self._filter is None or self._filter.keeps(_context(envelope, output)):
+            yield Tagged(to_payload(output, process), tag)
+        else:
+            self.filtered += 1
+
+    def _groups(
+        self, envelopes: list[Envelope], topic: str | None
+    ) -> Iterator[tuple[list[Envelope], Mapper | None]]:
+        """Runs of consecutive mappable envelopes sharing a mapper; errors as rejections."""
+        group: list[Envelope] = []
+        current: Mapper | None = None
+        for envelope in envelopes:
+            if envelope.kind in ("ignored", "error", "execution"):
+                if group:
+                    yield group, current
+                    group = []
+                if envelope.kind != "ignored":
+                    yield [envelope], None
+                continue
+            mapper = self._mapper_for(envelope, topic)
+            if group and (mapper is not current or mapper is None):
+                yield group, current
+                group = []
+            group.append(envelope)
+            current = mapper
+        if group:
+            yield group, current
+
+    def _mapper_for(self, envelope: Envelope, topic: str | None) -> Mapper | None:
+        for when, mapper in self._rules:
+            if when.matches(envelope, topic):
+                return mapper
+        return self._default
+
+    def _topic(self, envelopes: Sequence[Envelope]) -> str | None:
+        if not (self._wants_topic and envelopes):
+            return None
+        arn = sns_notification(envelopes[0]).get("TopicArn")
+        return arn if isinstance(arn, str) else None
+
+    @staticmethod
+    def _unmapped(envelope: Envelope, tag: str, topic: str | None) -> SourceRejection:
+        if envelope.kind == "error":
+            return SourceRejection(envelope.raw, str(envelope.error), tag, retry=True)
+        where = f"source {envelope.source}, kind {envelope.kind}, topic {topic or 'none'}"
+        return SourceRejection(envelope.raw, f"message {tag}: no mapper takes it ({where})", tag)
+
+
+def seen_key(envelope: Envelope) -> str | None:
+    """The seen-cache key of one record: its S3 object version, or its SNS MessageId."""
+    body = envelope.body
+    if envelope.kind == "s3-object" and isinstance(body, S3Object):
+        marker = body.sequencer or body.version_id or body.etag
+        return f"s3:{body.bucket}/{body.key}#{marker}" if marker else None
+    if envelope.kind != "payload":
+        return None
+    if envelope.source == "sns":
+        return f"sns:{envelope.message_id}" if envelope.message_id else None
+    if envelope.source == "sns-sqs":
+        message_id = sns_notification(envelope).get("MessageId")
+        return f"sns:{message_id}" if isinstance(message_id, str) else None
+    return None
+
+
+def _context(envelope: Envelope, item: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``filter`` paths read; for a grouped item, its message's first record."""
+    body = envelope.body
+    return {
+        "attributes": envelope.attributes,
+        "item": item,
+        "message": body if envelope.kind == "payload" else None,
+        "s3": asdict(body) if isinstance(body, S3Object) else None,
+        "envelope": {
+            "source": envelope.source,
+            "kind": envelope.kind,
+            "message_id": envelope.message_id,
+        },
+    }

@@ -1,0 +1,109 @@
+"""The ``s3-object`` mapper: S3 event notifications → stub items from templates.
+
+Uses the S3 feeders' shared pieces (`feeders.s3.objects`): ``filter`` (prefix, suffix,
+``key_regex``, sizes) picks the objects, ``item`` (templates for id, collection, asset name
+and href, ``key_regex`` groups as properties, ``datetime``: ``last_modified`` is the event
+time) builds the items. ``events`` are `fnmatch` patterns on the event name (S3
+notifications say ``ObjectCreated:Put``, EventBridge ``Object Created``); removals are
+skipped by default.
+
+Grouping (``item.group_by``) joins sibling files into one scene item, but only files named
+by *one* message (an S3 notification may carry several records): S3 sends one notification
+per object written, so siblings uploaded separately arrive in separate messages and cannot
+be joined without holding messages back. For such scenes, feed on the anchor file alone
+(``filter.suffix: _MTL.json``) and let the workflow find its siblings, or keep
+``item.anchor`` with ``missing_anchor: skip`` so partial groups are dropped, not rejected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+from fnmatch import fnmatchcase
+from typing import ClassVar
+
+from pydantic import Field, model_validator
+
+from cirrus_feed.errors import ConfigError
+from cirrus_feed.feeding.contract import SourceRejection
+from cirrus_feed.model.envelopes import Envelope
+from cirrus_feed.model.envelopes import S3Object as EventObject
+from feeders.events.mappers import Mapped, Mapper, MapperOptions, Skip
+from feeders.s3.objects import ItemBuilder, ItemTemplate, ObjectFilter, S3Object
+
+
+class S3ObjectOptions(MapperOptions):
+    filter: ObjectFilter = Field(default_factory=ObjectFilter)
+    item: ItemTemplate
+    events: list[str] = Field(default_factory=lambda: ["ObjectCreated:*", "Object Created"])
+
+    @model_validator(mode="after")
+    def _templates_fit(self) -> S3ObjectOptions:
+        try:
+            ItemBuilder(self.item, self.filter.key_regex)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from exc
+        return self
+
+
+class S3ObjectMapper(Mapper):
+    """S3 object event → stub item (or one item per group of sibling files)."""
+
+    name: ClassVar[str] = "s3-object"
+    Options: ClassVar[type[MapperOptions]] = S3ObjectOptions
+
+    @property
+    def settings(self) -> S3ObjectOptions:
+        assert isinstance(self.options, S3ObjectOptions)
+        return self.options
+
+    @property
+    def groups(self) -> bool:
+        return self.settings.item.group_by is not None
+
+    def map(self, envelope: Envelope) -> Iterable[Mapped]:
+        return self.map_message([envelope])
+
+    def map_message(self, envelopes: Sequence[Envelope]) -> Iterator[Mapped]:
+        objects: list[S3Object] = []
+        for envelope in envelopes:
+            picked = self._pick(envelope)
+            if isinstance(picked, S3Object):
+                objects.append(picked)
+            else:
+                yield picked
+        builder = ItemBuilder(self.settings.item, self.settings.filter.key_regex)
+        # Groups are consecutive runs of keys, so siblings must come sorted.
+        if self.settings.item.group_by is not None:
+            objects.sort(key=lambda obj: obj.key)
+        for obj in objects:
+            yield from builder.push(obj)
+        yield from builder.finish()
+
+    def _pick(self, envelope: Envelope) -> S3Object | Skip | SourceRejection:
+        event = envelope.body
+        if envelope.kind != "s3-object" or not isinstance(event, EventObject):
+            return SourceRejection(envelope.raw, f"s3-object: a {envelope.kind} event")
+        where = f"s3://{event.bucket}/{event.key}"
+        if not any(fnmatchcase(event.event_name, p) for p in self.settings.events):
+            return Skip(f"{where}: event {event.event_name!r} is not one of the events fed")
+        obj = S3Object(
+            bucket=event.bucket,
+            key=event.key,
+            size=event.size,
+            last_modified=_parse_time(event.event_time),
+            etag=event.etag,
+            version_id=event.version_id,
+        )
+        if not self.settings.filter.matches(obj):
+            return Skip(f"{where}: not selected by the object filter")
+        return obj
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None

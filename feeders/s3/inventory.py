@@ -1,0 +1,423 @@
+"""The ``s3-inventory`` feeder: backfill from an S3 Inventory report, streaming and resumable.
+
+The report is an explicit ``manifest`` or the newest complete one under ``destination``.
+Its data files are read by ``concurrency`` worker threads, one file per worker, in Arrow
+batches: rows are filtered in Arrow and only kept rows become Python objects, then items
+(`feeders.s3.objects`). Workers hand chunks of items, each tagged with the file's row
+offset it completes, to the feed generator through a bounded queue
+(`feeders.s3.inventory_pool`), so a slow pipeline blocks the readers instead of filling
+memory.
+
+Cursor: ``{"report": url, "since": url|None, "complete": bool, "files": {key: {"row": N,
+"done": bool, "error"?: str}}}``. ``row`` counts the rows of that file whose items were all
+yielded before the checkpoint (an open group's rows are not counted, so it is rebuilt on
+resume); a resumed file skips that many rows. A checkpoint follows every chunk of items
+(fewer than the runner's flush size, see `S3InventoryConfig.chunk_items`), every
+``checkpoint_rows`` rows scanned, and each file's end.
+
+A data file that cannot be read or fails its ``MD5checksum`` becomes a `SourceRejection`
+naming it; the other files still feed. A checksum mismatch marks the file done (its data
+is wrong, a retry will not help); other failures leave it to be retried by the next run.
+CSV files are hashed while being read, so a mismatch is known at their end; ORC and
+Parquet need random access, so they are hashed in a streaming pass first, then read by
+ranged requests.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import IO, Any, ClassVar
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from cirrus_feed.backends.aws.clients import make_client
+from cirrus_feed.errors import ConfigError, FeederError, InvalidSourceDataError
+from cirrus_feed.feeding.contract import (
+    Checkpoint,
+    Feeder,
+    FeederConfig,
+    FeederContext,
+    FeedItem,
+    FeedRequest,
+    SourceRejection,
+)
+from cirrus_feed.feeding.runner import FLUSH_SIZE
+from feeders.s3.inventory_diff import KeyIndex
+from feeders.s3.inventory_formats import DataFile, Manifest, read_batches
+from feeders.s3.inventory_io import (
+    ChecksumMismatchError,
+    InventoryBucket,
+    open_data,
+    split_url,
+    verify,
+)
+from feeders.s3.inventory_pool import Chunk, ReaderPool
+from feeders.s3.objects import ItemBuilder, ItemTemplate, ObjectFilter, S3Object, to_payload
+
+log = logging.getLogger(__name__)
+
+
+class AwsAccess(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    region: str = "us-east-1"
+    endpoint_url: str | None = None
+    requester_pays: bool = False
+
+
+class S3InventoryConfig(FeederConfig):
+    """Settings of an ``s3-inventory`` feeder; exactly one of ``manifest``/``destination``."""
+
+    manifest: str | None = None  # s3://bucket/.../manifest.json
+    destination: str | None = None  # s3://dest/prefix/source-bucket/config-id/
+    since_manifest: str | None = None  # an older manifest URL, or "previous"
+    filter: ObjectFilter = Field(default_factory=ObjectFilter)
+    item: ItemTemplate
+    aws: AwsAccess = Field(default_factory=AwsAccess)
+    concurrency: int = Field(2, ge=1, le=32)
+    checkpoint_rows: int = Field(50_000, ge=1)
+    # Items (payloads and rejections) between checkpoints; default: one less than the
+    # runner's flush size, so every flush is followed by a checkpoint (see `chunk_items`).
+    checkpoint_items: int | None = Field(None, ge=1)
+    batch_rows: int = Field(65_536, ge=1)
+    download: bool = False  # spool each data file to a temporary file before reading
+
+    @model_validator(mode="after")
+    def _consistent(self) -> S3InventoryConfig:
+        if (self.manifest is None) == (self.destination is None):
+            raise ValueError("set exactly one of 'manifest' and 'destination'")
+        for name in ("manifest", "destination"):
+            if (url := getattr(self, name)) is not None:
+                split_url(url if name == "manifest" else url.rstrip("/") + "/x")
+        if self.since_manifest not in (None, "previous"):
+            split_url(self.since_manifest)
+        if self.since_manifest is not None and self.item.group_by is not None:
+            raise ValueError("since_manifest with item.group_by is not supported")
+        if self.checkpoint_items is not None and self.checkpoint_items >= self.flush_size():
+            raise ValueError(f"checkpoint_items must be below the flush size {self.flush_size()}")
+        try:
+            ItemBuilder(self.item, self.filter.key_regex)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from exc
+        return self
+
+    def flush_size(self) -> int:
+        """How many items the runner sends at once (mirrors `cirrus_feed.feeding.runner`)."""
+        return min(FLUSH_SIZE, self.max_in_flight or FLUSH_SIZE)
+
+    def chunk_items(self) -> int:
+        """Items per hand-over from a reader, each followed by a checkpoint.
+
+        The runner enqueues a batch when it is full, when a checkpoint arrives, and when a
+        run stops or fails; only a checkpoint moves the cursor. A checkpoint before every
+        full batch therefore means nothing is ever enqueued without its cursor being saved
+        right after, so a stopped or crashed run re-enqueues nothing when resumed.
+        """
+        return self.checkpoint_items or self.flush_size() - 1
+
+
+@dataclass
+class _Plan:
+    manifest: Manifest
+    since: Manifest | None
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def cursor(self, *, complete: bool = False) -> dict[str, Any]:
+        return {
+            "report": self.manifest.url,
+            "since": self.since.url if self.since else None,
+            "complete": complete,
+            "files": {k: dict(v) for k, v in self.files.items()},
+        }
+
+
+class S3InventoryFeeder(Feeder):
+    """Feeds the objects of an S3 Inventory report (see the module docstring)."""
+
+    name: ClassVar[str] = "s3-inventory"
+    description: ClassVar[str] = "backfill from S3 Inventory reports (CSV.gz, ORC, Parquet)"
+    Config: ClassVar[type[FeederConfig]] = S3InventoryConfig
+
+    def __init__(
+        self,
+        instance: str,
+        config: FeederConfig,
+        context: FeederContext | None = None,
+        *,
+        client: Any = None,
+    ) -> None:
+        super().__init__(instance, config, context)
+        assert isinstance(config, S3InventoryConfig)
+        self.settings = config
+        self._client = client
+
+    @property
+    def bucket(self) -> InventoryBucket:
+        aws = self.settings.aws
+        client = self._client or make_client("s3", region=aws.region, endpoint_url=aws.endpoint_url)
+        self._client = client
+        return InventoryBucket(client, requester_pays=aws.requester_pays)
+
+    def feed(self, request: FeedRequest) -> Iterator[FeedItem]:
+        source = self.bucket
+        plan = self._plan(source, request.cursor)
+        if plan is None:
+            return
+        columns = plan.manifest.columns
+        object_filter = _windowed(self.settings.filter, request.since, request.until)
+        object_filter.check_columns(columns, f"report {plan.manifest.url}")
+        index = self._diff_index(source, plan) if plan.since is not None else None
+        try:
+            yield from self._feed_files(source, plan, object_filter, index, request.limit)
+        finally:
+            if index is not None:
+                index.close()
+
+    # -- choosing the report ---------------------------------------------------------------
+
+    def _plan(self, source: InventoryBucket, cursor: Mapping[str, Any] | None) -> _Plan | None:
+        """The report to feed (and its diff base), resuming the cursor's when unfinished."""
+        cursor = cursor or {}
+        if cursor.get("report") and not cursor.get("complete") and self.settings.destination:
+            target = self._load(source, str(cursor["report"]))
+        else:
+            target = self._target(source)
+            if cursor.get("report") == target.url and cursor.get("complete"):
+                log.info("feed %s: report %s already fed", self.instance, target.url)
+                return None
+        resumed = cursor.get("report") == target.url
+        since_url = cursor.get("since") if resumed else None
+        since = self._load(source, since_url) if since_url else self._since(source, target)
+        plan = _Plan(target, since)
+        previous = cursor.get("files", {}) if resumed else {}
+        for data in target.files:
+            plan.files[data.key] = dict(previous.get(data.key, {"row": 0, "done": False}))
+        return plan
+
+    def _load(self, source: InventoryBucket, url: str) -> Manifest:
+        bucket, key = split_url(url)
+        found = source.manifest(bucket, key, require_checksum=False)
+        assert found is not None  # require_checksum=False raises instead of returning None
+        return found
+
+    def _target(self, source: InventoryBucket) -> Manifest:
+        if self.settings.manifest is not None:
+            return self._load(source, self.settings.manifest)
+        destination = str(self.settings.destination)
+        newest = next(source.reports(destination), None)
+        if newest is None:
+            raise InvalidSourceDataError(f"no complete inventory report under {destination}")
+        return newest
+
+    def _since(self, source: InventoryBucket, target: Manifest) -> Manifest | None:
+        since = self.settings.since_manifest
+        if since is None:
+            return None
+        if since != "previous":
+            return self._load(source, since)
+        # <dest-prefix>/<source-bucket>/<config-id>/<stamp>/manifest.json: list the config.
+        config_prefix = target.key.rsplit("/", 2)[0]
+        for report in source.reports(f"s3://{target.bucket}/{config_prefix}/"):
+            if report.key < target.key:
+                return report
+        raise InvalidSourceDataError(f"no complete report before {target.url} to diff against")
+
+    def _diff_index(self, source: InventoryBucket, plan: _Plan) -> KeyIndex:
+        since = plan.since
+        assert since is not None
+        wanted = [c for c in ("e_tag", "last_modified_date") if c in since.columns]
+        if not wanted or not set(wanted) & set(plan.manifest.columns):
+            raise ConfigError(
+                f"since_manifest {since.url}: needs ETag or LastModifiedDate in both reports"
+            )
+        key_filter = ObjectFilter(
+            prefix=self.settings.filter.prefix,
+            suffix=self.settings.filter.suffix,
+            key_regex=self.settings.filter.key_regex,
+        )
+        index = KeyIndex()
+        for data in since.files:
+            with open_data(source, since, data, download=self.settings.download) as (
+                stream,
+                digest,
+            ):
+                for batch in read_batches(
+                    since.file_format,
+                    stream,
+                    all_columns=since.columns,
+                    columns=["key", *wanted],
+                    batch_rows=self.settings.batch_rows,
+                ):
+                    index.add(batch.filter(key_filter.mask(batch)))
+                verify(data, f"data file s3://{since.bucket}/{data.key}", digest())
+        log.info("feed %s: indexed %d keys of %s", self.instance, index.rows, since.url)
+        return index
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def _feed_files(
+        self,
+        source: InventoryBucket,
+        plan: _Plan,
+        object_filter: ObjectFilter,
+        index: KeyIndex | None,
+        limit: int | None,
+    ) -> Iterator[FeedItem]:
+        """Yield the readers' items in arrival order, checkpointing what they complete."""
+        todo = [d for d in plan.manifest.files if not plan.files[d.key]["done"]]
+
+        def read(data: DataFile, put: Callable[[Chunk], bool]) -> None:
+            reader = _FileReader(self, source, plan.manifest, object_filter, index)
+            reader.run(data, int(plan.files[data.key]["row"]), put)
+
+        readers = ReaderPool(self.instance, todo, read, self.settings.concurrency)
+        remaining, scanned, fed = len(todo), 0, 0
+        try:
+            while remaining:
+                chunk = readers.chunks.get()
+                if chunk.fatal is not None:
+                    raise FeederError(f"reading {chunk.file}: {chunk.fatal}") from chunk.fatal
+                for item in chunk.items:
+                    payload = not isinstance(item, SourceRejection)
+                    if payload and limit is not None and fed >= limit:
+                        return
+                    fed += payload
+                    yield item
+                yield from self._account(plan, chunk)
+                scanned += chunk.scanned
+                finished = chunk.done or chunk.error is not None
+                remaining -= finished
+                if finished or chunk.items or scanned >= self.settings.checkpoint_rows:
+                    scanned = 0
+                    yield Checkpoint(plan.cursor(), label=_label(plan))
+            yield Checkpoint(plan.cursor(complete=True), label=f"{plan.manifest.url} done")
+        finally:
+            readers.close()
+
+    @staticmethod
+    def _account(plan: _Plan, chunk: Chunk) -> Iterator[SourceRejection]:
+        """Record a chunk's progress once its items were yielded; report a failed file."""
+        progress = plan.files[chunk.file]
+        progress["row"] = chunk.row
+        if chunk.error is not None:
+            progress["error"] = chunk.error
+            yield SourceRejection({"report": plan.manifest.url, "file": chunk.file}, chunk.error)
+        if chunk.done:
+            progress["done"] = True
+
+
+class _FileReader:
+    """Reads one data file from a row offset and hands its items over in chunks."""
+
+    def __init__(
+        self,
+        feeder: S3InventoryFeeder,
+        source: InventoryBucket,
+        manifest: Manifest,
+        object_filter: ObjectFilter,
+        index: KeyIndex | None,
+    ) -> None:
+        self.feeder, self.source, self.manifest = feeder, source, manifest
+        self.filter, self.index = object_filter, index
+        settings = feeder.settings
+        self.builder = ItemBuilder(settings.item, object_filter.key_regex)
+        self.process = settings.process_template()
+        self.chunk_items = settings.chunk_items()
+        wanted = {"key", *object_filter.required_columns()}
+        if settings.item.datetime == "last_modified" or index is not None:
+            wanted.add("last_modified_date")
+        if index is not None:
+            wanted.add("e_tag")
+        wanted |= {"is_delete_marker"}
+        self.columns = [c for c in manifest.columns if c in wanted]
+
+    def run(self, data: DataFile, start: int, put: Callable[[Chunk], bool]) -> None:
+        where = f"data file s3://{self.manifest.bucket}/{data.key}"
+        self.row = self.row_done = self.group_start = start
+        try:
+            with open_data(
+                self.source, self.manifest, data, download=self.feeder.settings.download
+            ) as (stream, digest):
+                if not self._read(data, stream, start, put):
+                    return
+                verify(data, where, digest())
+        except ChecksumMismatchError as exc:  # the data is wrong: retrying will not help
+            put(Chunk(data.key, [], self.row_done, done=True, error=str(exc)))
+            return
+        except (FeederError, pa.ArrowException, OSError, ValueError) as exc:
+            # The rows before the failure were handed over; a retry resumes after them.
+            put(Chunk(data.key, [], self.row_done, error=f"{where}: {exc}"))
+            return
+        except Exception as exc:  # noqa: BLE001 - handed to the feed generator, which raises it
+            put(Chunk(data.key, [], self.row_done, fatal=exc))
+            return
+        put(Chunk(data.key, self._payloads(self.builder.finish()), self.row, done=True))
+
+    def _read(
+        self, data: DataFile, stream: IO[bytes], start: int, put: Callable[[Chunk], bool]
+    ) -> bool:
+        for batch in read_batches(
+            self.manifest.file_format,
+            stream,
+            all_columns=self.manifest.columns,
+            columns=self.columns,
+            batch_rows=self.feeder.settings.batch_rows,
+            skip_rows=start,
+        ):
+            out: list[FeedItem] = []
+            mask = self.filter.mask(batch)
+            if self.index is not None:
+                mask = pc.and_(mask, self.index.changed(batch))
+            positions = pc.indices_nonzero(mask).to_pylist()
+            kept = batch.filter(mask)
+            for offset, obj in zip(positions, self._objects(kept), strict=True):
+                out += self._payloads(self.builder.push(obj))
+                if self.builder.pending == 1:
+                    self.group_start = self.row + offset
+                if len(out) >= self.chunk_items:
+                    self.row_done = self._covered(self.row + offset + 1)
+                    if not put(Chunk(data.key, out, self.row_done)):
+                        return False
+                    out = []
+            self.row += batch.num_rows
+            self.row_done = self._covered(self.row)
+            if not put(Chunk(data.key, out, self.row_done, scanned=batch.num_rows)):
+                return False
+        return True
+
+    def _covered(self, end: int) -> int:
+        return self.group_start if self.builder.pending else end
+
+    def _objects(self, batch: pa.RecordBatch) -> Iterator[S3Object]:
+        bucket = self.manifest.source_bucket
+        keys = batch.column("key").to_pylist()
+        names = batch.schema.names
+        if "last_modified_date" in names and self.feeder.settings.item.datetime == "last_modified":
+            times: list[datetime | None] = batch.column("last_modified_date").to_pylist()
+        else:
+            times = [None] * len(keys)
+        for key, when in zip(keys, times, strict=True):
+            yield S3Object(bucket, key, last_modified=when)
+
+    def _payloads(self, built: list[dict[str, Any] | SourceRejection]) -> list[FeedItem]:
+        return [b if isinstance(b, SourceRejection) else to_payload(b, self.process) for b in built]
+
+
+def _windowed(base: ObjectFilter, since: datetime | None, until: datetime | None) -> ObjectFilter:
+    """``base`` narrowed to the run's time window on last-modified."""
+    update: dict[str, datetime] = {}
+    if since is not None and (base.modified_after is None or since > base.modified_after):
+        update["modified_after"] = since
+    if until is not None and (base.modified_before is None or until < base.modified_before):
+        update["modified_before"] = until
+    return base.model_copy(update=update) if update else base
+
+
+def _label(plan: _Plan) -> str:
+    done = sum(bool(p["done"]) for p in plan.files.values())
+    return f"{plan.manifest.url}: {done}/{len(plan.files)} files"

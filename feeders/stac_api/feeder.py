@@ -1,0 +1,508 @@
+"""The ``stac-api`` feeder: one STAC API item search, fed in half-open time windows.
+
+The configured range (or the part of it after the last watermark) is cut into windows of
+at most ``max_items_per_window`` items by `feeders.stac_api.windows.split`, deciding by paging,
+never by ``numberMatched``. Each window ``[start, end)`` is searched as the STAC interval
+``start/end`` (closed) and items whose time equals ``end`` are dropped here, so they are
+fed by the next window instead: every item lands in exactly one window. After each
+completed window the feeder yields a `Checkpoint` with ``{"watermark": end}``.
+
+HTTP goes through pystac-client. Its session gets a urllib3 ``Retry`` that also retries
+POST searches on 429/5xx, connection errors and timeouts, honouring ``Retry-After``, and an
+adapter that paces requests per host. Exhausted retries raise `SourceUnavailableError`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from itertools import islice
+from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator
+from pystac_client import Client, ConformanceClasses
+from pystac_client.exceptions import APIError
+from pystac_client.stac_api_io import StacApiIO
+from requests import PreparedRequest, Response
+from requests.adapters import HTTPAdapter
+from urllib3 import Retry
+
+from cirrus_feed.errors import (
+    ConfigError,
+    FeederError,
+    InvalidSourceDataError,
+    PayloadValidationError,
+    SourceUnavailableError,
+)
+from cirrus_feed.feeding.contract import (
+    Checkpoint,
+    Feeder,
+    FeederConfig,
+    FeederContext,
+    FeedItem,
+    FeedRequest,
+    SourceRejection,
+)
+from cirrus_feed.model.payload import ProcessPayload
+from feeders.stac_api.windows import Leaf, Window, isoformat, parse_instant, resolve_range, split
+
+logger = logging.getLogger(__name__)
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+class StacApiConfigError(FeederError, ConfigError):
+    """A stac-api setting cannot work (with this API); a config error raised by a feeder."""
+
+
+# -- settings ------------------------------------------------------------------------------
+
+
+class SearchSettings(BaseModel):
+    """Item-search parameters passed to `pystac_client.Client.search` as they are."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    collections: list[str] | None = None
+    bbox: list[float] | None = None
+    intersects: dict[str, Any] | None = None
+    ids: list[str] | None = None
+    query: dict[str, Any] | list[str] | None = None
+    filter: dict[str, Any] | str | None = None
+    filter_lang: str | None = None
+    sortby: str | list[Any] | None = None
+
+    @field_validator("collections", "ids", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+class DatetimeRange(BaseModel):
+    """``{start, end}`` (either open), or a STAC interval string ``a/b`` with ``..`` ends."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start: datetime | None = None
+    end: datetime | None = None
+
+    @classmethod
+    def parse_interval(cls, text: str) -> dict[str, str | None]:
+        parts = [None if p in ("", "..") else p for p in text.split("/")]
+        if len(parts) == 1:  # a single instant: the one-microsecond window holding it
+            instant = parse_instant(text)
+            return {"start": text, "end": isoformat(instant + timedelta(microseconds=1))}
+        if len(parts) != 2:
+            raise ValueError(f"datetime {text!r} must be 'start/end'")
+        return {"start": parts[0], "end": parts[1]}
+
+    @field_validator("start", "end")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class ItemMapping(BaseModel):
+    """``full`` items, or ``stub`` items that keep only the named ``assets``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["full", "stub"] = "full"
+    assets: list[str] = []
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+
+class StacApiConfig(FeederConfig):
+    """Settings of a ``stac-api`` feeder."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    url: str
+    search: SearchSettings = SearchSettings()
+    datetime_range: DatetimeRange = Field(default_factory=DatetimeRange, alias="datetime")
+    max_items_per_window: PositiveInt = 5000
+    page_size: int = Field(250, ge=1, le=10_000)
+    headers: dict[str, str] = Field(default_factory=dict)
+    fields: list[str] | None = None
+    item_mapping: ItemMapping = ItemMapping()
+    items_per_payload: PositiveInt = 1
+    watermark: Literal["datetime", "updated"] = "datetime"
+    lookback: timedelta = timedelta(0)
+    max_retries: int = Field(5, ge=0)
+    backoff: float = Field(0.5, ge=0)
+    timeout: PositiveFloat = 30.0
+    max_requests_per_second: PositiveFloat | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError(f"url {value!r} must be http(s)")
+        return value
+
+    @field_validator("datetime_range", mode="before")
+    @classmethod
+    def _interval(cls, value: Any) -> Any:
+        return DatetimeRange.parse_interval(value) if isinstance(value, str) else value
+
+    @field_validator("item_mapping", mode="before")
+    @classmethod
+    def _mapping_shorthand(cls, value: Any) -> Any:
+        return {"mode": value} if isinstance(value, str) else value
+
+    @field_validator("lookback", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        match = _DURATION.match(value) if isinstance(value, str) else None
+        if match is None:
+            return value  # seconds or ISO 8601 (PT2H), parsed by pydantic
+        return timedelta(**{_UNITS[match[2]]: float(match[1])})
+
+    @field_validator("fields")
+    @classmethod
+    def _keeps_what_feeding_needs(cls, value: list[str] | None) -> list[str] | None:
+        needed = ("-id", "-collection", "-properties", "-properties.datetime")
+        for entry in value or []:
+            if entry in needed:
+                raise ValueError(f"fields must not exclude {entry[1:]!r}: feeding needs it")
+        return value
+
+
+# -- HTTP ----------------------------------------------------------------------------------
+
+
+class _HostPacer:
+    """Spaces requests to one host at least ``1 / rate`` seconds apart, process-wide."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._next_slot: dict[str, float] = {}
+
+    def wait(self, host: str, rate: float) -> None:
+        with self._lock:
+            now = time.monotonic()
+            slot = max(now, self._next_slot.get(host, now))
+            self._next_slot[host] = slot + 1.0 / rate
+        if slot > now:
+            time.sleep(slot - now)
+
+
+_PACER = _HostPacer()
+
+
+class _PacedAdapter(HTTPAdapter):
+    def __init__(self, rate: float | None, max_retries: Retry) -> None:
+        super().__init__(max_retries=max_retries)
+        self._rate = rate
+
+    def send(self, request: PreparedRequest, *args: Any, **kwargs: Any) -> Response:
+        if self._rate is not None:
+            _PACER.wait(urlsplit(request.url or "").netloc, self._rate)
+        return super().send(request, *args, **kwargs)
+
+
+def _stac_io(config: StacApiConfig) -> StacApiIO:
+    retry = Retry(
+        total=config.max_retries,
+        backoff_factor=config.backoff,
+        backoff_max=60.0,
+        status_forcelist=RETRY_STATUSES,
+        allowed_methods=None,  # searches are POSTs, and they only read
+        respect_retry_after_header=True,
+        raise_on_status=True,
+    )
+    io = StacApiIO(max_retries=retry)  # headers and timeout go to Client.open, which resets them
+    adapter = _PacedAdapter(config.max_requests_per_second, retry)
+    io.session.mount("http://", adapter)
+    io.session.mount("https://", adapter)
+    return io
+
+
+def _translate(exc: Exception, url: str) -> FeederError:
+    status = getattr(exc, "status_code", None)
+    if status is None or status in RETRY_STATUSES:  # connection, timeout, retries exhausted
+        return SourceUnavailableError(f"STAC API {url} unavailable: {exc}")
+    if isinstance(exc, APIError):
+        return FeederError(f"STAC API {url} answered {status}: {str(exc)[:500]}")
+    return InvalidSourceDataError(f"STAC API {url} sent an unreadable response: {exc}")
+
+
+# -- items ---------------------------------------------------------------------------------
+
+
+def stub_item(item: Mapping[str, Any], assets: Iterable[str]) -> dict[str, Any]:
+    """The fields a workflow needs to find an item again, plus the named assets."""
+    properties = item.get("properties") or {}
+    kept = ("datetime", "start_datetime", "end_datetime", "created", "updated")
+    stub = {key: item[key] for key in ("type", "stac_version", "id", "collection") if key in item}
+    stub["geometry"] = item.get("geometry")
+    if "bbox" in item:
+        stub["bbox"] = item["bbox"]
+    stub["properties"] = {key: properties[key] for key in kept if key in properties}
+    all_assets = item.get("assets") or {}
+    stub["assets"] = {name: all_assets[name] for name in assets if name in all_assets}
+    stub["links"] = [link for link in item.get("links") or [] if link.get("rel") == "self"]
+    return stub
+
+
+class StacApiFeeder(Feeder):
+    """Feeds the items of a STAC API search, window by window, resumable by watermark."""
+
+    name: ClassVar[str] = "stac-api"
+    description: ClassVar[str] = "Items of a STAC API item search, in half-open time windows"
+    Config: ClassVar[type[FeederConfig]] = StacApiConfig
+
+    def __init__(
+        self, instance: str, config: FeederConfig, context: FeederContext | None = None
+    ) -> None:
+        super().__init__(instance, config, context)
+        if not isinstance(config, StacApiConfig):
+            raise StacApiConfigError(
+                f"feeder '{instance}': settings are {type(config).__name__}, not StacApiConfig"
+            )
+        self.settings = config
+        self._time_field = "updated" if config.watermark == "updated" else "datetime"
+        self._rejected: set[str] = set()  # keys of rejections already yielded this run
+        self._pending: list[SourceRejection] = []
+
+    # The run --------------------------------------------------------------------------
+
+    def feed(self, request: FeedRequest) -> Iterator[FeedItem]:
+        """Yield payloads window by window, each completed window followed by a checkpoint."""
+        self._rejected.clear()
+        self._pending.clear()
+        run = self._run_window(request)
+        if run is None or request.limit == 0:
+            return
+        client = self._open()
+        cap = self.settings.max_items_per_window
+        fed = 0
+        for leaf in split(run, lambda w, c: self._probe(client, w, c), cap):
+            yield from self._drain_rejections()
+            for out in self._leaf_output(client, leaf):
+                if request.limit is not None and fed >= request.limit:
+                    return  # the window is not complete: no checkpoint for it
+                yield out
+                fed += isinstance(out, ProcessPayload)
+            yield from self._drain_rejections()
+            yield Checkpoint({"watermark": isoformat(leaf.window.end)}, label=leaf.window.label)
+            if request.limit is not None and fed >= request.limit:
+                return
+
+    def _run_window(self, request: FeedRequest) -> Window | None:
+        watermark = None
+        if request.cursor is not None and "watermark" in request.cursor:
+            try:
+                watermark = parse_instant(str(request.cursor["watermark"]))
+            except ValueError as exc:
+                raise InvalidSourceDataError(
+                    f"feeder '{self.instance}': cursor.watermark "
+                    f"{request.cursor['watermark']!r} is not a timestamp"
+                ) from exc
+        configured = self.settings.datetime_range
+        try:
+            return resolve_range(
+                configured.start,
+                configured.end,
+                now=datetime.now(UTC),
+                since=request.since,
+                until=request.until,
+                watermark=watermark,
+                lookback=self.settings.lookback,
+            )
+        except ValueError as exc:
+            raise StacApiConfigError(f"feeder '{self.instance}': datetime.start: {exc}") from exc
+
+    def _open(self) -> Client:
+        url = self.settings.url
+        try:
+            client = Client.open(
+                url,
+                headers=self.settings.headers,
+                timeout=self.settings.timeout,
+                stac_io=_stac_io(self.settings),
+            )
+        except (APIError, ValueError) as exc:
+            raise _translate(exc, url) from exc
+        if _advertises_sort(client):
+            # pystac-client only recognises sort v1.0.*; stac-fastapi advertises v1.1.0.
+            client.add_conforms_to("SORT")
+        self._check_conformance(client)
+        return client
+
+    def _check_conformance(self, client: Client) -> None:
+        # An API that ignores filter or query answers with nothing (rustac) or with
+        # everything: refuse rather than feed the wrong set silently.
+        search = self.settings.search
+        needs = {
+            "search.filter": (search.filter is not None, ConformanceClasses.FILTER),
+            "search.query": (search.query is not None, ConformanceClasses.QUERY),
+            "watermark: updated": (self._time_field == "updated", ConformanceClasses.FILTER),
+        }
+        for setting, (used, conformance) in needs.items():
+            if used and not client.conforms_to(conformance):
+                raise StacApiConfigError(
+                    f"feeder '{self.instance}': {setting} needs the STAC API "
+                    f"{conformance.name.lower()} extension, which {self.settings.url} "
+                    "does not advertise"
+                )
+        if self._time_field == "updated" and isinstance(search.filter, str):
+            raise StacApiConfigError(
+                f"feeder '{self.instance}': watermark: updated needs search.filter as cql2-json"
+            )
+
+    # Searching --------------------------------------------------------------------------
+
+    def _search(self, client: Client, window: Window, page_size: int) -> Iterator[dict[str, Any]]:
+        params = self.settings.search.model_dump(exclude_none=True)
+        if self._time_field == "updated":
+            params["filter"] = _updated_filter(window, params.get("filter"))
+            params["filter_lang"] = "cql2-json"
+        else:
+            params["datetime"] = (window.start, window.end)  # closed: == end dropped later
+        if "sortby" in params and not client.conforms_to(ConformanceClasses.SORT):
+            logger.warning("%s: the API does not sort; search.sortby not sent", self.instance)
+            del params["sortby"]
+        if self.settings.fields is not None:
+            if client.conforms_to(ConformanceClasses.FIELDS):
+                params["fields"] = _with_required_fields(self.settings.fields, self._time_field)
+            else:
+                logger.warning("%s: the API has no fields extension; full items", self.instance)
+        # STAC APIs take cql2-text only in GET; everything else goes by POST (rustac's GET
+        # with `collections` fails, and POST bodies have no length limit).
+        method = "GET" if isinstance(params.get("filter"), str) else "POST"
+        try:
+            yield from client.search(method=method, limit=page_size, **params).items_as_dicts()
+        except (APIError, ValueError) as exc:
+            raise _translate(exc, self.settings.url) from exc
+
+    def _probe(self, client: Client, window: Window, cap: int) -> list[dict[str, Any]] | None:
+        """The window's own items if at most ``cap``; stops paging at the first extra one."""
+        page_size = min(self.settings.page_size, cap + 1)
+        members: list[dict[str, Any]] = []
+        for raw in self._search(client, window, page_size):
+            if self._owns(window, raw):
+                members.append(raw)
+                if len(members) > cap:
+                    return None
+        return members
+
+    def _owns(self, window: Window, raw: Any) -> bool:
+        """True when ``raw``'s time is in ``window``; an unreadable time is rejected once."""
+        instant, problem = self._instant(raw)
+        if instant is None:
+            self._reject(raw, problem)
+            return False
+        return instant in window
+
+    def _instant(self, raw: Any) -> tuple[datetime | None, str]:
+        properties = raw.get("properties") if isinstance(raw, dict) else None
+        if not isinstance(properties, dict):
+            return None, "item has no 'properties' object"
+        field = self._time_field
+        value = properties.get(field)
+        if value is None and field == "datetime":  # a range item: its start decides
+            field, value = "start_datetime", properties.get("start_datetime")
+        if not isinstance(value, str):
+            wanted = f"properties.{self._time_field}"
+            if field == "start_datetime":
+                wanted = "properties.datetime (nor properties.start_datetime)"
+            return None, f"item has no {wanted}"
+        try:
+            return parse_instant(value), ""
+        except ValueError:
+            return None, f"item properties.{field} {value!r} is not an RFC 3339 timestamp"
+
+    # Payloads ---------------------------------------------------------------------------
+
+    def _leaf_output(
+        self, client: Client, leaf: Leaf[dict[str, Any]]
+    ) -> Iterator[ProcessPayload | SourceRejection]:
+        if leaf.records is not None:  # at most the cap: group in id order
+            items: Iterable[dict[str, Any]] = sorted(leaf.records, key=lambda r: str(r.get("id")))
+        else:  # one instant over the cap: stream it in API order
+            logger.info("%s: %s holds more than the cap; paging it", self.instance, leaf.window)
+            search = self._search(client, leaf.window, self.settings.page_size)
+            items = (raw for raw in search if self._owns(leaf.window, raw))
+        valid = self._with_ids(items)
+        for group in _batched(valid, self.settings.items_per_payload):
+            yield from self._drain_rejections()
+            yield self._payload(group)
+        yield from self._drain_rejections()
+
+    def _with_ids(self, items: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for raw in items:
+            if isinstance(raw.get("id"), str) and raw["id"]:
+                yield raw
+            else:
+                self._reject(raw, "item has no 'id'")
+
+    def _payload(self, items: tuple[dict[str, Any], ...]) -> ProcessPayload | SourceRejection:
+        mapping = self.settings.item_mapping
+        features = [stub_item(i, mapping.assets) if mapping.mode == "stub" else i for i in items]
+        data = {
+            "type": "FeatureCollection",
+            "features": features,
+            "process": self.settings.process_template(),
+        }
+        try:
+            return ProcessPayload.from_dict(data)
+        except PayloadValidationError as exc:
+            return SourceRejection(data, str(exc))
+
+    def _reject(self, raw: Any, reason: str) -> None:
+        key = json.dumps(raw, sort_keys=True, default=str) + reason
+        if key not in self._rejected:  # the API may return a timeless item in every window
+            self._rejected.add(key)
+            self._pending.append(SourceRejection(raw, reason))
+
+    def _drain_rejections(self) -> Iterator[SourceRejection]:
+        while self._pending:
+            yield self._pending.pop(0)
+
+
+_SORT_URI = re.compile(r"https://api\.stacspec\.org/v1\.\d+\.\d+(?:-[\w.]+)?/item-search#sort")
+
+
+def _advertises_sort(client: Client) -> bool:
+    """Whether the landing page lists any 1.x version of the item-search sort extension."""
+    conforms = client.extra_fields.get("conformsTo") or []
+    return any(isinstance(uri, str) and _SORT_URI.fullmatch(uri) for uri in conforms)
+
+
+def _batched(items: Iterable[dict[str, Any]], size: int) -> Iterator[tuple[dict[str, Any], ...]]:
+    iterator = iter(items)
+    while chunk := tuple(islice(iterator, size)):
+        yield chunk
+
+
+def _updated_filter(window: Window, user_filter: dict[str, Any] | None) -> dict[str, Any]:
+    """CQL2-JSON for ``start <= updated <= end`` (closed like a STAC interval), and the user's."""
+    updated = {"property": "updated"}
+    bounds: list[dict[str, Any]] = [
+        {"op": ">=", "args": [updated, {"timestamp": isoformat(window.start)}]},
+        {"op": "<=", "args": [updated, {"timestamp": isoformat(window.end)}]},
+    ]
+    return {"op": "and", "args": [*([user_filter] if user_filter else []), *bounds]}
+
+
+def _with_required_fields(fields: list[str], time_field: str) -> list[str]:
+    """Add what feeding needs to an include list; an exclude-only list keeps everything."""
+    if not any(not f.startswith("-") for f in fields):
+        return fields
+    required = ["id", "collection", f"properties.{time_field}", "properties.start_datetime"]
+    return [*fields, *(f for f in required if f not in fields)]
