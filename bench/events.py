@@ -85,10 +85,10 @@ def measure_baseline(messages: Path) -> dict[str, float]:
 def measure_feed(messages: Path, root: Path) -> dict[str, float]:
     sys.path.insert(0, str(ROOT))
     from cirrus_feed.app import build_app
+    from cirrus_feed.backends.local.workflows import TaskSpec, Workflow
     from cirrus_feed.config import LocalSettings, Settings
     from cirrus_feed.feeding.contract import FeedRequest
     from cirrus_feed.feeding.runner import FeedRunner
-    from cirrus_feed.pipeline.workflows import TaskSpec, Workflow
 
     settings = Settings(
         local=LocalSettings(root=root),

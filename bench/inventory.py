@@ -155,10 +155,10 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     """Feed one manifest through the runner on a fresh local pipeline; report the numbers."""
     from cirrus_feed.app import build_app
     from cirrus_feed.backends.base import FeedRun
+    from cirrus_feed.backends.local.workflows import TaskSpec, Workflow
     from cirrus_feed.config import LocalSettings, Settings
     from cirrus_feed.feeding.contract import FeedRequest
     from cirrus_feed.feeding.runner import FeedResult, FeedRunner
-    from cirrus_feed.pipeline.workflows import TaskSpec, Workflow
 
     baseline = peak_rss_mb()
     settings = Settings(

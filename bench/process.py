@@ -32,6 +32,7 @@ from typing import Any
 from cirrus_feed.app import App, build_app, build_aws
 from cirrus_feed.backends.base import ExecutionOutcome, StateQuery
 from cirrus_feed.backends.local.sqlite_queue import SqlitePayloadQueue
+from cirrus_feed.backends.local.workflows import TaskSpec, Workflow
 from cirrus_feed.config import LocalSettings, ProcessSettings, Settings
 from cirrus_feed.model.envelopes import normalize
 from cirrus_feed.model.reports import StageReport
@@ -39,7 +40,6 @@ from cirrus_feed.model.states import State
 from cirrus_feed.pipeline.enqueue import SEND_CHUNK, Enqueuer
 from cirrus_feed.pipeline.process import Processor
 from cirrus_feed.pipeline.update_state import StateUpdater
-from cirrus_feed.pipeline.workflows import TaskSpec, Workflow
 from cirrus_feed.service.worker import LocalWorker, WorkTotals, run_workers
 
 WORKFLOW = "publish-only"

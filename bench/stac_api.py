@@ -152,6 +152,7 @@ def run_raw(url: str, page_size: int) -> dict[str, int]:
 def run_feed(url: str, cap: int, page_size: int) -> dict[str, int]:
     from cirrus_feed.feeding.contract import Checkpoint, FeedRequest
     from cirrus_feed.model.payload import ProcessPayload
+    from cirrus_feed.testing import feeder_context
     from feeders.stac_api.feeder import StacApiConfig, StacApiFeeder
     from feeders.stac_api.windows import Window
 
@@ -167,7 +168,7 @@ def run_feed(url: str, cap: int, page_size: int) -> dict[str, int]:
 
     config = StacApiConfig.model_validate(feeder_settings(url, cap, page_size))
     payloads = windows = 0
-    for out in CountingFeeder("bench", config).feed(FeedRequest()):
+    for out in CountingFeeder("bench", config, feeder_context()).feed(FeedRequest()):
         payloads += isinstance(out, ProcessPayload)
         windows += isinstance(out, Checkpoint)
     return {"payloads": payloads, "fetched": CountingFeeder.fetched, "windows": windows}
@@ -175,10 +176,10 @@ def run_feed(url: str, cap: int, page_size: int) -> dict[str, int]:
 
 def run_runner(url: str, cap: int, page_size: int, root: Path) -> dict[str, int]:
     from cirrus_feed.app import build_app
+    from cirrus_feed.backends.local.workflows import TaskSpec, Workflow
     from cirrus_feed.config import LocalSettings, Settings
     from cirrus_feed.feeding.contract import FeedRequest
     from cirrus_feed.feeding.runner import FeedRunner
-    from cirrus_feed.pipeline.workflows import TaskSpec, Workflow
 
     settings = Settings(
         local=LocalSettings(root=root),

@@ -11,11 +11,13 @@ from pydantic import ValidationError
 from cirrus_feed.backends.base import Backends
 from cirrus_feed.config import Settings, describe_validation_error
 from cirrus_feed.errors import ConfigError, PluginError
-from cirrus_feed.feeding.contract import Feeder, FeederConfig, FeederContext
+from cirrus_feed.feeding.contract import ClientFactory, Feeder, FeederConfig, FeederContext
 from cirrus_feed.feeding.plugins import FeederRegistry
+from cirrus_feed.feeding.seen import FeedStoreSeenCache
 from cirrus_feed.pipeline.enqueue import Enqueuer
 from cirrus_feed.pipeline.process import Processor
 from cirrus_feed.pipeline.update_state import StateUpdater
+from cirrus_feed.support.clock import SYSTEM_CLOCK, Clock
 
 
 @dataclass(frozen=True)
@@ -27,17 +29,38 @@ class App:
     enqueuer: Enqueuer
     processor: Processor
     updater: StateUpdater
-    feeders: dict[str, Feeder] = field(default_factory=dict)
+    feeders: dict[str, Feeder[Any]] = field(default_factory=dict)
+    clock: Clock = SYSTEM_CLOCK
+    clients: ClientFactory | None = None
+
+    def build_feeder(self, name: str, cls: type[Feeder[Any]], config: FeederConfig) -> Feeder[Any]:
+        """A feeder of type ``cls`` wired like the configured ones (the `rerun` command
+        builds its feeder from options)."""
+        return build_feeder(name, cls, config, self.backends, self.client_factory(), self.clock)
+
+    def client_factory(self) -> ClientFactory:
+        return self.clients or client_factory(self.settings)
 
     def close(self) -> None:
         self.backends.close()
 
 
-def build_app(settings: Settings, registry: FeederRegistry | None = None) -> App:
+def build_app(
+    settings: Settings,
+    registry: FeederRegistry | None = None,
+    *,
+    clock: Clock = SYSTEM_CLOCK,
+    clients: ClientFactory | None = None,
+) -> App:
+    """The app for ``settings``. ``clients`` builds the feeders' AWS clients (default: boto3
+    with the ``aws`` settings); tests pass `cirrus_feed.support.clock.FakeClock` as ``clock``."""
     configs = feeder_configs(settings, registry or FeederRegistry())  # fail fast on config
     backends = build_local(settings) if settings.backend == "local" else build_aws(settings)
-    context = FeederContext(state=backends.state, store=backends.store, feeds=backends.feeds)
-    feeders = {name: cls(name, config, context) for name, (cls, config) in configs.items()}
+    clients = clients or client_factory(settings)
+    feeders = {
+        name: build_feeder(name, cls, config, backends, clients, clock)
+        for name, (cls, config) in configs.items()
+    }
     return App(
         settings=settings,
         backends=backends,
@@ -45,12 +68,47 @@ def build_app(settings: Settings, registry: FeederRegistry | None = None) -> App
         processor=Processor(backends),
         updater=StateUpdater(backends),
         feeders=feeders,
+        clock=clock,
+        clients=clients,
     )
+
+
+def build_feeder(
+    name: str,
+    cls: type[Feeder[Any]],
+    config: FeederConfig,
+    backends: Backends,
+    clients: ClientFactory,
+    clock: Clock,
+) -> Feeder[Any]:
+    """The one place a feeder is constructed: its context is wired here."""
+    seen = FeedStoreSeenCache(backends.feeds, name) if backends.feeds is not None else None
+    context = FeederContext(
+        state=backends.state, store=backends.store, clients=clients, clock=clock, seen=seen
+    )
+    return cls(name, config, context)
+
+
+def client_factory(settings: Settings, session: Any = None) -> ClientFactory:
+    """AWS clients for feeders' sources: the ``aws`` settings' region when none is given;
+    no ``endpoint_url`` means AWS itself (a source bucket is not the backend's endpoint)."""
+
+    def build(service: str, *, region: str | None = None, endpoint_url: str | None = None) -> Any:
+        from cirrus_feed.backends.aws.clients import make_client
+
+        return make_client(
+            service,
+            region=region or settings.aws.region,
+            endpoint_url=endpoint_url,
+            session=session,
+        )
+
+    return build
 
 
 def feeder_configs(
     settings: Settings, registry: FeederRegistry
-) -> dict[str, tuple[type[Feeder], FeederConfig]]:
+) -> dict[str, tuple[type[Feeder[Any]], FeederConfig]]:
     """Every configured feeder's class and settings, validated by its type's ``Config``.
 
     Raises:

@@ -14,8 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from cirrus_feed.backends.local.workflows import Workflow
 from cirrus_feed.errors import ConfigError
-from cirrus_feed.pipeline.workflows import Workflow
 
 DEFAULT_CONFIG = Path("config/local.yaml")
 

@@ -18,7 +18,7 @@ from typing import Any
 from cirrus_feed.app import App, build_app
 from cirrus_feed.config import load_settings
 from cirrus_feed.errors import CirrusFeedError
-from cirrus_feed.feeding.push import events_feeder, push
+from cirrus_feed.feeding.push import push, push_target
 from cirrus_feed.model.envelopes import normalize
 from cirrus_feed.model.reports import Outcome, RecordResult, StageReport
 from cirrus_feed.pipeline.invalid import record_invalid
@@ -77,7 +77,7 @@ def update_state_handler(event: dict[str, Any], context: Any = None) -> dict[str
 
 def events_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     app = _app()
-    name, feeder = events_feeder(app, app.settings.events_feeder)
+    name, feeder = push_target(app.feeders, app.settings.events_feeder, app.settings.source)
     pushed = push(app, name, feeder, [event])
     run = pushed.result.run
     log.info("events %s: %s %s", name, run.status, dict(run.counts))

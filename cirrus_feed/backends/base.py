@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from cirrus_feed.model.payload import key_to_payload_id, payload_id_to_key
 from cirrus_feed.model.states import State
@@ -288,6 +288,37 @@ class WorkflowRunner(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PendingExecution:
+    """An execution leased to this worker until ``lease_until`` (epoch seconds)."""
+
+    execution_arn: str
+    name: str
+    workflow: str
+    input: Any
+    attempt: int
+    lease_until: float
+
+
+@runtime_checkable
+class LocalExecutor(Protocol):
+    """A `WorkflowRunner` whose executions run in the workers' own processes (the local
+    backend's inline runner): a worker leases pending executions, runs them, and marks them
+    complete once update-state has recorded the outcome."""
+
+    def claim_pending(self, max_count: int = 1) -> list[PendingExecution]:
+        """Lease up to ``max_count`` executions that are due (new, or whose lease ran out)."""
+        ...
+
+    def execute(self, pending: PendingExecution) -> ExecutionOutcome:
+        """Run one leased execution; a task's failure is a FAILED outcome, not an error."""
+        ...
+
+    def complete(self, outcome: ExecutionOutcome) -> None:
+        """Record ``outcome`` as final, so no worker runs the execution again."""
+        ...
 
 
 # -- notifier -------------------------------------------------------------------------------

@@ -20,8 +20,8 @@ from cirrus_feed.cli.main import Context, cli, pass_context
 from cirrus_feed.errors import PluginError
 from cirrus_feed.feeding.contract import FeedRequest
 from cirrus_feed.feeding.plugins import FeederRegistry
+from cirrus_feed.feeding.push import PushTarget
 from cirrus_feed.feeding.runner import FeedRunner
-from feeders.events.feeder import EventsFeeder
 
 
 def _when(value: str | None, option: str) -> datetime | None:
@@ -94,9 +94,9 @@ def feed(
         known = ", ".join(sorted(app.feeders)) or "none configured"
         raise click.BadParameter(f"no feeder '{name}' in the config ({known})", param_hint="NAME")
     if input_path is not None:
-        if not isinstance(feeder, EventsFeeder):
+        if not isinstance(feeder, PushTarget):
             raise click.BadParameter(f"'{name}' is not an events feeder", param_hint="--input")
-        feeder = feeder.with_source(input_path)
+        feeder = feeder.from_file(input_path)
     if restart and app.backends.feeds is not None:
         app.backends.feeds.clear_cursor(name)
     request = FeedRequest(

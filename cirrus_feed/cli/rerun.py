@@ -1,7 +1,7 @@
 """``cirrus-feed rerun``: re-enqueue stored payloads selected from the state DB, ad hoc.
 
-Builds a `RerunFeeder` from the options (no config entry needed) with the app's
-state DB and payload store and runs it through `FeedRunner` as the feed ``rerun:<cw>``:
+Builds a feeder of the registered type ``rerun`` from the options (no config entry needed),
+wired by the app like a configured one, and runs it through `FeedRunner` as the feed ``rerun:<cw>``:
 paced, recorded as a feed run, resumable (the same selection continues where a stopped run
 left off). Registered on the main group by `cirrus_feed.cli.main`.
 """
@@ -19,10 +19,13 @@ from pydantic import ValidationError
 from cirrus_feed.cli.feeds import Progress, run_json
 from cirrus_feed.cli.main import Context, cli, pass_context
 from cirrus_feed.config import describe_validation_error
-from cirrus_feed.feeding.contract import FeederContext, FeedRequest
+from cirrus_feed.errors import PluginError
+from cirrus_feed.feeding.contract import FeedRequest, Previewable
+from cirrus_feed.feeding.plugins import FeederRegistry
 from cirrus_feed.feeding.runner import FeedRunner
 from cirrus_feed.model.states import State
-from feeders.rerun.feeder import RerunConfig, RerunFeeder
+
+RERUN_TYPE = "rerun"  # the feeder type this command runs, found like any plugin
 
 _STATES = click.Choice([s.value for s in State] + ["ANY"], case_sensitive=False)
 
@@ -72,9 +75,13 @@ def rerun(
 ) -> None:
     """Re-enqueue the stored input payloads of matching records, with replace set."""
     try:
-        config = RerunConfig.model_validate(
+        feeder_type = FeederRegistry().load(RERUN_TYPE)
+    except PluginError as exc:
+        raise click.UsageError(str(exc)) from exc
+    try:
+        config = feeder_type.Config.model_validate(
             {
-                "type": RerunFeeder.name,
+                "type": RERUN_TYPE,
                 "collections_workflow": collections_workflow,
                 "state": state,
                 "since": since,
@@ -89,9 +96,10 @@ def rerun(
         raise click.UsageError(describe_validation_error(exc)) from exc
     name = f"rerun:{collections_workflow}"
     app = ctx.app
-    context = FeederContext(state=app.backends.state, store=app.backends.store)
-    feeder = RerunFeeder(name, config, context)
+    feeder = app.build_feeder(name, feeder_type, config)
     if dry_run:
+        if not isinstance(feeder, Previewable):
+            raise click.UsageError(f"feeder type '{RERUN_TYPE}' cannot preview (--dry-run)")
         total, ids = feeder.preview(show)
         if as_json:
             click.echo(json.dumps({"count": total, "first": ids}))

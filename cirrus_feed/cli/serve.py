@@ -11,7 +11,7 @@ import click
 
 from cirrus_feed.cli.main import Context, cli, pass_context
 from cirrus_feed.errors import CirrusFeedError
-from cirrus_feed.feeding.push import events_feeder, push
+from cirrus_feed.feeding.push import push, push_target
 from cirrus_feed.service.scheduler import OnceResult, Service
 from cirrus_feed.service.sns_endpoint import SnsEndpoint, parse_http_address
 from cirrus_feed.service.sns_signature import SnsSignatureVerifier
@@ -114,7 +114,9 @@ def _report(result: OnceResult) -> None:
 def _endpoint(ctx: Context, address: str, feeder_name: str | None) -> SnsEndpoint:
     """An SNS endpoint whose verified notifications go through the events feeder."""
     app = ctx.app
-    name, feeder = events_feeder(app, feeder_name or app.settings.events_feeder)
+    name, feeder = push_target(
+        app.feeders, feeder_name or app.settings.events_feeder, app.settings.source
+    )
     try:
         host, port = parse_http_address(address)
     except ValueError as exc:

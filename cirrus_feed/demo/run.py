@@ -13,12 +13,12 @@ from typing import Any
 
 from cirrus_feed.app import App, LocalPaths, build_app
 from cirrus_feed.backends.base import StateQuery
+from cirrus_feed.backends.local.workflows import TaskSpec, Workflow
 from cirrus_feed.config import Settings
 from cirrus_feed.demo.stac import demo_items, feeder_settings, rustac_binary, serve_catalog
 from cirrus_feed.feeding.contract import FeedRequest
 from cirrus_feed.feeding.runner import FeedRunner
 from cirrus_feed.model.states import State
-from cirrus_feed.pipeline.workflows import TaskSpec, Workflow
 from cirrus_feed.service.worker import run_workers
 
 Echo = Callable[[str], None]

@@ -19,16 +19,31 @@ Invariants a feeder must keep:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar, Protocol
+from typing import (
+    Any,
+    ClassVar,
+    Generic,
+    Protocol,
+    TypeVar,
+    get_args,
+    get_origin,
+    runtime_checkable,
+)
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from cirrus_feed.backends.base import FeedStore, StatePage, StateQuery, StateRecord
+from cirrus_feed.backends.base import StatePage, StateQuery, StateRecord
 from cirrus_feed.feeding.schedules import Schedule
 from cirrus_feed.model.payload import ProcessDefinition, ProcessPayload
+from cirrus_feed.support.clock import SYSTEM_CLOCK, Clock
+
+# The runner dedupes and sends payloads in batches of at most this many (fewer with
+# ``max_in_flight``). A feeder that wants nothing enqueued without its cursor saved right
+# after yields a checkpoint at least every ``FLUSH_SIZE - 1`` payloads.
+FLUSH_SIZE = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,29 +153,78 @@ class PayloadReader(Protocol):
     def get_json(self, url: str) -> Any: ...
 
 
+class SeenCache(Protocol):
+    """One configured feeder's record of the source messages it already handled: the one
+    write a feeder may make itself, to suppress at-least-once duplicates before the queue."""
+
+    def remember(self, keys: Sequence[str], ttl_seconds: int) -> set[str]:
+        """Record ``keys`` for ``ttl_seconds``; return those already recorded and unexpired."""
+        ...
+
+    def forget(self, keys: Sequence[str]) -> None:
+        """Drop ``keys``, so a message that failed is handled again when redelivered."""
+        ...
+
+
+class ClientFactory(Protocol):
+    """Builds an AWS client (``"s3"``, ``"sqs"``, ...) for a feeder's own source.
+
+    ``region`` / ``endpoint_url`` default to the backend's settings when None.
+    """
+
+    def __call__(
+        self, service: str, *, region: str | None = None, endpoint_url: str | None = None
+    ) -> Any: ...
+
+
 @dataclass(frozen=True)
 class FeederContext:
-    """What a feeder may read besides its source: the state DB and the payload store
-    (the `rerun` feeder selects payloads and fetches their stored inputs). Writes go
-    through the pipeline only, which the read-only types make a type error."""
+    """Everything a feeder may use besides its source, wired by the composition root
+    (`cirrus_feed.app`): the state DB and payload store to read (the `rerun` feeder selects
+    payloads and fetches their stored inputs; writes go through the pipeline only, which the
+    read-only types make a type error), the clock, AWS clients, and its seen cache."""
 
     state: StateReader
     store: PayloadReader
-    # Feed records, for the one write a feeder may make itself: its seen-message cache
-    # (`FeedStore.remember`), which suppresses at-least-once duplicates before the queue.
-    feeds: FeedStore | None = None
+    clients: ClientFactory
+    clock: Clock = SYSTEM_CLOCK
+    seen: SeenCache | None = None  # None: this backend keeps no feed records
 
 
-class Feeder(ABC):
-    """Base class of every feeder plugin (entry-point group ``cirrus_feed.feeders``)."""
+@runtime_checkable
+class Previewable(Protocol):
+    """A feeder that can tell what a run would select without reading it all (``rerun``
+    does, for ``--dry-run``)."""
+
+    def preview(self, count: int = 10) -> tuple[int | str, list[str]]:
+        """How many payloads a run would feed (``"N+"`` past a limit), and the first
+        ``count`` payload ids."""
+        ...
+
+
+ConfigT = TypeVar("ConfigT", bound=FeederConfig)
+
+
+class Feeder(ABC, Generic[ConfigT]):
+    """Base class of every feeder plugin (entry-point group ``cirrus_feed.feeders``).
+
+    ``class MyFeeder(Feeder[MyConfig])`` makes ``MyConfig`` the type's ``Config``: the
+    composition root validates the configured settings with it and hands the feeder a
+    typed ``config``.
+    """
 
     name: ClassVar[str]
     description: ClassVar[str]
     Config: ClassVar[type[FeederConfig]] = FeederConfig
 
-    def __init__(
-        self, instance: str, config: FeederConfig, context: FeederContext | None = None
-    ) -> None:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for base in getattr(cls, "__orig_bases__", ()):
+            (argument,) = get_args(base) or (None,)
+            if get_origin(base) is Feeder and isinstance(argument, type):
+                cls.Config = argument
+
+    def __init__(self, instance: str, config: ConfigT, context: FeederContext) -> None:
         self.instance = instance  # the configured feeder's name (several may share a type)
         self.config = config
         self.context = context

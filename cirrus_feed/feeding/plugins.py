@@ -10,6 +10,7 @@ import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
+from typing import Any
 
 from cirrus_feed.errors import PluginError
 from cirrus_feed.feeding.contract import Feeder
@@ -41,7 +42,7 @@ class FeederRegistry:
             for name, ep in sorted(self._points.items())
         ]
 
-    def load(self, name: str) -> type[Feeder]:
+    def load(self, name: str) -> type[Feeder[Any]]:
         """The feeder class registered as ``name``.
 
         Raises:

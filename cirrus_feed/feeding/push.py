@@ -1,23 +1,51 @@
-"""Push delivery for the ``events`` feeder: Lambda events and SNS HTTP notifications are fed
-through the same feeder and runner as a polled queue.
+"""Push delivery: Lambda events and SNS HTTP notifications are fed through the same feeder
+and runner as a polled queue.
 
-A pushed event becomes a one-off message source; the feeder maps it, the runner dedupes and
-enqueues, and the source records which messages failed, so the caller can report exactly
-those (Lambda ``batchItemFailures``, or an HTTP 500 that makes SNS redeliver).
+A feeder that takes pushed messages implements `PushTarget` (the built-in ``events`` feeder
+does; so may any plugin). A push becomes a one-off feed over the pushed events; the runner
+dedupes and enqueues, and the feed reports which messages failed, so the caller can report
+exactly those (Lambda ``batchItemFailures``, or an HTTP 500 that makes SNS redeliver).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
-from cirrus_feed.app import App
 from cirrus_feed.errors import ConfigError
-from cirrus_feed.feeding.contract import FeedRequest
-from cirrus_feed.feeding.runner import FeedResult, FeedRunner
-from feeders.events.feeder import EventsFeeder
-from feeders.events.sources import ListMessageSource
+from cirrus_feed.feeding.contract import Feeder, FeedRequest
+from cirrus_feed.feeding.runner import FeedResult, FeedRunner, Pipeline
+
+
+class PushedFeed(Protocol):
+    """One push: a feeder over just the pushed messages, and what became of them."""
+
+    @property
+    def feeder(self) -> Feeder[Any]: ...
+
+    def failed(self) -> frozenset[str]:
+        """Tags (message ids) of the messages that failed or were never settled."""
+        ...
+
+    def close(self) -> None:
+        """Undo what only a settled message may keep (its seen-cache entries), for every
+        message not settled: the sender will retry those."""
+        ...
+
+
+@runtime_checkable
+class PushTarget(Protocol):
+    """A feeder that can read messages handed to it instead of its configured source."""
+
+    def pushed(self, events: Iterable[Any]) -> PushedFeed:
+        """A feed over ``events`` (Lambda events, SNS notifications, ...)."""
+        ...
+
+    def from_file(self, path: str | Path) -> Feeder[Any]:
+        """A copy of this feeder reading NDJSON messages from ``path`` (``-``: stdin)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -26,32 +54,34 @@ class PushResult:
     failed: frozenset[str]  # tags (message ids) to report as failures
 
 
-def events_feeder(app: App, name: str | None = None) -> tuple[str, EventsFeeder]:
-    """The configured ``events`` feeder to push to: ``name``, or the only one there is.
+def push_target(
+    feeders: Mapping[str, Feeder[Any]], name: str | None, where: str
+) -> tuple[str, PushTarget]:
+    """The configured feeder to push to: ``name``, or the only push target there is.
+    ``where`` names the config, for the error.
 
     Raises:
-        ConfigError: no such feeder, not an events feeder, or several and none named.
+        ConfigError: no such feeder, not one that takes pushes, or several and none named.
     """
-    candidates = {n: f for n, f in app.feeders.items() if isinstance(f, EventsFeeder)}
     if name is not None:
-        feeder = app.feeders.get(name)
-        if not isinstance(feeder, EventsFeeder):
-            raise ConfigError(f"no feeder '{name}' of type events in {app.settings.source}")
+        feeder = feeders.get(name)
+        if not isinstance(feeder, PushTarget):
+            raise ConfigError(
+                f"no feeder '{name}' that takes pushed messages (type events) in {where}"
+            )
         return name, feeder
+    candidates = {n: f for n, f in feeders.items() if isinstance(f, PushTarget)}
     if len(candidates) != 1:
         found = ", ".join(sorted(candidates)) or "none"
-        raise ConfigError(
-            f"{app.settings.source}: name the events feeder to push to (events feeders: {found})"
-        )
+        raise ConfigError(f"{where}: name the events feeder to push to (events feeders: {found})")
     return next(iter(candidates.items()))
 
 
-def push(app: App, name: str, feeder: EventsFeeder, events: Iterable[Any]) -> PushResult:
-    """Feed ``events`` (Lambda events, SNS notifications, ...) once; which messages failed."""
-    source = ListMessageSource(events)
-    pushed = feeder.with_source(source)
+def push(pipeline: Pipeline, name: str, target: PushTarget, events: Iterable[Any]) -> PushResult:
+    """Feed ``events`` once; which messages failed."""
+    pushed = target.pushed(events)
     try:
-        result = FeedRunner(app).run(name, pushed, FeedRequest())
+        result = FeedRunner(pipeline).run(name, pushed.feeder, FeedRequest())
     finally:
-        pushed.forget_unsettled()  # whatever was not settled will be retried by the sender
-    return PushResult(result, frozenset(source.failed | source.unfinished))
+        pushed.close()  # whatever was not settled will be retried by the sender
+    return PushResult(result, pushed.failed())

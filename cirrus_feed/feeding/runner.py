@@ -15,21 +15,26 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
-from cirrus_feed.app import App
-from cirrus_feed.backends.base import FeedRun, RunStatus
+from cirrus_feed.backends.base import Backends, FeedRun, RunStatus
 from cirrus_feed.errors import CirrusFeedError, PayloadValidationError
-from cirrus_feed.feeding.contract import Checkpoint, Feeder, FeedRequest, SourceRejection, Tagged
+from cirrus_feed.feeding.contract import (
+    FLUSH_SIZE,
+    Checkpoint,
+    Feeder,
+    FeedRequest,
+    SourceRejection,
+    Tagged,
+)
 from cirrus_feed.feeding.pacing import InFlight, QueueDepthGate, TokenBucket
 from cirrus_feed.model.payload import ProcessPayload
 from cirrus_feed.model.reports import Outcome
 from cirrus_feed.model.states import State
-from cirrus_feed.pipeline.enqueue import Enqueueable, Unreadable
+from cirrus_feed.pipeline.enqueue import Enqueueable, Enqueuer, Unreadable
 
 log = logging.getLogger(__name__)
 
-FLUSH_SIZE = 100  # payloads deduped and sent together
 COUNTS = ("seen", "filtered", "enqueued", "duplicate", "invalid", "failed")
 SKIP_AS_DUPLICATE = frozenset({State.SUCCEEDED, State.PROCESSING})
 
@@ -48,12 +53,23 @@ class FeedResult:
         )
 
 
+class Pipeline(Protocol):
+    """What a feed runs against (`cirrus_feed.app.App` is one): the backends and the
+    enqueue stage."""
+
+    @property
+    def backends(self) -> Backends: ...
+
+    @property
+    def enqueuer(self) -> Enqueuer: ...
+
+
 class FeedRunner:
-    """Runs configured feeders against an `App`'s backends."""
+    """Runs feeders against a pipeline's backends."""
 
     def __init__(
         self,
-        app: App,
+        app: Pipeline,
         *,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         progress: Callable[[Mapping[str, int]], None] | None = None,
@@ -69,7 +85,7 @@ class FeedRunner:
     def run(
         self,
         name: str,
-        feeder: Feeder,
+        feeder: Feeder[Any],
         request: FeedRequest,
         *,
         output: IO[str] | None = None,
@@ -136,7 +152,7 @@ class _Batch:
         self,
         runner: FeedRunner,
         name: str,
-        feeder: Feeder,
+        feeder: Feeder[Any],
         result: FeedResult,
         request: FeedRequest,
         output: IO[str] | None,

@@ -39,7 +39,7 @@ _STATUSES: Mapping[str, ExecutionStatus] = {
 
 
 @dataclass(frozen=True, slots=True)
-class S3Object:
+class NotifiedObject:
     """An object named by an S3 event notification or an EventBridge S3 event."""
 
     bucket: str
@@ -65,7 +65,7 @@ class Envelope:
     """
 
     kind: EnvelopeKind
-    # payload: the decoded JSON object (may be a {"url": ...} pointer); s3-object: S3Object;
+    # payload: the decoded JSON object (may be a {"url": ...} pointer); s3-object: NotifiedObject;
     # execution: ExecutionOutcome; else None
     body: Any
     raw: Any  # the raw record as received (kept for the invalid store)
@@ -230,7 +230,7 @@ def _s3_notification(records: Any, transport: _Transport) -> list[Envelope]:
     return envelopes
 
 
-def _s3_record(entry: Mapping[str, Any], label: str) -> S3Object:
+def _s3_record(entry: Mapping[str, Any], label: str) -> NotifiedObject:
     """An S3 event notification record (``eventName``, ``s3.bucket``, ``s3.object``)."""
     s3 = _mapping(entry.get("s3"), f"{label}: s3")
     event_name = _required_str(entry, "eventName", f"{label}: eventName")
@@ -253,7 +253,7 @@ def _eventbridge(event: Mapping[str, Any], transport: _Transport) -> Envelope:
     )
 
 
-def _s3_eventbridge(event: Mapping[str, Any], label: str) -> S3Object:
+def _s3_eventbridge(event: Mapping[str, Any], label: str) -> NotifiedObject:
     """An EventBridge ``aws.s3`` Object Created/Deleted event."""
     detail = _mapping(event.get("detail"), f"{label}: detail")
     event_name = str(event["detail-type"])
@@ -268,13 +268,13 @@ def _s3_object(
     tag_keys: tuple[str, str],
     event_name: str,
     event_time: Any,
-) -> S3Object:
+) -> NotifiedObject:
     """The ``bucket``/``object`` pair both S3 event formats share (they differ in key names)."""
     bucket = _mapping(container.get("bucket"), f"{where}.bucket")
     obj = _mapping(container.get("object"), f"{where}.object")
     etag_key, version_key = tag_keys
     size = obj.get("size")
-    return S3Object(
+    return NotifiedObject(
         bucket=_required_str(bucket, "name", f"{where}.bucket.name"),
         key=unquote_plus(_required_str(obj, "key", f"{where}.object.key")),
         size=size if isinstance(size, int) and not isinstance(size, bool) else None,

@@ -88,7 +88,7 @@ class _Completion:
 
 
 @dataclass(slots=True)
-class _Plan:
+class _CompletionPlan:
     """What one completion will do once the batch's items and children are sent."""
 
     completion: _Completion
@@ -170,7 +170,9 @@ class StateUpdater:
             document = self.b.store.get_json(str(document["url"]))
         return ProcessPayload.from_dict(document, derive_id=derive_id)
 
-    def _plan(self, completion: _Completion, record: StateRecord | None) -> _Plan | RecordResult:
+    def _plan(
+        self, completion: _Completion, record: StateRecord | None
+    ) -> _CompletionPlan | RecordResult:
         """Decide what the completion does; on success archive the output and gather its
         items and chained children (sent for the whole batch at once, before any state moves).
         """
@@ -181,7 +183,7 @@ class StateUpdater:
             return self._result(completion, Outcome.DUPLICATE, f"already {record.state.value}")
         state, event_type, error = classify(completion.outcome)
         name = completion.outcome.name or arn.rsplit(":", 1)[-1]
-        plan = _Plan(completion, record, state, event_type, error, name)
+        plan = _CompletionPlan(completion, record, state, event_type, error, name)
         if state is State.SUCCEEDED:
             try:
                 self._archive(plan)
@@ -193,7 +195,7 @@ class StateUpdater:
                 return self._result(completion, Outcome.FAILED, str(exc))
         return plan
 
-    def _archive(self, plan: _Plan) -> None:
+    def _archive(self, plan: _CompletionPlan) -> None:
         """Store the output payload and gather its items and next-hop children."""
         payload_id = plan.completion.payload.id
         if plan.completion.outcome.output is None:
@@ -213,7 +215,9 @@ class StateUpdater:
             else:
                 plan.children.append(child.payload)
 
-    def _publish_and_chain(self, plans: list[_Plan], report: StageReport) -> list[_Plan]:
+    def _publish_and_chain(
+        self, plans: list[_CompletionPlan], report: StageReport
+    ) -> list[_CompletionPlan]:
         """Publish every item and enqueue every child of the batch in bulk; the plans that
         may now be finished. If that fails, the completions that had something to send
         fail (and are retried) and the others go on."""
@@ -232,7 +236,7 @@ class StateUpdater:
             return [p for p in plans if not (p.items or p.children)]
         return plans
 
-    def _finish(self, plan: _Plan, announcer: Announcer) -> RecordResult:
+    def _finish(self, plan: _CompletionPlan, announcer: Announcer) -> RecordResult:
         completion, arn = plan.completion, plan.completion.outcome.execution_arn
         try:
             self.b.state.finish(plan.record, arn, plan.state, plan.error)

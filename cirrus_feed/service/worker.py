@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cirrus_feed.app import App
-from cirrus_feed.backends.base import QueueMessage
-from cirrus_feed.backends.local.inline_runner import InlineWorkflowRunner
+from cirrus_feed.backends.base import LocalExecutor, QueueMessage
 from cirrus_feed.errors import CirrusFeedError, ConfigError
 from cirrus_feed.model.envelopes import normalize
 from cirrus_feed.model.reports import Outcome, RecordResult, StageReport
@@ -81,7 +80,7 @@ class LocalWorker:
 
     def __init__(self, app: App) -> None:
         runner = app.backends.runner
-        if not isinstance(runner, InlineWorkflowRunner):
+        if not isinstance(runner, LocalExecutor):
             raise ConfigError("local workers need the local backend (inline workflows)")
         self.app = app
         self.runner = runner

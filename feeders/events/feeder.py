@@ -15,7 +15,7 @@ record no mapper takes is rejected without retry; mapper `Skip`s and items the f
 drops are counted in `EventsFeeder.filtered`. After each batch a `Checkpoint` (no cursor)
 settles it: the runner's ``commit`` acks every message but the failed ones.
 
-Idempotency: ``seen`` (injected; `seen_cache` builds it on `FeedStore.remember`) is asked
+Idempotency: the seen cache (`FeederContext.seen`, the feeder's slice of the feed store) is asked
 about each message's keys (``sns:<MessageId>``; ``s3:<bucket>/<key>#<sequencer>`` per S3
 record) just before its items are yielded. On a first delivery the records already seen are
 dropped (`EventsFeeder.duplicates`). A *redelivered* SQS message (receive count > 1) is
@@ -27,14 +27,13 @@ claim absorb. Dry runs never touch the cache.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from cirrus_feed.backends.base import FeedStore
 from cirrus_feed.errors import ConfigError
 from cirrus_feed.feeding.contract import (
     Checkpoint,
@@ -46,7 +45,7 @@ from cirrus_feed.feeding.contract import (
     SourceRejection,
     Tagged,
 )
-from cirrus_feed.model.envelopes import Envelope, S3Object, normalize
+from cirrus_feed.model.envelopes import Envelope, NotifiedObject, normalize
 from feeders.events.filter import MessageFilter
 from feeders.events.mappers import (
     Mapped,
@@ -59,6 +58,7 @@ from feeders.events.mappers import (
 )
 from feeders.events.sources import (
     FileMessageSource,
+    ListMessageSource,
     Message,
     MessageBatch,
     MessageSource,
@@ -67,13 +67,7 @@ from feeders.events.sources import (
 )
 from feeders.s3.objects import to_payload
 
-Seen = Callable[[list[str]], set[str]]
 DEFAULT_SEEN_TTL = 24 * 3600
-
-
-def seen_cache(store: FeedStore, feeder: str, ttl_seconds: int) -> Seen:
-    """The ``seen`` callable for ``feeder`` on a feed store's `remember`."""
-    return lambda keys: store.remember(feeder, keys, ttl_seconds)
 
 
 class EventSourceSettings(BaseModel):
@@ -146,50 +140,32 @@ class _Budget:
         return kept, True
 
 
-class EventsFeeder(Feeder):
+class EventsFeeder(Feeder[EventsConfig]):
     """Feeds the items mapped from messages (see the module docstring).
 
-    ``seen``: the seen-message cache (keys → those already seen); None disables it.
-    ``source``: a message source to read instead of ``config.source``.
+    The seen-message cache is the context's ``seen`` (None disables it); `with_source`
+    makes a copy that reads other messages than ``config.source``.
     """
 
     name: ClassVar[str] = "events"
     description: ClassVar[str] = "SNS/SQS/S3 event messages mapped to items"
-    Config: ClassVar[type[FeederConfig]] = EventsConfig
 
-    def __init__(
-        self,
-        instance: str,
-        config: FeederConfig,
-        context: FeederContext | None = None,
-        *,
-        seen: Seen | None = None,
-        source: MessageSource | None = None,
-        registry: MapperRegistry | None = None,
-        sqs_client: Any = None,
-    ) -> None:
+    def __init__(self, instance: str, config: EventsConfig, context: FeederContext) -> None:
         super().__init__(instance, config, context)
-        self.forget: Callable[[list[str]], None] | None = None
-        if seen is None and context is not None and context.feeds is not None:
-            feeds = context.feeds
-            seen = seen_cache(feeds, instance, self.settings.seen_ttl_seconds)
-            self.forget = lambda keys: feeds.forget(instance, keys)
-        self.seen = seen
+        self.seen = context.seen
         # Keys this run recorded in the seen cache, by message tag: a message that fails is
         # forgotten again, so its redelivery (an SNS or Lambda retry) is handled.
         self._remembered: dict[str, list[str]] = {}
-        self._source = source
-        self._sqs_client = sqs_client
-        self._default, self._rules = _build_mappers(self.settings, registry or MapperRegistry())
+        self._source: MessageSource | None = None
+        self._default, self._rules = _build_mappers(config, self.mapper_registry())
         self._wants_topic = any(when.topic_arn is not None for when, _ in self._rules)
-        self._filter = MessageFilter.parse(self.settings.filter) if self.settings.filter else None
+        self._filter = MessageFilter.parse(config.filter) if config.filter else None
         self.filtered = 0  # items dropped by a mapper's Skip or by ``filter``
         self.duplicates = 0  # records suppressed by the seen cache
 
-    @property
-    def settings(self) -> EventsConfig:
-        assert isinstance(self.config, EventsConfig)
-        return self.config
+    def mapper_registry(self) -> MapperRegistry:
+        """Where mapper types are looked up; a subclass may use another registry."""
+        return MapperRegistry()
 
     def with_source(self, source: MessageSource | str | Path) -> EventsFeeder:
         """A copy reading ``source`` (a `MessageSource`, or an NDJSON path / ``-``)."""
@@ -199,16 +175,28 @@ class EventsFeeder(Feeder):
         feeder._remembered = {}
         return feeder
 
+    def from_file(self, path: str | Path) -> EventsFeeder:
+        """`PushTarget`: a copy reading NDJSON messages from ``path`` (``-``: stdin)."""
+        return self.with_source(path)
+
+    def pushed(self, events: Iterable[Any]) -> PushedEvents:
+        """`PushTarget`: a one-off feed over pushed ``events``."""
+        source = ListMessageSource(events)
+        return PushedEvents(self.with_source(source), source)
+
     def open_source(self) -> MessageSource:
         if self._source is not None:
             return self._source
-        settings = self.settings.source
+        settings = self.config.source
         if settings is None:
             raise ConfigError(f"feeder '{self.instance}': no 'source' (give it messages)")
         if settings.file is not None:
             return FileMessageSource(settings.file)
         assert settings.sqs is not None  # one of the two, by validation
-        return SqsMessageSource(settings.sqs, client=self._sqs_client)
+        client = self.context.clients(
+            "sqs", region=settings.sqs.region_name(), endpoint_url=settings.sqs.endpoint_url
+        )
+        return SqsMessageSource(settings.sqs, client=client)
 
     def feed(self, request: FeedRequest) -> Iterator[FeedItem]:
         source = self.open_source()
@@ -254,8 +242,8 @@ class EventsFeeder(Feeder):
         checkpoint), so a retry of those messages is handled, not suppressed."""
         keys = [key for remembered in self._remembered.values() for key in remembered]
         self._remembered.clear()
-        if keys and self.forget is not None:
-            self.forget(keys)
+        if keys and self.seen is not None:
+            self.seen.forget(keys)
 
     def _settler(
         self, batch: MessageBatch, unfinished: frozenset[str]
@@ -270,8 +258,8 @@ class EventsFeeder(Feeder):
                 if message.tag in failed or message.tag in unfinished
                 for key in self._remembered.get(message.tag, [])
             ]
-            if retry and self.forget is not None:
-                self.forget(retry)
+            if retry and self.seen is not None:
+                self.seen.forget(retry)
             for message in batch.messages:
                 self._remembered.pop(message.tag, None)
             batch.settle(failed, unfinished)
@@ -288,7 +276,7 @@ class EventsFeeder(Feeder):
         wanted = sorted({key for key in keys if key is not None})
         if not wanted:
             return envelopes
-        already = self.seen(wanted)
+        already = self.seen.remember(wanted, self.config.seen_ttl_seconds)
         if message.receive_count is not None and message.receive_count > 1:
             return envelopes  # a retry of ours: see the module docstring
         self._remembered[message.tag] = [key for key in wanted if key not in already]
@@ -370,7 +358,7 @@ class EventsFeeder(Feeder):
 def seen_key(envelope: Envelope) -> str | None:
     """The seen-cache key of one record: its S3 object version, or its SNS MessageId."""
     body = envelope.body
-    if envelope.kind == "s3-object" and isinstance(body, S3Object):
+    if envelope.kind == "s3-object" and isinstance(body, NotifiedObject):
         marker = body.sequencer or body.version_id or body.etag
         return f"s3:{body.bucket}/{body.key}#{marker}" if marker else None
     if envelope.kind != "payload":
@@ -390,10 +378,24 @@ def _context(envelope: Envelope, item: Mapping[str, Any]) -> dict[str, Any]:
         "attributes": envelope.attributes,
         "item": item,
         "message": body if envelope.kind == "payload" else None,
-        "s3": asdict(body) if isinstance(body, S3Object) else None,
+        "s3": asdict(body) if isinstance(body, NotifiedObject) else None,
         "envelope": {
             "source": envelope.source,
             "kind": envelope.kind,
             "message_id": envelope.message_id,
         },
     }
+
+
+@dataclass(frozen=True)
+class PushedEvents:
+    """`cirrus_feed.feeding.push.PushedFeed` of the events feeder."""
+
+    feeder: EventsFeeder
+    source: ListMessageSource
+
+    def failed(self) -> frozenset[str]:
+        return frozenset(self.source.failed | self.source.unfinished)
+
+    def close(self) -> None:
+        self.feeder.forget_unsettled()

@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
@@ -36,7 +36,6 @@ from cirrus_feed.backends.base import StatePage, StateQuery, StateRecord
 from cirrus_feed.cli.inputs import parse_since
 from cirrus_feed.errors import (
     BackendError,
-    FeederError,
     InvalidRecordError,
     PayloadNotFoundError,
     PayloadValidationError,
@@ -46,7 +45,6 @@ from cirrus_feed.feeding.contract import (
     Checkpoint,
     Feeder,
     FeederConfig,
-    FeederContext,
     FeedItem,
     FeedRequest,
     PayloadReader,
@@ -101,35 +99,13 @@ class RerunConfig(FeederConfig):
         }
 
 
-class RerunFeeder(Feeder):
+class RerunFeeder(Feeder[RerunConfig]):
     """Re-enqueues stored input payloads with ``replace`` (see the module docstring)."""
 
     name: ClassVar[str] = "rerun"
     description: ClassVar[str] = "Re-enqueue stored input payloads selected from the state DB"
-    Config: ClassVar[type[FeederConfig]] = RerunConfig
-
-    def __init__(
-        self,
-        instance: str,
-        config: FeederConfig,
-        context: FeederContext | None = None,
-        *,
-        now: Callable[[], datetime] | None = None,
-    ) -> None:
-        super().__init__(instance, config, context)
-        self._now = now or (lambda: datetime.now(UTC))
-
-    @property
-    def settings(self) -> RerunConfig:
-        assert isinstance(self.config, RerunConfig)
-        return self.config
 
     def _ports(self) -> tuple[StateReader, PayloadReader]:
-        if self.context is None:
-            raise FeederError(
-                f"feeder '{self.instance}' (rerun) reads the state DB and the payload store, "
-                "but was built without a FeederContext"
-            )
         return self.context.state, self.context.store
 
     # -- selection ----------------------------------------------------------------------
@@ -139,14 +115,14 @@ class RerunFeeder(Feeder):
 
         ``lower`` (an absolute start, e.g. a run's ``--since``) narrows the window further.
         """
-        config = self.settings
+        config = self.config
         if config.since is not None:
             start = as_of - parse_since(config.since)
             lower = max(lower, start) if lower else start
         since = None
         if lower is not None:
             # The store measures `since` back from its own now: reach back to `lower`.
-            since = max(self._now() - lower, timedelta(0))
+            since = max(self.context.clock.now() - lower, timedelta(0))
         return StateQuery(
             collections_workflow=config.collections_workflow,
             state=config.state,
@@ -157,9 +133,9 @@ class RerunFeeder(Feeder):
     def preview(self, count: int = 10) -> tuple[int | str, list[str]]:
         """How many records match (``"N+"`` past the limit) and the first ``count`` ids."""
         state, _ = self._ports()
-        query = self.query(self._now())
-        total = state.count(query, limit=self.settings.limit)
-        page = state.query(query, limit=min(count, self.settings.page_size)) if count else None
+        query = self.query(self.context.clock.now())
+        total = state.count(query, limit=self.config.limit)
+        page = state.query(query, limit=min(count, self.config.page_size)) if count else None
         return total, [r.payload_id for r in page.records] if page else []
 
     def feed(self, request: FeedRequest) -> Iterator[FeedItem]:
@@ -168,10 +144,10 @@ class RerunFeeder(Feeder):
         cursor = dict(request.cursor or {})
         if cursor.get("selection") != fingerprint:
             cursor = {}  # another selection's cursor (or none): start over
-        as_of = _as_of(cursor, request.until, self._now())
+        as_of = _as_of(cursor, request.until, self.context.clock.now())
         query = self.query(as_of, request.since)
         start = _resume_key(state, query, cursor)
-        limits = [n for n in (self.settings.limit, request.limit) if n is not None]
+        limits = [n for n in (self.config.limit, request.limit) if n is not None]
         budget = min(limits) if limits else None
         done = 0
         last: StateRecord | None = None
@@ -181,7 +157,7 @@ class RerunFeeder(Feeder):
             yield self._rerun(record, store)
             done += 1
             last = record
-            if done % self.settings.page_size == 0:
+            if done % self.config.page_size == 0:
                 yield self._checkpoint(fingerprint, as_of, query, last, done)
         else:
             yield Checkpoint({}, label=f"complete: {done} selected")  # next run starts afresh
@@ -193,7 +169,7 @@ class RerunFeeder(Feeder):
         self, state: StateReader, query: StateQuery, start: str | None, as_of: datetime
     ) -> Iterator[StateRecord]:
         """Matching records not touched since ``as_of``, each page read ahead (see above)."""
-        size = self.settings.page_size
+        size = self.config.page_size
         page = _query(state, query, size, start)
         while True:
             following = _query(state, query, size, page.next_key) if page.next_key else None
@@ -208,7 +184,7 @@ class RerunFeeder(Feeder):
 
     def _fingerprint(self, request: FeedRequest) -> str:
         bounds = [request.since.isoformat() if request.since else None]
-        text = json.dumps([self.settings.selection(), bounds], sort_keys=True)
+        text = json.dumps([self.config.selection(), bounds], sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def _checkpoint(
@@ -247,7 +223,7 @@ class RerunFeeder(Feeder):
                 f"payload '{payload_id}': reading its stored input payload {url} failed: {exc}"
             ) from exc
         try:
-            return rerun_payload(data, self.settings.process_override)
+            return rerun_payload(data, self.config.process_override)
         except PayloadValidationError as exc:
             reason = f"payload '{payload_id}': stored input payload {url} cannot be rerun: {exc}"
             return SourceRejection(raw | {"url": url}, reason)

@@ -35,9 +35,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from cirrus_feed.backends.aws.clients import make_client
 from cirrus_feed.errors import ConfigError, FeederError, InvalidSourceDataError
 from cirrus_feed.feeding.contract import (
+    FLUSH_SIZE,
     Checkpoint,
     Feeder,
     FeederConfig,
@@ -46,7 +46,6 @@ from cirrus_feed.feeding.contract import (
     FeedRequest,
     SourceRejection,
 )
-from cirrus_feed.feeding.runner import FLUSH_SIZE
 from feeders.s3.inventory_diff import KeyIndex
 from feeders.s3.inventory_formats import DataFile, Manifest, read_batches
 from feeders.s3.inventory_io import (
@@ -122,7 +121,7 @@ class S3InventoryConfig(FeederConfig):
 
 
 @dataclass
-class _Plan:
+class _InventoryPlan:
     manifest: Manifest
     since: Manifest | None
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -136,32 +135,24 @@ class _Plan:
         }
 
 
-class S3InventoryFeeder(Feeder):
+class S3InventoryFeeder(Feeder[S3InventoryConfig]):
     """Feeds the objects of an S3 Inventory report (see the module docstring)."""
 
     name: ClassVar[str] = "s3-inventory"
     description: ClassVar[str] = "backfill from S3 Inventory reports (CSV.gz, ORC, Parquet)"
-    Config: ClassVar[type[FeederConfig]] = S3InventoryConfig
 
-    def __init__(
-        self,
-        instance: str,
-        config: FeederConfig,
-        context: FeederContext | None = None,
-        *,
-        client: Any = None,
-    ) -> None:
+    def __init__(self, instance: str, config: S3InventoryConfig, context: FeederContext) -> None:
         super().__init__(instance, config, context)
-        assert isinstance(config, S3InventoryConfig)
-        self.settings = config
-        self._client = client
+        self._client: Any = None
 
     @property
     def bucket(self) -> InventoryBucket:
-        aws = self.settings.aws
-        client = self._client or make_client("s3", region=aws.region, endpoint_url=aws.endpoint_url)
-        self._client = client
-        return InventoryBucket(client, requester_pays=aws.requester_pays)
+        aws = self.config.aws
+        if self._client is None:
+            self._client = self.context.clients(
+                "s3", region=aws.region, endpoint_url=aws.endpoint_url
+            )
+        return InventoryBucket(self._client, requester_pays=aws.requester_pays)
 
     def feed(self, request: FeedRequest) -> Iterator[FeedItem]:
         source = self.bucket
@@ -169,7 +160,7 @@ class S3InventoryFeeder(Feeder):
         if plan is None:
             return
         columns = plan.manifest.columns
-        object_filter = _windowed(self.settings.filter, request.since, request.until)
+        object_filter = _windowed(self.config.filter, request.since, request.until)
         object_filter.check_columns(columns, f"report {plan.manifest.url}")
         index = self._diff_index(source, plan) if plan.since is not None else None
         try:
@@ -180,10 +171,12 @@ class S3InventoryFeeder(Feeder):
 
     # -- choosing the report ---------------------------------------------------------------
 
-    def _plan(self, source: InventoryBucket, cursor: Mapping[str, Any] | None) -> _Plan | None:
+    def _plan(
+        self, source: InventoryBucket, cursor: Mapping[str, Any] | None
+    ) -> _InventoryPlan | None:
         """The report to feed (and its diff base), resuming the cursor's when unfinished."""
         cursor = cursor or {}
-        if cursor.get("report") and not cursor.get("complete") and self.settings.destination:
+        if cursor.get("report") and not cursor.get("complete") and self.config.destination:
             target = self._load(source, str(cursor["report"]))
         else:
             target = self._target(source)
@@ -193,7 +186,7 @@ class S3InventoryFeeder(Feeder):
         resumed = cursor.get("report") == target.url
         since_url = cursor.get("since") if resumed else None
         since = self._load(source, since_url) if since_url else self._since(source, target)
-        plan = _Plan(target, since)
+        plan = _InventoryPlan(target, since)
         previous = cursor.get("files", {}) if resumed else {}
         for data in target.files:
             plan.files[data.key] = dict(previous.get(data.key, {"row": 0, "done": False}))
@@ -206,16 +199,16 @@ class S3InventoryFeeder(Feeder):
         return found
 
     def _target(self, source: InventoryBucket) -> Manifest:
-        if self.settings.manifest is not None:
-            return self._load(source, self.settings.manifest)
-        destination = str(self.settings.destination)
+        if self.config.manifest is not None:
+            return self._load(source, self.config.manifest)
+        destination = str(self.config.destination)
         newest = next(source.reports(destination), None)
         if newest is None:
             raise InvalidSourceDataError(f"no complete inventory report under {destination}")
         return newest
 
     def _since(self, source: InventoryBucket, target: Manifest) -> Manifest | None:
-        since = self.settings.since_manifest
+        since = self.config.since_manifest
         if since is None:
             return None
         if since != "previous":
@@ -227,7 +220,7 @@ class S3InventoryFeeder(Feeder):
                 return report
         raise InvalidSourceDataError(f"no complete report before {target.url} to diff against")
 
-    def _diff_index(self, source: InventoryBucket, plan: _Plan) -> KeyIndex:
+    def _diff_index(self, source: InventoryBucket, plan: _InventoryPlan) -> KeyIndex:
         since = plan.since
         assert since is not None
         wanted = [c for c in ("e_tag", "last_modified_date") if c in since.columns]
@@ -236,13 +229,13 @@ class S3InventoryFeeder(Feeder):
                 f"since_manifest {since.url}: needs ETag or LastModifiedDate in both reports"
             )
         key_filter = ObjectFilter(
-            prefix=self.settings.filter.prefix,
-            suffix=self.settings.filter.suffix,
-            key_regex=self.settings.filter.key_regex,
+            prefix=self.config.filter.prefix,
+            suffix=self.config.filter.suffix,
+            key_regex=self.config.filter.key_regex,
         )
         index = KeyIndex()
         for data in since.files:
-            with open_data(source, since, data, download=self.settings.download) as (
+            with open_data(source, since, data, download=self.config.download) as (
                 stream,
                 digest,
             ):
@@ -251,7 +244,7 @@ class S3InventoryFeeder(Feeder):
                     stream,
                     all_columns=since.columns,
                     columns=["key", *wanted],
-                    batch_rows=self.settings.batch_rows,
+                    batch_rows=self.config.batch_rows,
                 ):
                     index.add(batch.filter(key_filter.mask(batch)))
                 verify(data, f"data file s3://{since.bucket}/{data.key}", digest())
@@ -263,7 +256,7 @@ class S3InventoryFeeder(Feeder):
     def _feed_files(
         self,
         source: InventoryBucket,
-        plan: _Plan,
+        plan: _InventoryPlan,
         object_filter: ObjectFilter,
         index: KeyIndex | None,
         limit: int | None,
@@ -275,7 +268,7 @@ class S3InventoryFeeder(Feeder):
             reader = _FileReader(self, source, plan.manifest, object_filter, index)
             reader.run(data, int(plan.files[data.key]["row"]), put)
 
-        readers = ReaderPool(self.instance, todo, read, self.settings.concurrency)
+        readers = ReaderPool(self.instance, todo, read, self.config.concurrency)
         remaining, scanned, fed = len(todo), 0, 0
         try:
             while remaining:
@@ -292,7 +285,7 @@ class S3InventoryFeeder(Feeder):
                 scanned += chunk.scanned
                 finished = chunk.done or chunk.error is not None
                 remaining -= finished
-                if finished or chunk.items or scanned >= self.settings.checkpoint_rows:
+                if finished or chunk.items or scanned >= self.config.checkpoint_rows:
                     scanned = 0
                     yield Checkpoint(plan.cursor(), label=_label(plan))
             yield Checkpoint(plan.cursor(complete=True), label=f"{plan.manifest.url} done")
@@ -300,7 +293,7 @@ class S3InventoryFeeder(Feeder):
             readers.close()
 
     @staticmethod
-    def _account(plan: _Plan, chunk: Chunk) -> Iterator[SourceRejection]:
+    def _account(plan: _InventoryPlan, chunk: Chunk) -> Iterator[SourceRejection]:
         """Record a chunk's progress once its items were yielded; report a failed file."""
         progress = plan.files[chunk.file]
         progress["row"] = chunk.row
@@ -324,7 +317,7 @@ class _FileReader:
     ) -> None:
         self.feeder, self.source, self.manifest = feeder, source, manifest
         self.filter, self.index = object_filter, index
-        settings = feeder.settings
+        settings = feeder.config
         self.builder = ItemBuilder(settings.item, object_filter.key_regex)
         self.process = settings.process_template()
         self.chunk_items = settings.chunk_items()
@@ -341,7 +334,7 @@ class _FileReader:
         self.row = self.row_done = self.group_start = start
         try:
             with open_data(
-                self.source, self.manifest, data, download=self.feeder.settings.download
+                self.source, self.manifest, data, download=self.feeder.config.download
             ) as (stream, digest):
                 if not self._read(data, stream, start, put):
                     return
@@ -366,7 +359,7 @@ class _FileReader:
             stream,
             all_columns=self.manifest.columns,
             columns=self.columns,
-            batch_rows=self.feeder.settings.batch_rows,
+            batch_rows=self.feeder.config.batch_rows,
             skip_rows=start,
         ):
             out: list[FeedItem] = []
@@ -397,7 +390,7 @@ class _FileReader:
         bucket = self.manifest.source_bucket
         keys = batch.column("key").to_pylist()
         names = batch.schema.names
-        if "last_modified_date" in names and self.feeder.settings.item.datetime == "last_modified":
+        if "last_modified_date" in names and self.feeder.config.item.datetime == "last_modified":
             times: list[datetime | None] = batch.column("last_modified_date").to_pylist()
         else:
             times = [None] * len(keys)
@@ -418,6 +411,6 @@ def _windowed(base: ObjectFilter, since: datetime | None, until: datetime | None
     return base.model_copy(update=update) if update else base
 
 
-def _label(plan: _Plan) -> str:
+def _label(plan: _InventoryPlan) -> str:
     done = sum(bool(p["done"]) for p in plan.files.values())
     return f"{plan.manifest.url}: {done}/{len(plan.files)} files"

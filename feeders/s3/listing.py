@@ -37,12 +37,13 @@ from typing import Any, ClassVar
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import Field, model_validator
 
-from cirrus_feed.backends.aws.clients import make_client, translate
+from cirrus_feed.backends.aws.clients import translate
 from cirrus_feed.errors import ConfigError, FeederError, SourceUnavailableError
 from cirrus_feed.feeding.contract import (
     Checkpoint,
     Feeder,
     FeederConfig,
+    FeederContext,
     FeedItem,
     FeedRequest,
     SourceRejection,
@@ -136,30 +137,26 @@ class _ShardPass:
         return {k: v for k, v in out.items() if v is not None}
 
 
-class S3ListingFeeder(Feeder):
+class S3ListingFeeder(Feeder[S3ListingConfig]):
     """Feeds the objects of a bucket prefix (see the module docstring)."""
 
     name: ClassVar[str] = "s3-listing"
     description: ClassVar[str] = "List an S3 prefix (sharded, resumable, incremental)"
-    Config: ClassVar[type[FeederConfig]] = S3ListingConfig
 
-    def __init__(self, instance: str, config: FeederConfig, *, client: Any = None) -> None:
-        super().__init__(instance, config)
-        self._client = client
-
-    @property
-    def settings(self) -> S3ListingConfig:
-        assert isinstance(self.config, S3ListingConfig)
-        return self.config
+    def __init__(self, instance: str, config: S3ListingConfig, context: FeederContext) -> None:
+        super().__init__(instance, config, context)
+        self._client: Any = None
 
     def client(self) -> Any:
         if self._client is None:
-            config = self.settings
-            self._client = make_client("s3", region=config.region, endpoint_url=config.endpoint_url)
+            config = self.config
+            self._client = self.context.clients(
+                "s3", region=config.region, endpoint_url=config.endpoint_url
+            )
         return self._client
 
     def feed(self, request: FeedRequest) -> Iterator[FeedItem]:
-        config = self.settings
+        config = self.config
         cursor = dict(request.cursor or {})
         if cursor.get("selection") != config.selection():
             cursor = {}  # a cursor of another listing (or none): start afresh
@@ -207,9 +204,9 @@ class S3ListingFeeder(Feeder):
         )
 
     def _finished(self, progress: _ShardPass, started: datetime) -> _ShardPass:
-        if self.settings.modified_since is None:
+        if self.config.modified_since is None:
             return _ShardPass(done=True)
-        horizon = started - timedelta(seconds=self.settings.clock_skew_seconds)
+        horizon = started - timedelta(seconds=self.config.clock_skew_seconds)
         watermark = min(progress.seen, horizon) if progress.seen else horizon
         return _ShardPass(watermark=max(watermark, progress.watermark or watermark), done=True)
 
@@ -217,7 +214,7 @@ class S3ListingFeeder(Feeder):
 
     def discover(self) -> list[Shard]:
         """The shards: direct shards of every level above ``shard_depth``, then the leaves."""
-        config = self.settings
+        config = self.config
         level, shards = [config.prefix], []
         with ThreadPoolExecutor(config.concurrency) as pool:
             for _ in range(config.shard_depth):
@@ -228,14 +225,14 @@ class S3ListingFeeder(Feeder):
         return shards + [Shard(p, recursive=True) for p in level]
 
     def _children(self, prefix: str) -> list[str]:
-        config = self.settings
+        config = self.config
         children: list[str] = []
         for page in self._pages(Prefix=prefix, Delimiter=config.delimiter):
             children += [c["Prefix"] for c in page.get("CommonPrefixes", [])]
         return children
 
     def _pages(self, **params: Any) -> Iterator[dict[str, Any]]:
-        config = self.settings
+        config = self.config
         params |= {"Bucket": config.bucket, "MaxKeys": config.page_size}
         if config.requester_pays:
             params["RequestPayer"] = "requester"
@@ -256,13 +253,13 @@ class S3ListingFeeder(Feeder):
         """The shard's objects in key order, after ``after``."""
         params: dict[str, Any] = {"Prefix": shard.prefix}
         if not shard.recursive:
-            params["Delimiter"] = self.settings.delimiter
+            params["Delimiter"] = self.config.delimiter
         if after:
             params["StartAfter"] = after
         for page in self._pages(**params):
             for entry in page.get("Contents", []):
                 yield S3Object(
-                    bucket=self.settings.bucket,
+                    bucket=self.config.bucket,
                     key=entry["Key"],
                     size=entry.get("Size"),
                     last_modified=entry.get("LastModified"),
@@ -274,7 +271,7 @@ class S3ListingFeeder(Feeder):
         self, shard: Shard, progress: _ShardPass, request: FeedRequest
     ) -> Iterator[list[_Unit]]:
         """The shard's units, a page's worth at a time (see the module docstring)."""
-        config = self.settings
+        config = self.config
         builder = ItemBuilder(config.item, config.filter.key_regex)
         grouping = _Grouping(config.item, config.filter.regex)
         process = config.process_template()
@@ -327,7 +324,7 @@ class S3ListingFeeder(Feeder):
             return False
         if request.until is not None and (when is None or when >= request.until):
             return False
-        return self.settings.filter.matches(obj)
+        return self.config.filter.matches(obj)
 
 
 @dataclass
@@ -367,7 +364,7 @@ class _Listing:
         request: FeedRequest,
     ) -> None:
         self.feeder, self.shards, self.passes, self.request = feeder, shards, passes, request
-        concurrency = feeder.settings.concurrency
+        concurrency = feeder.config.concurrency
         self.results: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=2 * concurrency)
         self.stop = threading.Event()
         self.pool = ThreadPoolExecutor(concurrency, thread_name_prefix=feeder.instance)

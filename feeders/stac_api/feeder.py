@@ -259,22 +259,14 @@ def stub_item(item: Mapping[str, Any], assets: Iterable[str]) -> dict[str, Any]:
     return stub
 
 
-class StacApiFeeder(Feeder):
+class StacApiFeeder(Feeder[StacApiConfig]):
     """Feeds the items of a STAC API search, window by window, resumable by watermark."""
 
     name: ClassVar[str] = "stac-api"
     description: ClassVar[str] = "Items of a STAC API item search, in half-open time windows"
-    Config: ClassVar[type[FeederConfig]] = StacApiConfig
 
-    def __init__(
-        self, instance: str, config: FeederConfig, context: FeederContext | None = None
-    ) -> None:
+    def __init__(self, instance: str, config: StacApiConfig, context: FeederContext) -> None:
         super().__init__(instance, config, context)
-        if not isinstance(config, StacApiConfig):
-            raise StacApiConfigError(
-                f"feeder '{instance}': settings are {type(config).__name__}, not StacApiConfig"
-            )
-        self.settings = config
         self._time_field = "updated" if config.watermark == "updated" else "datetime"
         self._rejected: set[str] = set()  # keys of rejections already yielded this run
         self._pending: list[SourceRejection] = []
@@ -289,7 +281,7 @@ class StacApiFeeder(Feeder):
         if run is None or request.limit == 0:
             return
         client = self._open()
-        cap = self.settings.max_items_per_window
+        cap = self.config.max_items_per_window
         fed = 0
         for leaf in split(run, lambda w, c: self._probe(client, w, c), cap):
             yield from self._drain_rejections()
@@ -313,7 +305,7 @@ class StacApiFeeder(Feeder):
                     f"feeder '{self.instance}': cursor.watermark "
                     f"{request.cursor['watermark']!r} is not a timestamp"
                 ) from exc
-        configured = self.settings.datetime_range
+        configured = self.config.datetime_range
         try:
             return resolve_range(
                 configured.start,
@@ -322,19 +314,19 @@ class StacApiFeeder(Feeder):
                 since=request.since,
                 until=request.until,
                 watermark=watermark,
-                lookback=self.settings.lookback,
+                lookback=self.config.lookback,
             )
         except ValueError as exc:
             raise StacApiConfigError(f"feeder '{self.instance}': datetime.start: {exc}") from exc
 
     def _open(self) -> Client:
-        url = self.settings.url
+        url = self.config.url
         try:
             client = Client.open(
                 url,
-                headers=self.settings.headers,
-                timeout=self.settings.timeout,
-                stac_io=_stac_io(self.settings),
+                headers=self.config.headers,
+                timeout=self.config.timeout,
+                stac_io=_stac_io(self.config),
             )
         except (APIError, ValueError) as exc:
             raise _translate(exc, url) from exc
@@ -347,7 +339,7 @@ class StacApiFeeder(Feeder):
     def _check_conformance(self, client: Client) -> None:
         # An API that ignores filter or query answers with nothing (rustac) or with
         # everything: refuse rather than feed the wrong set silently.
-        search = self.settings.search
+        search = self.config.search
         needs = {
             "search.filter": (search.filter is not None, ConformanceClasses.FILTER),
             "search.query": (search.query is not None, ConformanceClasses.QUERY),
@@ -357,7 +349,7 @@ class StacApiFeeder(Feeder):
             if used and not client.conforms_to(conformance):
                 raise StacApiConfigError(
                     f"feeder '{self.instance}': {setting} needs the STAC API "
-                    f"{conformance.name.lower()} extension, which {self.settings.url} "
+                    f"{conformance.name.lower()} extension, which {self.config.url} "
                     "does not advertise"
                 )
         if self._time_field == "updated" and isinstance(search.filter, str):
@@ -368,7 +360,7 @@ class StacApiFeeder(Feeder):
     # Searching --------------------------------------------------------------------------
 
     def _search(self, client: Client, window: Window, page_size: int) -> Iterator[dict[str, Any]]:
-        params = self.settings.search.model_dump(exclude_none=True)
+        params = self.config.search.model_dump(exclude_none=True)
         if self._time_field == "updated":
             params["filter"] = _updated_filter(window, params.get("filter"))
             params["filter_lang"] = "cql2-json"
@@ -377,9 +369,9 @@ class StacApiFeeder(Feeder):
         if "sortby" in params and not client.conforms_to(ConformanceClasses.SORT):
             logger.warning("%s: the API does not sort; search.sortby not sent", self.instance)
             del params["sortby"]
-        if self.settings.fields is not None:
+        if self.config.fields is not None:
             if client.conforms_to(ConformanceClasses.FIELDS):
-                params["fields"] = _with_required_fields(self.settings.fields, self._time_field)
+                params["fields"] = _with_required_fields(self.config.fields, self._time_field)
             else:
                 logger.warning("%s: the API has no fields extension; full items", self.instance)
         # STAC APIs take cql2-text only in GET; everything else goes by POST (rustac's GET
@@ -388,11 +380,11 @@ class StacApiFeeder(Feeder):
         try:
             yield from client.search(method=method, limit=page_size, **params).items_as_dicts()
         except (APIError, ValueError) as exc:
-            raise _translate(exc, self.settings.url) from exc
+            raise _translate(exc, self.config.url) from exc
 
     def _probe(self, client: Client, window: Window, cap: int) -> list[dict[str, Any]] | None:
         """The window's own items if at most ``cap``; stops paging at the first extra one."""
-        page_size = min(self.settings.page_size, cap + 1)
+        page_size = min(self.config.page_size, cap + 1)
         members: list[dict[str, Any]] = []
         for raw in self._search(client, window, page_size):
             if self._owns(window, raw):
@@ -436,10 +428,10 @@ class StacApiFeeder(Feeder):
             items: Iterable[dict[str, Any]] = sorted(leaf.records, key=lambda r: str(r.get("id")))
         else:  # one instant over the cap: stream it in API order
             logger.info("%s: %s holds more than the cap; paging it", self.instance, leaf.window)
-            search = self._search(client, leaf.window, self.settings.page_size)
+            search = self._search(client, leaf.window, self.config.page_size)
             items = (raw for raw in search if self._owns(leaf.window, raw))
         valid = self._with_ids(items)
-        for group in _batched(valid, self.settings.items_per_payload):
+        for group in _batched(valid, self.config.items_per_payload):
             yield from self._drain_rejections()
             yield self._payload(group)
         yield from self._drain_rejections()
@@ -452,12 +444,12 @@ class StacApiFeeder(Feeder):
                 self._reject(raw, "item has no 'id'")
 
     def _payload(self, items: tuple[dict[str, Any], ...]) -> ProcessPayload | SourceRejection:
-        mapping = self.settings.item_mapping
+        mapping = self.config.item_mapping
         features = [stub_item(i, mapping.assets) if mapping.mode == "stub" else i for i in items]
         data = {
             "type": "FeatureCollection",
             "features": features,
-            "process": self.settings.process_template(),
+            "process": self.config.process_template(),
         }
         try:
             return ProcessPayload.from_dict(data)

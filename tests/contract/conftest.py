@@ -324,7 +324,7 @@ def workflow_runner(
     """A runner with two workflows: ``wf-pass`` (returns its input) and ``wf-fail``."""
     if backend == "local":
         from cirrus_feed.backends.local.inline_runner import InlineWorkflowRunner
-        from cirrus_feed.pipeline.workflows import TaskSpec, Workflow
+        from cirrus_feed.backends.local.workflows import TaskSpec, Workflow
 
         workflows = {
             "wf-pass": Workflow(tasks=[TaskSpec(task="noop")]),

@@ -10,19 +10,22 @@ import io
 import json
 import time
 import uuid
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cirrus_feed.app import App, build_app
+from cirrus_feed.backends.local.workflows import TaskSpec, Workflow
 from cirrus_feed.config import LocalSettings, Settings
 from cirrus_feed.errors import ConfigError, SourceUnavailableError
 from cirrus_feed.feeding.contract import Checkpoint, FeedRequest, Tagged
 from cirrus_feed.feeding.runner import FeedRunner
-from cirrus_feed.pipeline.workflows import TaskSpec, Workflow
-from feeders.events.feeder import EventsConfig, EventsFeeder, seen_cache
+from cirrus_feed.feeding.seen import FeedStoreSeenCache
+from cirrus_feed.testing import clients_returning, feeder_context
+from feeders.events.feeder import EventsConfig, EventsFeeder
 from feeders.events.sources import (
     FileMessageSource,
     ListMessageSource,
@@ -130,7 +133,7 @@ def test_events_file_source_through_the_runner(tmp_path: Path) -> None:
     path = tmp_path / "messages.ndjson"
     path.write_text("\n".join(lines) + "\n")
     config = events_config(source={"file": str(path)}, options={"exclude_baselines": ["05.00"]})
-    feeder = EventsFeeder("s2", config)
+    feeder = EventsFeeder("s2", config, feeder_context())
 
     result = FeedRunner(app).run("s2", feeder, FeedRequest())
 
@@ -151,7 +154,7 @@ def test_events_file_source_through_the_runner(tmp_path: Path) -> None:
 def test_events_stdin_source_and_with_source(tmp_path: Path) -> None:
     sns_event = load("sentinel2_l2a_sns")
     stdin = io.StringIO(f"{json.dumps(sns_event['Records'][0]['Sns'])}\n{json.dumps(sns_event)}\n")
-    feeder = EventsFeeder("s2", events_config())
+    feeder = EventsFeeder("s2", events_config(), feeder_context())
     with pytest.raises(ConfigError, match="no 'source'"):
         list(feeder.feed(FeedRequest()))
 
@@ -170,7 +173,7 @@ def test_events_stdin_source_and_with_source(tmp_path: Path) -> None:
 def test_events_commit_fails_exactly_the_poison_messages(tmp_path: Path) -> None:
     app = make_app(tmp_path)
     source = ListMessageSource([load("poison_batch")])
-    feeder = EventsFeeder("s2", events_config(), source=source)
+    feeder = EventsFeeder("s2", events_config(), feeder_context()).with_source(source)
 
     result = FeedRunner(app).run("s2", feeder, FeedRequest())
 
@@ -187,7 +190,7 @@ def test_events_limit_leaves_unfinished_messages_unacked() -> None:
     two_tiles = load("sentinel2_l2a_sns")
     events = [{"Records": [sqs_of(two_tiles["Records"][0]["Sns"], f"sqs-{n}")]} for n in range(3)]
     source = ListMessageSource(events)
-    feeder = EventsFeeder("s2", events_config(), source=source)
+    feeder = EventsFeeder("s2", events_config(), feeder_context()).with_source(source)
 
     outputs = list(feeder.feed(FeedRequest(limit=3)))
     [checkpoint] = [o for o in outputs if isinstance(o, Checkpoint)]
@@ -202,14 +205,27 @@ def test_events_limit_leaves_unfinished_messages_unacked() -> None:
 # -- the seen cache -------------------------------------------------------------------------
 
 
+@dataclass
+class CallbackSeen:
+    """A seen cache that answers with ``answer(keys)``."""
+
+    answer: Callable[[list[str]], set[str]]
+
+    def remember(self, keys: Sequence[str], ttl_seconds: int) -> set[str]:
+        return self.answer(list(keys))
+
+    def forget(self, keys: Sequence[str]) -> None:
+        pass
+
+
 def test_events_duplicate_sns_deliveries_give_one_payload(tmp_path: Path) -> None:
     app = make_app(tmp_path)
     assert app.backends.feeds is not None
     record = sns_record(product("31UFT"), "sns-1")
     # SNS delivered the same notification twice, to two SQS messages.
     twice = {"Records": [sqs_of(record["Sns"], "sqs-a"), sqs_of(record["Sns"], "sqs-b")]}
-    seen = seen_cache(app.backends.feeds, "s2", 3600)
-    feeder = EventsFeeder("s2", events_config(), seen=seen)
+    seen = FeedStoreSeenCache(app.backends.feeds, "s2")
+    feeder = EventsFeeder("s2", events_config(), feeder_context(seen=seen))
     runner = FeedRunner(app)
 
     first = runner.run("s2", feeder.with_source(ListMessageSource([twice])), FeedRequest())
@@ -232,7 +248,7 @@ def test_events_redelivered_message_bypasses_the_seen_cache() -> None:
     record = sns_record(product("31UFT"), "sns-1")
     first = {"Records": [sqs_of(record["Sns"], "sqs-a", receive_count=1)]}
     retry = {"Records": [sqs_of(record["Sns"], "sqs-b", receive_count=2)]}
-    feeder = EventsFeeder("s2", events_config(), seen=seen)
+    feeder = EventsFeeder("s2", events_config(), feeder_context(seen=CallbackSeen(seen)))
 
     dropped = list(feeder.with_source(ListMessageSource([first])).feed(FeedRequest()))
     kept = list(feeder.with_source(ListMessageSource([retry])).feed(FeedRequest()))
@@ -250,7 +266,9 @@ def test_events_dry_run_leaves_the_seen_cache_alone() -> None:
         return set()
 
     source = ListMessageSource([load("sentinel2_l2a_sns")])
-    feeder = EventsFeeder("s2", events_config(), seen=seen, source=source)
+    feeder = EventsFeeder(
+        "s2", events_config(), feeder_context(seen=CallbackSeen(seen))
+    ).with_source(source)
 
     outputs = list(feeder.feed(FeedRequest(dry_run=True)))
 
@@ -273,7 +291,7 @@ def test_events_s3_records_are_deduped_one_by_one() -> None:
     repeat["Records"][1] = json.loads(json.dumps(body["Records"][0]))
     repeat["Records"][1]["s3"]["object"]["sequencer"] = "0062A1B2C3D4E5F699"  # overwritten
     config = events_config(mapper="s3-object", options={"item": {"collection": "c"}})
-    feeder = EventsFeeder("s3", config, seen=seen)
+    feeder = EventsFeeder("s3", config, feeder_context(seen=CallbackSeen(seen)))
 
     first = list(feeder.with_source(ListMessageSource([event])).feed(FeedRequest()))
     second_feeder = feeder.with_source(ListMessageSource([{"Records": repeat["Records"]}]))
@@ -350,9 +368,10 @@ def sqs(make_sqs: Callable[[int], Sqs]) -> Sqs:
 def sqs_feeder(app: App, sqs: Sqs, **settings: Any) -> EventsFeeder:
     assert app.backends.feeds is not None
     config = events_config(source={"sqs": sqs.settings(**settings)})
-    return EventsFeeder(
-        "s2", config, seen=seen_cache(app.backends.feeds, "s2", 3600), sqs_client=sqs.sqs
+    context = feeder_context(
+        seen=FeedStoreSeenCache(app.backends.feeds, "s2"), clients=clients_returning(sqs.sqs)
     )
+    return EventsFeeder("s2", config, context)
 
 
 @pytest.mark.aws
@@ -389,16 +408,17 @@ def test_sqs_poller_stopped_mid_batch_loses_nothing_and_sends_nothing_twice(
         sqs.publish(product(tile))
     runner = FeedRunner(app)
     feeder = sqs_feeder(app, sqs, batch=5)
-    assert feeder.seen is not None
-    remember, calls = feeder.seen, []
+    cache = feeder.seen
+    assert cache is not None
+    calls: list[list[str]] = []
 
     def seen_then_stop(keys: list[str]) -> set[str]:
         calls.append(keys)
         if len(calls) == 3:  # the third message of the first batch: stop (e.g. SIGTERM)
             runner.stop()
-        return remember(keys)
+        return cache.remember(keys, 3600)
 
-    feeder.seen = seen_then_stop
+    feeder.seen = CallbackSeen(seen_then_stop)
     first = runner.run("s2", feeder, FeedRequest())
     second = FeedRunner(app).run("s2", sqs_feeder(app, sqs, batch=5), FeedRequest())
 
@@ -464,7 +484,7 @@ def test_sqs_poller_maps_a_stac_item_message_over_64_kb(tmp_path: Path, sqs: Sqs
     assert len(json.dumps(item)) > 64 * 1024
     sqs.publish(item)
     config = events_config(mapper="stac-item", source={"sqs": sqs.settings()})
-    feeder = EventsFeeder("es", config, sqs_client=sqs.sqs)
+    feeder = EventsFeeder("es", config, feeder_context(clients=clients_returning(sqs.sqs)))
 
     result = FeedRunner(app).run("es", feeder, FeedRequest())
 

@@ -21,6 +21,7 @@ from cirrus_feed.errors import ConfigError, InvalidRecordError
 from cirrus_feed.feeding.contract import FeedRequest, SourceRejection, Tagged
 from cirrus_feed.model.envelopes import Envelope, normalize
 from cirrus_feed.model.payload import ProcessPayload
+from cirrus_feed.testing import feeder_context
 from feeders.events.feeder import EventsConfig, EventsFeeder, seen_key
 from feeders.events.filter import MessageFilter
 from feeders.events.mappers import Mapped, Mapper, MapperRegistry, Skip
@@ -49,7 +50,7 @@ def make_feeder(events: list[Any], **settings: Any) -> EventsFeeder:
     config = EventsConfig.model_validate(
         {"type": "events", "process": {"workflow": "publish"}, **settings}
     )
-    return EventsFeeder("test", config, source=ListMessageSource(events))
+    return EventsFeeder("test", config, feeder_context()).with_source(ListMessageSource(events))
 
 
 def run(feeder: EventsFeeder) -> tuple[list[Tagged], list[SourceRejection]]:
@@ -335,7 +336,14 @@ def test_feeder_uses_a_plugin_mapper_from_an_injected_registry() -> None:
     )
     config = valid.model_copy(update={"mapper": "upper"})
     body = {"name": "abc"}
-    feeder = EventsFeeder("p", config, source=ListMessageSource([body]), registry=registry)
+
+    class PluginEventsFeeder(EventsFeeder):
+        def mapper_registry(self) -> MapperRegistry:
+            return registry
+
+    feeder = PluginEventsFeeder("p", config, feeder_context()).with_source(
+        ListMessageSource([body])
+    )
 
     [payload], _ = run(feeder)
 

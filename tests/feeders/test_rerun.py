@@ -18,16 +18,17 @@ import pytest
 from click.testing import CliRunner
 
 from cirrus_feed.app import App, build_app
+from cirrus_feed.backends.local.workflows import TaskSpec, Workflow
 from cirrus_feed.cli.main import cli
 from cirrus_feed.config import LocalSettings, Settings
-from cirrus_feed.feeding.contract import FeederContext, FeedRequest, SourceRejection
+from cirrus_feed.feeding.contract import FeedRequest, SourceRejection
 from cirrus_feed.feeding.runner import FeedResult, FeedRunner
 from cirrus_feed.model import layout
 from cirrus_feed.model.executions import execution_arn, execution_name
 from cirrus_feed.model.payload import ProcessPayload
 from cirrus_feed.model.states import State
-from cirrus_feed.pipeline.workflows import TaskSpec, Workflow
 from cirrus_feed.service.worker import LocalWorker, WorkTotals
+from cirrus_feed.testing import feeder_context
 from feeders.rerun.feeder import RerunConfig, RerunFeeder, deep_merge, rerun_payload
 
 CW = "c_wf"
@@ -72,7 +73,9 @@ def seed(app: App, item: str, state: State = State.FAILED, error: str | None = N
 
 def feeder(app: App, name: str = "again", **config: Any) -> RerunFeeder:
     settings = RerunConfig.model_validate({"type": "rerun", "collections_workflow": CW, **config})
-    return RerunFeeder(name, settings, FeederContext(app.backends.state, app.backends.store))
+    return RerunFeeder(
+        name, settings, feeder_context(state=app.backends.state, store=app.backends.store)
+    )
 
 
 def run(app: App, rerun: RerunFeeder, **request: Any) -> FeedResult:
@@ -205,14 +208,15 @@ def test_rerun_other_selection_ignores_a_stale_cursor(tmp_path: Path) -> None:
     assert other.counts["enqueued"] == 2  # i1 and i3, from the top
 
 
-def test_rerun_unbound_feeder_fails_the_run_naming_it(tmp_path: Path) -> None:
+def test_rerun_without_a_state_db_fails_the_run_naming_it(tmp_path: Path) -> None:
     app = make_app(tmp_path)
     settings = RerunConfig.model_validate({"type": "rerun", "collections_workflow": CW})
+    loose = RerunFeeder("loose", settings, feeder_context())
 
-    result = FeedRunner(app).run("loose", RerunFeeder("loose", settings), FeedRequest())
+    result = FeedRunner(app).run("loose", loose, FeedRequest())
 
     assert result.run.status == "failed"
-    assert "feeder 'loose'" in (result.run.error or "")
+    assert "no state DB" in (result.run.error or "")
 
 
 def test_rerun_payload_override_of_workflow_derives_a_new_id() -> None:

@@ -23,12 +23,12 @@ import inventory_data as inv
 import pytest
 
 from cirrus_feed.app import App, LocalPaths, build_app
+from cirrus_feed.backends.local.workflows import TaskSpec, Workflow
 from cirrus_feed.config import LocalSettings, Settings
 from cirrus_feed.errors import ConfigError
 from cirrus_feed.feeding.contract import Checkpoint, FeedRequest, SourceRejection
 from cirrus_feed.feeding.plugins import FeederRegistry
 from cirrus_feed.feeding.runner import FeedResult, FeedRunner
-from cirrus_feed.pipeline.workflows import TaskSpec, Workflow
 from feeders.s3 import inventory as s3_inventory
 from feeders.s3 import inventory_formats
 from feeders.s3.inventory import S3InventoryFeeder

@@ -13,11 +13,12 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from cirrus_feed.app import App, build_app
+from cirrus_feed.app import App, build_app, client_factory
 from cirrus_feed.backends.aws.clients import make_client
 from cirrus_feed.config import LocalSettings, Settings
 from cirrus_feed.feeding.contract import FeedRequest
 from cirrus_feed.feeding.runner import FeedResult, FeedRunner
+from cirrus_feed.testing import clients_returning, feeder_context
 from feeders.s3.listing import S3ListingConfig, S3ListingFeeder
 
 pytestmark = pytest.mark.aws
@@ -62,7 +63,10 @@ def make_feeder(
         "item": {"collection": "c"},
         **config,
     }
-    return S3ListingFeeder("listing", S3ListingConfig.model_validate(raw), client=client)
+    clients = clients_returning(client) if client is not None else client_factory(Settings())
+    return S3ListingFeeder(
+        "listing", S3ListingConfig.model_validate(raw), feeder_context(clients=clients)
+    )
 
 
 def run(app: App, feeder: S3ListingFeeder, **request: Any) -> FeedResult:

@@ -22,6 +22,7 @@ from stac_data import RANGE_END, RANGE_START, ids_between, parse
 from cirrus_feed.errors import ConfigError, FeederError, SourceUnavailableError
 from cirrus_feed.feeding.contract import Checkpoint, FeedRequest, SourceRejection
 from cirrus_feed.model.payload import ProcessPayload
+from cirrus_feed.testing import feeder_context
 from feeders.stac_api.feeder import StacApiConfig, StacApiFeeder
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ def make_feeder(url: str, **settings: Any) -> StacApiFeeder:
         "backoff": 0.01,
     }
     config.update(settings)
-    return StacApiFeeder("s2-test", StacApiConfig.model_validate(config))
+    return StacApiFeeder("s2-test", StacApiConfig.model_validate(config), feeder_context())
 
 
 @dataclass
@@ -422,7 +423,7 @@ def test_stac_api_config_parses_shorthands_and_forbids_unknown_keys() -> None:
     feeder = make_feeder(
         "http://127.0.0.1:1", lookback="2h", item_mapping="stub", datetime="2024-01-01T00:00:00Z/.."
     )
-    settings = feeder.settings
+    settings = feeder.config
 
     assert settings.lookback == timedelta(hours=2)
     assert settings.item_mapping.mode == "stub"

@@ -19,6 +19,7 @@ from stac_data import RANGE_END, RANGE_START, ids_between, parse
 
 from cirrus_feed.feeding.contract import Checkpoint, FeedRequest
 from cirrus_feed.model.payload import ProcessPayload
+from cirrus_feed.testing import feeder_context
 from feeders.stac_api.feeder import StacApiConfig, StacApiFeeder
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ def make_feeder(url: str, **settings: Any) -> StacApiFeeder:
         "backoff": 0.01,
     }
     config.update(settings)
-    return StacApiFeeder("servers-test", StacApiConfig.model_validate(config))
+    return StacApiFeeder("servers-test", StacApiConfig.model_validate(config), feeder_context())
 
 
 def feed(feeder: StacApiFeeder, **request: Any) -> list[Any]:

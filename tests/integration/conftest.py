@@ -18,6 +18,7 @@ import pytest
 
 from cirrus_feed.app import App, LocalPaths, build_app
 from cirrus_feed.backends.base import Backends, ExecutionOutcome, StateRecord
+from cirrus_feed.backends.local.workflows import TaskSpec, Workflow
 from cirrus_feed.config import LocalSettings, Settings
 from cirrus_feed.errors import PayloadNotFoundError
 from cirrus_feed.model.envelopes import normalize
@@ -25,7 +26,6 @@ from cirrus_feed.model.reports import StageReport
 from cirrus_feed.pipeline.enqueue import Enqueuer
 from cirrus_feed.pipeline.process import Processor
 from cirrus_feed.pipeline.update_state import StateUpdater
-from cirrus_feed.pipeline.workflows import TaskSpec, Workflow
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"

@@ -13,6 +13,7 @@ import pytest
 from pydantic import Field
 
 from cirrus_feed.app import App, build_app
+from cirrus_feed.backends.local.workflows import TaskSpec, Workflow
 from cirrus_feed.config import LocalSettings, Settings
 from cirrus_feed.errors import ConfigError, PluginError, SourceUnavailableError
 from cirrus_feed.feeding.contract import (
@@ -27,8 +28,8 @@ from cirrus_feed.feeding.contract import (
 from cirrus_feed.feeding.plugins import FeederRegistry
 from cirrus_feed.feeding.runner import FeedRunner
 from cirrus_feed.model.states import State
-from cirrus_feed.pipeline.workflows import TaskSpec, Workflow
 from cirrus_feed.service.worker import LocalWorker, WorkTotals
+from cirrus_feed.testing import feeder_context
 
 
 class CountingConfig(FeederConfig):
@@ -38,16 +39,14 @@ class CountingConfig(FeederConfig):
     broken: list[int] = Field(default_factory=list)  # item numbers yielded as rejections
 
 
-class CountingFeeder(Feeder):
+class CountingFeeder(Feeder[CountingConfig]):
     """Items 0..count-1, a checkpoint after every ``per_window`` items; cursor = next item."""
 
     name: ClassVar[str] = "counting"
     description: ClassVar[str] = "test feeder"
-    Config: ClassVar[type[FeederConfig]] = CountingConfig
 
     def feed(self, request: FeedRequest) -> Iterator[FeedItem]:
         config = self.config
-        assert isinstance(config, CountingConfig)
         start = int((request.cursor or {}).get("next", 0))
         for number in range(start, config.count):
             if config.fail_after is not None and number >= config.fail_after:
@@ -282,7 +281,7 @@ def test_feed_stop_finishes_the_current_window(
     assert sorted(queued(app)) == [pid(n) for n in range(12)]  # each exactly once
 
 
-class MessagesFeeder(Feeder):
+class MessagesFeeder(Feeder[FeederConfig]):
     """Four 'messages'; m2 is poison (retry: left for the dead-letter queue); one commit."""
 
     name: ClassVar[str] = "messages"
@@ -307,7 +306,9 @@ class MessagesFeeder(Feeder):
 
 def test_feed_commit_reports_exactly_the_failed_source_records(tmp_path: Path) -> None:
     app = make_app(tmp_path)
-    feeder = MessagesFeeder("msgs", FeederConfig(type="messages", process={"workflow": "wf"}))
+    feeder = MessagesFeeder(
+        "msgs", FeederConfig(type="messages", process={"workflow": "wf"}), feeder_context()
+    )
     MessagesFeeder.commits.clear()
 
     result = FeedRunner(app).run("msgs", feeder, FeedRequest())
@@ -329,7 +330,7 @@ class BuggyFeeder(CountingFeeder):
 
 def test_feed_unexpected_error_still_closes_the_run_record(tmp_path: Path) -> None:
     app = make_app(tmp_path)
-    feeder = BuggyFeeder("nums", app.feeders["nums"].config)
+    feeder = BuggyFeeder("nums", app.feeders["nums"].config, app.feeders["nums"].context)
 
     with pytest.raises(ZeroDivisionError):
         FeedRunner(app).run("nums", feeder, FeedRequest())

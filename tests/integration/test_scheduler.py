@@ -19,6 +19,7 @@ from apscheduler.events import EVENT_JOB_EXECUTED  # type: ignore[import-untyped
 from click.testing import CliRunner
 
 from cirrus_feed.app import App, build_app
+from cirrus_feed.backends.local.workflows import TaskSpec, Workflow
 from cirrus_feed.cli.main import cli
 from cirrus_feed.config import LocalSettings, Settings, load_settings
 from cirrus_feed.errors import CirrusFeedError, ConfigError, PayloadNotFoundError
@@ -26,7 +27,6 @@ from cirrus_feed.feeding.contract import Checkpoint, Feeder, FeederConfig, FeedI
 from cirrus_feed.feeding.plugins import FeederRegistry
 from cirrus_feed.feeding.schedules import Schedule, crontab_weekdays
 from cirrus_feed.model.states import State
-from cirrus_feed.pipeline.workflows import TaskSpec, Workflow
 from cirrus_feed.service.scheduler import Service
 
 SECOND = {"interval": "1s"}
@@ -40,16 +40,14 @@ class TickConfig(FeederConfig):
     crash: bool = False  # a bug in the feeder: raises something that is not a FeederError
 
 
-class TickFeeder(Feeder):
+class TickFeeder(Feeder[TickConfig]):
     """Items 0..count-1, a checkpoint every ``per_window``; cursor = the next item."""
 
     name: ClassVar[str] = "ticks"
     description: ClassVar[str] = "test feeder"
-    Config: ClassVar[type[FeederConfig]] = TickConfig
 
     def feed(self, request: FeedRequest) -> Iterator[FeedItem]:
         config = self.config
-        assert isinstance(config, TickConfig)
         if config.crash:
             raise RuntimeError("feeder bug")
         start = int((request.cursor or {}).get("next", 0))

@@ -2,7 +2,7 @@
 
 Golden fixtures live in tests/fixtures/events: ``<case>.json`` is the event as AWS delivers
 it, ``<case>.expected.json`` the list of envelope bodies (payload objects as decoded,
-`S3Object` / `ExecutionOutcome` as dicts, null for ignored and error envelopes).
+`NotifiedObject` / `ExecutionOutcome` as dicts, null for ignored and error envelopes).
 """
 
 from __future__ import annotations

@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 
 from cirrus_feed.backends.local.inline_runner import InlineWorkflowRunner
-from cirrus_feed.errors import ConfigError
-from cirrus_feed.pipeline.workflows import (
+from cirrus_feed.backends.local.workflows import (
     InvalidInput,
     TaskContext,
     TaskError,
@@ -19,6 +18,7 @@ from cirrus_feed.pipeline.workflows import (
     error_name,
     load_workflows,
 )
+from cirrus_feed.errors import ConfigError
 
 # Tasks referenced by "module:function" from the workflows below.
 

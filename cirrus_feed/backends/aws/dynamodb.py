@@ -130,7 +130,7 @@ class _LostRaceError(Exception):
 
 
 @dataclass
-class _Plan:
+class _QueryPlan:
     """How a `StateQuery` maps onto a Query (or a Scan when no collections_workflow)."""
 
     expr: _Expr
@@ -160,7 +160,7 @@ class _Plan:
         return key
 
 
-def _plan(query: StateQuery, now: datetime) -> _Plan:
+def _plan(query: StateQuery, now: datetime) -> _QueryPlan:
     """Cirrus ``StateDB.query`` index rules (§4.5); a Scan puts every condition in the filter."""
     expr = _Expr()
     index: str | None = None if query.sort_index == "default" else query.sort_index
@@ -183,13 +183,13 @@ def _plan(query: StateQuery, now: datetime) -> _Plan:
     )
     if query.collections_workflow is None:
         conditions = [c for c in (range_condition, error_condition) if c]
-        return _Plan(expr, None, None, " AND ".join(conditions) or None)
+        return _QueryPlan(expr, None, None, " AND ".join(conditions) or None)
     key_condition = (
         f"{expr.name('collections_workflow')} = {expr.value(query.collections_workflow)}"
     )
     if range_condition:
         key_condition += f" AND {range_condition}"
-    return _Plan(expr, index, key_condition, error_condition)
+    return _QueryPlan(expr, index, key_condition, error_condition)
 
 
 class DynamoDbStateStore:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -23,19 +21,7 @@ from cirrus_feed.errors import (
     PayloadNotFoundError,
 )
 from cirrus_feed.model.layout import DEFAULT_ROOT
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so readers see the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        Path(tmp).replace(path)  # atomic on POSIX: readers see old or new
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+from cirrus_feed.support.files import write_atomically
 
 
 class FilePayloadStore:

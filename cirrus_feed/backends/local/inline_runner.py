@@ -12,19 +12,18 @@ import json
 import time
 import traceback
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cirrus_feed.backends.base import ExecutionOutcome, PayloadStore
+from cirrus_feed.backends.base import ExecutionOutcome, PayloadStore, PendingExecution
 from cirrus_feed.backends.local.sqlite import SqliteDatabase
+from cirrus_feed.backends.local.workflows import Workflow, error_name
 from cirrus_feed.errors import (
     ExecutionAlreadyExistsError,
     PayloadNotFoundError,
     WorkflowNotFoundError,
 )
 from cirrus_feed.model.executions import execution_arn, state_machine_arn
-from cirrus_feed.pipeline.workflows import Workflow, error_name
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS executions (
@@ -55,18 +54,6 @@ RETURNING arn, name, workflow, input, attempts
 """
 
 RUNNING = "RUNNING"
-
-
-@dataclass(frozen=True, slots=True)
-class PendingExecution:
-    """An execution leased to this worker until ``lease_until`` (epoch seconds)."""
-
-    execution_arn: str
-    name: str
-    workflow: str
-    input: Any
-    attempt: int
-    lease_until: float
 
 
 class InlineWorkflowRunner:

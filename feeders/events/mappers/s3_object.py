@@ -26,8 +26,7 @@ from pydantic import Field, model_validator
 
 from cirrus_feed.errors import ConfigError
 from cirrus_feed.feeding.contract import SourceRejection
-from cirrus_feed.model.envelopes import Envelope
-from cirrus_feed.model.envelopes import S3Object as EventObject
+from cirrus_feed.model.envelopes import Envelope, NotifiedObject
 from feeders.events.mappers import Mapped, Mapper, MapperOptions, Skip
 from feeders.s3.objects import ItemBuilder, ItemTemplate, ObjectFilter, S3Object
 
@@ -82,7 +81,7 @@ class S3ObjectMapper(Mapper):
 
     def _pick(self, envelope: Envelope) -> S3Object | Skip | SourceRejection:
         event = envelope.body
-        if envelope.kind != "s3-object" or not isinstance(event, EventObject):
+        if envelope.kind != "s3-object" or not isinstance(event, NotifiedObject):
             return SourceRejection(envelope.raw, f"s3-object: a {envelope.kind} event")
         where = f"s3://{event.bucket}/{event.key}"
         if not any(fnmatchcase(event.event_name, p) for p in self.settings.events):

@@ -32,8 +32,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
-from cirrus_feed.backends.local.files import write_atomically
 from cirrus_feed.errors import ConfigError
+from cirrus_feed.support.files import write_atomically
 
 # -- task model -----------------------------------------------------------------------------
 
