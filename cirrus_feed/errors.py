@@ -28,7 +28,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
-    from cirrus_feed.backends.base import StateRecord
+    from cirrus_feed.model.records import StateRecord
 
 
 class CirrusFeedError(Exception):

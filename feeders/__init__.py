@@ -1,1 +1,1 @@
-"""Feeder plugins: one module per source, registered under `cirrus_feed.feeders`."""
+"""Feeder plugins, one subpackage per source, registered under `cirrus_feed.feeders`."""

@@ -1,0 +1,2 @@
+"""Feeding: the feeder plugin contract, the runner that sends what feeders yield, pacing,
+the registry, schedules and push delivery."""

@@ -16,8 +16,8 @@ from types import UnionType
 from typing import Any, Literal
 from urllib.parse import unquote_plus
 
-from cirrus_feed.backends.base import ExecutionOutcome, ExecutionStatus
 from cirrus_feed.errors import InvalidRecordError
+from cirrus_feed.model.records import ExecutionOutcome, ExecutionStatus
 
 SFN_STATUS_CHANGE = "Step Functions Execution Status Change"
 S3_OBJECT_DETAIL_TYPES = frozenset({"Object Created", "Object Deleted"})

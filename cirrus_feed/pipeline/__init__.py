@@ -1,0 +1,1 @@
+"""The pipeline stages: enqueue → process → (workflow) → update-state, and what they share."""

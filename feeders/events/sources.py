@@ -33,7 +33,7 @@ from typing import IO, Any, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
-from cirrus_feed.backends.aws.clients import chunks, make_client, translate
+from cirrus_feed.backends.aws.clients import chunks, translate
 from cirrus_feed.errors import SourceUnavailableError
 
 log = logging.getLogger(__name__)
@@ -231,13 +231,12 @@ class SqsSettings(BaseModel):
 
 
 class SqsMessageSource:
-    """Long-polls one queue; see the module docstring. ``client``: an injected SQS client."""
+    """Long-polls one queue; see the module docstring. ``client``: the SQS client (the
+    feeder gets it from its context's client factory)."""
 
-    def __init__(self, settings: SqsSettings, *, client: Any = None) -> None:
+    def __init__(self, settings: SqsSettings, *, client: Any) -> None:
         self.settings = settings
-        self.client = client or make_client(
-            "sqs", region=settings.region_name(), endpoint_url=settings.endpoint_url
-        )
+        self.client = client
         self._keeper = _VisibilityKeeper(self)
 
     def batches(self, budget: Budget | None = None) -> Iterator[MessageBatch]:

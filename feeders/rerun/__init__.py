@@ -1,0 +1,1 @@
+"""The `rerun` feeder: stored input payloads selected from the state DB."""

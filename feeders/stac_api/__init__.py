@@ -1,0 +1,1 @@
+"""The `stac-api` feeder: items of a STAC API search, window by window."""
