@@ -36,20 +36,42 @@ def _when(value: str | None, option: str) -> datetime | None:
 
 
 class Progress:
-    """A one-line progress display on a terminal (stderr); silent when piped."""
+    """A feed's progress on a terminal: click's progress bar on stderr, with the counts;
+    hidden when stderr is not a terminal. ``total``: the expected payloads, when known."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, total: int | None = None) -> None:
         self.name = name
+        self._counts: Mapping[str, int] = {}
         self.enabled = sys.stderr.isatty()
+        # Without a total, an iterable of unknown length makes the bar count up instead.
+        self._bar = click.progressbar(
+            iterable=None if total is not None else _unsized(),
+            length=total,
+            label=name,
+            file=sys.stderr,
+            hidden=not self.enabled,  # click would still print the label once when piped
+            show_pos=True,
+            show_eta=total is not None,
+            item_show_func=lambda _: self._describe(),
+            # a bar needs a total; without one, the count and the outcomes alone
+            bar_template="%(label)s  [%(bar)s]  %(info)s" if total else "%(label)s  %(info)s",
+        )
+
+    def _describe(self) -> str:
+        counts = sorted(self._counts.items())
+        return ", ".join(f"{n} {k}" for k, n in counts if n and k != "seen")
 
     def __call__(self, counts: Mapping[str, int]) -> None:
-        if self.enabled:
-            line = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
-            click.echo(f"\r{self.name}: {line}\x1b[K", err=True, nl=False)
+        steps = counts.get("seen", 0) - self._counts.get("seen", 0)
+        self._counts = dict(counts)
+        self._bar.update(max(steps, 0))
 
     def done(self) -> None:
-        if self.enabled:
-            click.echo("", err=True)
+        self._bar.render_finish()
+
+
+def _unsized() -> Iterator[None]:
+    yield from ()
 
 
 @contextmanager

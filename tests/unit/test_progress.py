@@ -1,0 +1,52 @@
+"""The feed progress display: click's progress bar on a terminal, nothing when piped."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from cirrus_feed.cli.feeds import Progress
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_on_a_terminal_counts_up_with_the_outcomes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    screen = Terminal()
+    monkeypatch.setattr("sys.stderr", screen)
+    progress = Progress("nightly")
+
+    progress({"seen": 100, "enqueued": 97, "duplicate": 3, "failed": 0})
+    progress({"seen": 250, "enqueued": 240, "duplicate": 10, "failed": 0})
+    progress.done()
+
+    last = screen.getvalue().split("\r")[-1]
+    assert "nightly  250  10 duplicate, 240 enqueued" in last
+    assert "failed" not in last  # outcomes that did not happen are left out
+
+
+def test_progress_with_a_total_shows_a_bar(monkeypatch: pytest.MonkeyPatch) -> None:
+    screen = Terminal()
+    monkeypatch.setattr("sys.stderr", screen)
+    progress = Progress("rerun", total=400)
+
+    progress({"seen": 100, "enqueued": 100})
+
+    assert "[#########---------------------------]" in screen.getvalue()
+    assert "100/400" in screen.getvalue()
+
+
+def test_progress_is_silent_when_piped(monkeypatch: pytest.MonkeyPatch) -> None:
+    piped = io.StringIO()
+    monkeypatch.setattr("sys.stderr", piped)
+    progress = Progress("nightly")
+
+    progress({"seen": 5, "enqueued": 5})
+    progress.done()
+
+    assert piped.getvalue() == ""
