@@ -27,12 +27,12 @@ claim absorb. Dry runs never touch the cache.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cirrus_feed.errors import ConfigError
 from cirrus_feed.feeding.contract import (
@@ -101,11 +101,17 @@ class EventsConfig(FeederConfig):
             raise ValueError("set 'mapper' or 'mappers'")
         try:
             _build_mappers(self, MapperRegistry())
-            if self.filter is not None:
-                MessageFilter.parse(self.filter)
         except ConfigError as exc:
             raise ValueError(str(exc)) from exc
         return self
+
+    @field_validator("filter")
+    @classmethod
+    def _filter_parses(cls, text: str | None) -> str | None:
+        try:
+            return text if text is None else MessageFilter.parse(text).text
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from exc
 
 
 def _build_mappers(
@@ -307,7 +313,7 @@ class EventsFeeder(Feeder[EventsConfig]):
             self.filtered += 1
         elif isinstance(output, SourceRejection):
             yield replace(output, tag=tag)
-        elif self._filter is None or self._filter.keeps(_context(envelope, output)):
+        elif self._filter is None or self._filter.keeps(envelope, output):
             yield Tagged(to_payload(output, process), tag)
         else:
             self.filtered += 1
@@ -369,22 +375,6 @@ def seen_key(envelope: Envelope) -> str | None:
         message_id = sns_notification(envelope).get("MessageId")
         return f"sns:{message_id}" if isinstance(message_id, str) else None
     return None
-
-
-def _context(envelope: Envelope, item: Mapping[str, Any]) -> dict[str, Any]:
-    """What ``filter`` paths read; for a grouped item, its message's first record."""
-    body = envelope.body
-    return {
-        "attributes": envelope.attributes,
-        "item": item,
-        "message": body if envelope.kind == "payload" else None,
-        "s3": asdict(body) if isinstance(body, NotifiedObject) else None,
-        "envelope": {
-            "source": envelope.source,
-            "kind": envelope.kind,
-            "message_id": envelope.message_id,
-        },
-    }
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Mappers and the filter language: golden message fixtures, options, registry, filter syntax.
+"""Mappers: golden message fixtures, options, registry, config errors, seen keys.
 
 Each ``tests/fixtures/messages/<case>.json`` is a raw event written from the documented
 formats (SQS/SNS/EventBridge envelopes, S3 notifications, Sinergise productInfo, USGS C2
@@ -9,7 +9,6 @@ it is read with and the payloads, rejections and filtered count it must give.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator, Mapping
 from importlib.metadata import EntryPoint
 from pathlib import Path
@@ -23,7 +22,6 @@ from cirrus_feed.model.envelopes import Envelope, normalize
 from cirrus_feed.model.payload import ProcessPayload
 from cirrus_feed.testing import feeder_context
 from feeders.events.feeder import EventsConfig, EventsFeeder, seen_key
-from feeders.events.filter import MessageFilter
 from feeders.events.mappers import Mapped, Mapper, MapperRegistry, Skip
 from feeders.events.mappers.landsat import LandsatC2Mapper
 from feeders.events.mappers.sentinel2 import Sentinel2Mapper
@@ -359,72 +357,13 @@ def test_feeder_uses_a_plugin_mapper_from_an_injected_registry() -> None:
         ({"mapper": "landsat-c2", "options": {"tier": ["T1"]}}, "tier"),
         ({"mapper": "s3-object", "options": {"item": {"collection": "{nope}"}}}, "nope"),
         ({}, "set 'mapper' or 'mappers'"),
-        ({"mapper": "stac-item", "filter": "item.id =="}, "expected a value"),
+        ({"mapper": "stac-item", "filter": "id =="}, "filter 'id ==': at 1:5: expected"),
         ({"mapper": "stac-item", "source": {}}, "exactly one of 'file' and 'sqs'"),
     ],
 )
 def test_events_config_errors_name_the_problem(settings: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         EventsConfig.model_validate({"type": "events", "process": {"workflow": "w"}, **settings})
-
-
-# -- the filter language --------------------------------------------------------------------
-
-ITEM = {
-    "id": "S2B_X",
-    "properties": {"eo:cloud_cover": 12.5, "platform": "sentinel-2b", "tags": ["a", "b"]},
-}
-CONTEXT = {
-    "attributes": {"status": "created", "cloud_cover": "12.5", "bbox.ll_lat": "60.3"},
-    "item": ITEM,
-    "message": None,
-    "s3": {"event_name": "ObjectCreated:Put", "key": "a b/é.tif", "size": 10},
-    "envelope": {"source": "sns-sqs", "kind": "payload", "message_id": "m"},
-}
-
-
-@pytest.mark.parametrize(
-    ("expression", "keeps"),
-    [
-        ("s3.event_name startswith 'ObjectCreated' and item.properties.eo:cloud_cover < 50", True),
-        ("item.properties.eo:cloud_cover >= 12.5 and not (item.id == 'other')", True),
-        ("attributes.cloud_cover < 20", True),  # a numeric string compares as a number
-        ("attributes.cloud_cover < '2'", True),  # two strings compare as strings
-        ("attributes['bbox.ll_lat'] > 60", True),
-        ("item.properties.platform in ['sentinel-2a', 'sentinel-2b']", True),
-        ("item.properties.platform not in ['sentinel-2a']", True),
-        ("item.properties.tags contains 'b' and item.properties.tags[0] == 'a'", True),
-        ("s3.key matches '\\\\.tif$' and s3.key endswith 'é.tif'", True),
-        ("item.properties.missing", False),
-        ("item.properties.missing == null", True),
-        ("item.properties.missing < 5 or item.properties.missing > 5", False),
-        ("item.properties.platform > 5", False),  # mixed types never order
-        ("envelope.source == 'sns' or envelope.source == \"sns-sqs\"", True),
-        ("not item.id startswith 'S2A' and (false or true)", True),
-        ("item.properties.tags[5] == null and item.properties.tags[-1] == 'b'", True),
-    ],
-)
-def test_message_filter_semantics(expression: str, keeps: bool) -> None:
-    assert MessageFilter.parse(expression).keeps(CONTEXT) is keeps
-
-
-@pytest.mark.parametrize(
-    ("expression", "message"),
-    [
-        ("", "empty"),
-        ("foo.bar == 1", "unknown name 'foo'"),
-        ("item.id == ", "expected a value"),
-        ("(item.id == 'a'", "expected ')'"),
-        ("item.id == 'a' 'b'", "unexpected"),
-        ("item.id matches '('", "bad regular expression"),
-        ("item.id == 'a' ; drop", "unexpected character"),
-        ("item.[0]", "expected a name"),
-        ("__import__('os')", "unknown name"),
-    ],
-)
-def test_message_filter_rejects_bad_syntax(expression: str, message: str) -> None:
-    with pytest.raises(ConfigError, match=re.escape(message)):
-        MessageFilter.parse(expression)
 
 
 def test_seen_keys_use_s3_sequencer_and_sns_message_id() -> None:
