@@ -64,10 +64,6 @@ def utf8_size(text: str) -> int:
     return len(text.encode())
 
 
-def clamp(value: int, low: int, high: int) -> int:
-    return max(low, min(value, high))
-
-
 def clamp_receive_count(max_messages: int) -> int:
     """``receive(max_messages)``: at most 10; 0 or less asks for nothing."""
     return min(max_messages, SQS_MAX_RECEIVE_MESSAGES)
@@ -80,15 +76,12 @@ def clamp_wait_seconds(seconds: float) -> float:
 
 def clamp_visibility_timeout(seconds: int) -> int:
     """A visibility timeout clamped to 0..43200 seconds."""
-    return clamp(int(seconds), 0, SQS_MAX_VISIBILITY_TIMEOUT)
+    return max(0, min(int(seconds), SQS_MAX_VISIBILITY_TIMEOUT))
 
 
-def message_too_large(index: int, size: int) -> str:
-    """The `SendResult` error of a body over the SQS limit (same text on every backend)."""
-    return (
-        f"message {index}: body is {size} bytes, over the SQS limit of "
-        f"{SQS_MAX_MESSAGE_BYTES} bytes"
-    )
+def message_too_large(index: int, size: int, limit: int = SQS_MAX_MESSAGE_BYTES) -> str:
+    """The `SendResult` error of a body over the queue's limit (same text on every backend)."""
+    return f"message {index}: body is {size} bytes, over the SQS limit of {limit} bytes"
 
 
 def sns_message_size(message: str, attributes: Mapping[str, tuple[str, str]]) -> int:

@@ -51,7 +51,9 @@ class SqsPayloadQueue:
         for index, body in enumerate(bodies):
             size = len(body.encode())
             if size > self.max_message_bytes:
-                results[index] = SendResult(None, message_too_large(index, size))
+                results[index] = SendResult(
+                    None, message_too_large(index, size, self.max_message_bytes)
+                )
             else:
                 sized.append((index, size))
         batches = sized_chunks(

@@ -91,7 +91,9 @@ class SqlitePayloadQueue:
         for index, body in enumerate(bodies):
             size = len(body.encode())
             if size > self.max_message_bytes:
-                results.append(SendResult(None, error=message_too_large(index, size)))
+                results.append(
+                    SendResult(None, error=message_too_large(index, size, self.max_message_bytes))
+                )
             else:
                 results.append(None)
                 accepted.append((index, body))
