@@ -17,7 +17,8 @@ CirrusFeedError
     ├── ExecutionAlreadyExistsError
     ├── WorkflowNotFoundError   the workflow (state machine) does not exist
     ├── PayloadNotFoundError    no state record / no stored object (also LookupError)
-    └── PayloadTooLargeError
+    └── LimitExceededError      over an AWS service limit (`backends.limits`), on every backend
+        └── PayloadTooLargeError a message, notification or input over its size limit
 ```
 
 Adapters translate their library's errors into this tree with ``raise ... from exc``.
@@ -128,8 +129,22 @@ class PayloadNotFoundError(BackendError, LookupError):
     """No state record or stored object for this id / URL."""
 
 
-class PayloadTooLargeError(BackendError):
-    """A message is over the queue limit and cannot be offloaded."""
+class LimitExceededError(BackendError):
+    """A request breaks an AWS service limit (`cirrus_feed.backends.limits`): a key too
+    long, a name with forbidden characters. Local adapters refuse it the same way. Retrying
+    the same request cannot help."""
+
+
+class PayloadTooLargeError(LimitExceededError):
+    """A message, notification or execution input is over its size limit.
+
+    ``indexes`` are the positions of the refused entries when a batch call (e.g.
+    `Notifier.publish_items`) sent the others and refused only these.
+    """
+
+    def __init__(self, message: str, *, indexes: tuple[int, ...] = ()) -> None:
+        self.indexes = indexes
+        super().__init__(message)
 
 
 # Errors that mean a record can never be processed, however often it is retried: it is

@@ -2,7 +2,9 @@
 
 Every adapter (``backends/local/``, ``backends/aws/``) passes the one contract suite in
 ``tests/contract/``. Methods speak domain types (payload ids, `StateRecord`, JSON-able
-values), never boto3 dicts.
+values), never boto3 dicts. The AWS service limits (`cirrus_feed.backends.limits`) hold on
+every backend: what each port does at a limit is part of its contract below, so a request
+that would fail on AWS fails the same way locally.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal, Protocol, runtime_checkable
+
+from cirrus_feed.model.payload import parse_payload_id
 
 # Defined with the domain model; the ports speak them, so adapters may import them from here.
 from cirrus_feed.model.records import ExecutionOutcome as ExecutionOutcome
@@ -52,6 +56,11 @@ class StateStore(Protocol):
 
     Timestamps are ``datetime.now(UTC).isoformat()`` strings; ``state_updated`` is
     ``f"{state}_{timestamp}"``. Legacy ``COMPLETED`` records read as ``SUCCEEDED``.
+
+    Limits: a payload id whose ``collections_workflow`` is over 2048 bytes or whose
+    ``itemids`` is over 1024 bytes (DynamoDB key sizes) cannot be stored: ``claim`` raises
+    `LimitExceededError`; ``get`` raises PayloadNotFoundError, ``get_many`` omits it and
+    ``delete`` does nothing, as for any id that cannot have a record.
     """
 
     def get(self, payload_id: str) -> StateRecord:
@@ -59,7 +68,8 @@ class StateStore(Protocol):
         ...
 
     def get_many(self, payload_ids: Iterable[str]) -> dict[str, StateRecord]:
-        """Records of the ids that exist (any number of ids; missing ones are omitted)."""
+        """Records of the ids that exist: any number of ids, duplicates allowed (DynamoDB's
+        100 keys a BatchGetItem is the adapter's business); missing ones are omitted."""
         ...
 
     def claim(self, payload_id: str, execution_arn: str) -> StateRecord:
@@ -151,14 +161,19 @@ class PayloadQueue(Protocol):
 
     A message received more than ``max_receives`` times without being deleted moves to the
     dead-letter queue (SQS: the queue's redrive policy) instead of being delivered again.
+
+    Limits (SQS's, on every backend): bodies up to 256 KiB (``max_message_bytes``, UTF-8
+    bytes); ``max_messages``, ``wait_seconds`` and visibility timeouts are *clamped* to
+    SQS's bounds (≤10 messages; 0..20 s; 0..43200 s), never refused.
     """
 
     max_message_bytes: int
 
     def send(self, bodies: Sequence[str]) -> list[SendResult]:
-        """Send any number of bodies (batched internally; transient per-entry failures are
-        retried with backoff). One result per body, in order; bodies over
-        ``max_message_bytes`` come back failed, never truncated."""
+        """Send any number of bodies (batched internally within 10 entries and 256 KiB a
+        batch; transient per-entry failures are retried with backoff). One result per body,
+        in order; a body over ``max_message_bytes`` comes back as a failed `SendResult` (never
+        an exception, never truncated) and the others are sent."""
         ...
 
     def receive(
@@ -168,15 +183,21 @@ class PayloadQueue(Protocol):
         visibility_timeout: int | None = None,
         wait_seconds: float = 0,
     ) -> list[QueueMessage]:
-        """Up to ``max_messages`` (≤10) messages, invisible to others until deleted or until
-        ``visibility_timeout`` seconds pass. Waits up to ``wait_seconds`` for the first."""
+        """Up to ``max_messages`` messages, invisible to others until deleted or until
+        ``visibility_timeout`` seconds pass. Waits up to ``wait_seconds`` for the first.
+
+        ``max_messages`` over 10 receives 10; 0 or less receives nothing (``[]``).
+        ``wait_seconds`` is clamped to 0..20, ``visibility_timeout`` to 0..43200."""
         ...
 
     def delete(self, receipts: Sequence[str]) -> None:
         """Delete received messages; stale or unknown receipts are ignored."""
         ...
 
-    def change_visibility(self, receipt: str, timeout: int) -> None: ...
+    def change_visibility(self, receipt: str, timeout: int) -> None:
+        """Make a received message visible after ``timeout`` seconds (clamped to 0..43200);
+        stale or unknown receipts are ignored."""
+        ...
 
     def depth(self) -> QueueDepth: ...
 
@@ -191,6 +212,10 @@ class PayloadStore(Protocol):
 
     Keys are relative to the root prefix (``cirrus`` by default), e.g.
     ``executions/<payload id>/<execution name>/input.json``.
+
+    Limits: an object key (root prefix, ``/`` and key) over 1024 UTF-8 bytes (S3's limit)
+    cannot be written: ``put_json`` raises `LimitExceededError` before any IO. Locally,
+    file-system limits (255 bytes a path segment) may refuse shorter keys (BackendError).
     """
 
     def url_for(self, key: str) -> str:
@@ -227,9 +252,15 @@ class WorkflowRunner(Protocol):
     def start(self, workflow: str, name: str, payload: Mapping[str, Any]) -> str:
         """Start ``workflow`` as execution ``name`` with input ``payload``; returns its ARN.
 
+        ``name`` must be 1..80 characters without white space, brackets, wildcards,
+        ``"#%\\^|~`$&,;:/`` or control characters, and the input's JSON at most 256 KiB
+        (Step Functions' limits); both are checked before anything is started.
+
         Raises:
             WorkflowNotFoundError: no such workflow.
             ExecutionAlreadyExistsError: that name was started before (safe to ignore).
+            LimitExceededError: ``name`` is not a valid execution name.
+            PayloadTooLargeError: the input is over 256 KiB (pass a ``{"url"}`` pointer).
         """
         ...
 
@@ -300,16 +331,39 @@ class WorkflowEvent:
         }
         return {k: v for k, v in body.items() if v} | dict(self.extra)
 
+    def to_attributes(self) -> dict[str, tuple[str, str]]:
+        """SNS message attributes (name → (data type, value)): ``event_type``,
+        ``workflow``/``collections`` when the id parses, ``error`` when set."""
+        attributes = {"event_type": ("String", self.event_type)}
+        parsed = parse_payload_id(self.payload_id)
+        if parsed is not None:
+            attributes["workflow"] = ("String", parsed["workflow"])
+            attributes["collections"] = ("String", parsed["collections"])
+        if self.error:
+            attributes["error"] = ("String", self.error)
+        return attributes
+
 
 class Notifier(Protocol):
-    """Workflow events and published items (SNS topics on AWS, an event log locally)."""
+    """Workflow events and published items (SNS topics on AWS, an event log locally).
+
+    Limits (SNS's, on every backend): a message is at most 256 KiB, counting its body and
+    its attributes' names, types and values (`limits.sns_message_size`); batching (10
+    entries, 256 KiB a PublishBatch) is the adapter's business. A call with oversize
+    messages still delivers all the others, in order, then raises `PayloadTooLargeError`
+    whose ``indexes`` are the positions of the refused ones.
+    """
 
     def announce(self, events: Sequence[WorkflowEvent]) -> None:
-        """Deliver workflow events, in order. Raises: BackendError."""
+        """Deliver workflow events, in order.
+
+        Raises: PayloadTooLargeError (only those events were dropped), BackendError."""
         ...
 
     def publish_items(self, items: Sequence[Mapping[str, Any]]) -> None:
-        """Publish output STAC items, one message each, with Cirrus attributes (spec §6.2)."""
+        """Publish output STAC items, one message each, with Cirrus attributes (spec §6.2).
+
+        Raises: PayloadTooLargeError (only those items were dropped), BackendError."""
         ...
 
     def close(self) -> None: ...
@@ -339,6 +393,9 @@ class FeedStore(Protocol):
     """Feed runs and feeder cursors (watermarks), next to the state DB.
 
     Local: SQLite. AWS: one DynamoDB table (``aws.feed_table``), keys ``pk``/``sk``.
+
+    Limits: a `remember` key over 1024 UTF-8 bytes (a DynamoDB sort key) raises
+    `LimitExceededError` and nothing of that call is recorded; `forget` ignores such keys.
     """
 
     def save_run(self, run: FeedRun) -> None:

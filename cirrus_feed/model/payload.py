@@ -20,10 +20,8 @@ from cirrus_feed.errors import PayloadValidationError
 PAYLOAD_ID_REGEX = re.compile(r"(?P<collections>.+)/workflow-(?P<workflow>[^/]+)/(?P<itemids>.+)")
 
 MAX_INLINE_BYTES = 120_000
-"""Largest double-JSON-encoded payload passed inline to a workflow (Cirrus v2)."""
-
-MAX_MESSAGE_BYTES = 262_144
-"""Largest queue message body (SQS); bigger payloads travel as ``{"url": ...}`` pointers."""
+"""Largest double-JSON-encoded payload passed inline to a workflow (Cirrus v2). The AWS
+limits (queue message sizes, ...) are in `cirrus_feed.backends.limits`."""
 
 
 class ProcessDefinition(BaseModel):

@@ -8,7 +8,8 @@ Outcome mapping and ``last_error`` text are Cirrus v2's. Deliberate changes:
 * Side effects of success (output archive, item publishing, chaining) happen *before* the
   state moves to SUCCEEDED, so a crash in between is retried instead of losing the items.
 * An output payload that breaks the payload contract ends FAILED with the reason, instead of
-  leaving the record PROCESSING forever.
+  leaving the record PROCESSING forever. So does one with an item too large to publish
+  (SNS: 256 KiB): only that completion fails, the batch's other items are published.
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cirrus_feed.backends.base import Backends, ExecutionOutcome, StateRecord
+from cirrus_feed.backends.limits import SNS_MAX_MESSAGE_BYTES
 from cirrus_feed.errors import (
     PERMANENT_RECORD_ERRORS,
     BackendError,
     ClaimConflictError,
     InvalidRecordError,
+    PayloadTooLargeError,
     StaleExecutionError,
 )
 from cirrus_feed.model import layout
@@ -223,9 +226,7 @@ class StateUpdater:
         fail (and are retried) and the others go on."""
         sending = [p for p in plans if p.items or p.children]
         try:
-            items = [item for p in sending for item in p.items]
-            if items:
-                self.b.notifier.publish_items(items)
+            self._publish(sending)
             chained = self.enqueuer.enqueue(child for p in sending for child in p.children)
             if chained.counts.get(Outcome.FAILED.value):
                 # Invalid children are already in the invalid store; failed sends retry.
@@ -235,6 +236,28 @@ class StateUpdater:
                 report.add(self._result(plan.completion, Outcome.FAILED, str(exc)))
             return [p for p in plans if not (p.items or p.children)]
         return plans
+
+    def _publish(self, sending: list[_CompletionPlan]) -> None:
+        """Publish the items of every plan in one call. A plan with an item the notifier
+        refuses as too large ends FAILED (its output cannot be published, however often it
+        is retried) and is not chained; the other plans go on."""
+        owners = [(plan, item) for plan in sending for item in plan.items]
+        if not owners:
+            return
+        try:
+            self.b.notifier.publish_items([item for _, item in owners])
+        except PayloadTooLargeError as exc:
+            if not exc.indexes:
+                raise
+            for index in exc.indexes:
+                plan, item = owners[index]
+                item_id = item.get("id") if isinstance(item, dict) else None
+                plan.state, plan.event_type = State.FAILED, "FAILED"
+                plan.error = (
+                    f"InvalidOutput: output item {item_id!r} cannot be published: over the "
+                    f"SNS message limit of {SNS_MAX_MESSAGE_BYTES} bytes"
+                )
+                plan.children = []
 
     def _finish(self, plan: _CompletionPlan, announcer: Announcer) -> RecordResult:
         completion, arn = plan.completion, plan.completion.outcome.execution_arn

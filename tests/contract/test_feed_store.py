@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from cirrus_feed.backends.base import FeedRun, FeedStore
-from cirrus_feed.errors import BackendError
+from cirrus_feed.backends.limits import DYNAMODB_MAX_SORT_KEY_BYTES
+from cirrus_feed.errors import BackendError, LimitExceededError
 
 
 def unique(prefix: str) -> str:
@@ -410,3 +411,24 @@ def test_feed_store_forget_makes_keys_new_again_for_that_feeder_only(
 
     assert feed_store.remember("a", ["k1", "k2"], 3600) == {"k2"}
     assert feed_store.remember("b", ["k1"], 3600) == {"k1"}
+
+
+# -- limits (DynamoDB sort-key size, on every backend: see `FeedStore`) ---------------------
+
+
+def test_feed_store_remember_refuses_keys_over_1024_bytes(feed_store: FeedStore) -> None:
+    too_long = "k" * (DYNAMODB_MAX_SORT_KEY_BYTES + 1)
+
+    with pytest.raises(LimitExceededError, match="over the DynamoDB limit"):
+        feed_store.remember("events", ["m-1", too_long], 60)
+
+    # Nothing of the refused call was recorded; forgetting the long key is a no-op.
+    feed_store.forget("events", [too_long])
+    assert feed_store.remember("events", ["m-1"], 60) == set()
+
+
+def test_feed_store_remember_accepts_keys_of_1024_bytes(feed_store: FeedStore) -> None:
+    key = "é" * (DYNAMODB_MAX_SORT_KEY_BYTES // 2)
+
+    assert feed_store.remember("events", [key], 60) == set()
+    assert feed_store.remember("events", [key], 60) == {key}

@@ -6,13 +6,17 @@ delivery, so the SNS envelope (body + message attributes) is what is checked.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from cirrus_feed.backends.base import Notifier, WorkflowEvent
+from cirrus_feed.backends.limits import SNS_MAX_MESSAGE_BYTES, sns_message_size
+from cirrus_feed.errors import PayloadTooLargeError
 from cirrus_feed.model.executions import console_url
+from cirrus_feed.model.item_attributes import item_attributes
 
 Delivered = tuple[dict[str, Any], dict[str, tuple[str, str]]]
 Read = Callable[[], list[Delivered]]
@@ -203,3 +207,63 @@ def test_notifier_without_topics_sends_nothing() -> None:
     notifier.announce(lifecycle())
     notifier.publish_items([ITEM])
     notifier.close()
+
+
+# -- limits (SNS's, on every backend: see `Notifier` and `backends.limits`) -------------------
+
+
+def big_item(item_id: str, size: int) -> dict[str, Any]:
+    """``ITEM`` padded so its JSON body is about ``size`` bytes."""
+    return ITEM | {"id": item_id, "properties": {**ITEM["properties"], "pad": "x" * size}}
+
+
+def test_notifier_refuses_only_oversize_items(notifier: Notifier, delivered_items: Read) -> None:
+    items = [
+        ITEM | {"id": "before"},
+        big_item("huge", SNS_MAX_MESSAGE_BYTES),
+        ITEM | {"id": "after"},
+    ]
+
+    with pytest.raises(PayloadTooLargeError) as raised:
+        notifier.publish_items(items)
+
+    assert raised.value.indexes == (1,)
+    assert [body["id"] for body, _ in delivered_items()] == ["before", "after"]
+
+
+def test_notifier_counts_attributes_in_the_message_size(
+    notifier: Notifier, delivered_items: Read
+) -> None:
+    # A body under 256 KiB whose attributes push the message over it.
+    body_size = len(json.dumps(big_item("edge", 0)).encode())
+    edge = big_item("edge", SNS_MAX_MESSAGE_BYTES - body_size)
+    assert len(json.dumps(edge).encode()) <= SNS_MAX_MESSAGE_BYTES
+    assert sns_message_size(json.dumps(edge), item_attributes(edge)) > SNS_MAX_MESSAGE_BYTES
+
+    with pytest.raises(PayloadTooLargeError) as raised:
+        notifier.publish_items([edge])
+
+    assert raised.value.indexes == (0,)
+    assert delivered_items() == []
+
+
+def test_notifier_splits_big_messages_across_batches(
+    notifier: Notifier, delivered_items: Read
+) -> None:
+    # Three 100 KiB items cannot share one 256 KiB PublishBatch.
+    items = [big_item(f"big{n}", 100 * 1024) for n in range(3)]
+
+    notifier.publish_items(items)
+
+    assert [body["id"] for body, _ in delivered_items()] == ["big0", "big1", "big2"]
+
+
+def test_notifier_refuses_only_oversize_events(notifier: Notifier, delivered_events: Read) -> None:
+    events = lifecycle()[:3]
+    huge = WorkflowEvent("FAILED", PAYLOAD_ID, TIMESTAMP, error="E" * SNS_MAX_MESSAGE_BYTES)
+
+    with pytest.raises(PayloadTooLargeError) as raised:
+        notifier.announce([events[0], huge, *events[1:]])
+
+    assert raised.value.indexes == (1,)
+    assert [body for body, _ in delivered_events()] == [e.to_message() for e in events]

@@ -8,7 +8,11 @@ from __future__ import annotations
 import time
 
 from cirrus_feed.backends.base import PayloadQueue, QueueMessage
-from cirrus_feed.model.payload import MAX_MESSAGE_BYTES
+from cirrus_feed.backends.limits import (
+    SQS_MAX_MESSAGE_BYTES,
+    SQS_MAX_RECEIVE_MESSAGES,
+    SQS_MAX_VISIBILITY_TIMEOUT,
+)
 
 
 def receive_all(queue: PayloadQueue, expected: int, **kwargs: int) -> list[QueueMessage]:
@@ -148,11 +152,11 @@ def test_payload_queue_dead_letters_after_max_receives(payload_queue: PayloadQue
 
 
 def test_payload_queue_refuses_oversize_body(payload_queue: PayloadQueue) -> None:
-    too_big = "x" * (MAX_MESSAGE_BYTES + 1)
+    too_big = "x" * (SQS_MAX_MESSAGE_BYTES + 1)
 
     results = payload_queue.send(["before", too_big, "after"])
 
-    assert payload_queue.max_message_bytes == MAX_MESSAGE_BYTES
+    assert payload_queue.max_message_bytes == SQS_MAX_MESSAGE_BYTES
     assert [result.ok for result in results] == [True, False, True]
     assert results[1].message_id is None
     assert results[1].error
@@ -162,7 +166,7 @@ def test_payload_queue_refuses_oversize_body(payload_queue: PayloadQueue) -> Non
 
 def test_payload_queue_sends_bodies_at_the_size_limit(payload_queue: PayloadQueue) -> None:
     # Two maximal bodies cannot share one SQS batch (256 KiB a batch): they must be split.
-    bodies = ["a" * MAX_MESSAGE_BYTES, "b" * MAX_MESSAGE_BYTES]
+    bodies = ["a" * SQS_MAX_MESSAGE_BYTES, "b" * SQS_MAX_MESSAGE_BYTES]
 
     results = payload_queue.send(bodies)
 
@@ -173,9 +177,91 @@ def test_payload_queue_sends_bodies_at_the_size_limit(payload_queue: PayloadQueu
 
 def test_payload_queue_measures_size_in_utf8_bytes(payload_queue: PayloadQueue) -> None:
     # Fewer characters than the limit, more bytes.
-    accented = "é" * (MAX_MESSAGE_BYTES // 2 + 1)
+    accented = "é" * (SQS_MAX_MESSAGE_BYTES // 2 + 1)
 
     [result] = payload_queue.send([accented])
 
     assert not result.ok
     assert payload_queue.depth().visible == 0
+
+
+# -- limits (SQS's, on every backend: see `PayloadQueue` and `backends.limits`) ---------------
+
+
+def test_payload_queue_send_reports_oversize_body_the_same_way(
+    payload_queue: PayloadQueue,
+) -> None:
+    too_big = "x" * (SQS_MAX_MESSAGE_BYTES + 1)
+
+    [result] = payload_queue.send([too_big])
+
+    assert result.error == (
+        f"message 0: body is {SQS_MAX_MESSAGE_BYTES + 1} bytes, over the SQS limit of "
+        f"{SQS_MAX_MESSAGE_BYTES} bytes"
+    )
+
+
+def test_payload_queue_send_batches_many_bodies_at_the_size_limit(
+    payload_queue: PayloadQueue,
+) -> None:
+    # 12 bodies of 100 KiB: more than one batch by entry count and by size.
+    bodies = [chr(ord("a") + n) * (100 * 1024) for n in range(12)]
+
+    results = payload_queue.send(bodies)
+
+    assert all(result.ok for result in results)
+    assert sorted(m.body for m in receive_all(payload_queue, 12)) == bodies
+
+
+def test_payload_queue_receive_clamps_max_messages_to_ten(payload_queue: PayloadQueue) -> None:
+    payload_queue.send([f"m{n}" for n in range(15)])
+
+    first = payload_queue.receive(SQS_MAX_RECEIVE_MESSAGES + 15, visibility_timeout=300)
+
+    # SQS may return fewer than asked; never more than 10, and asking for more is no error.
+    assert 1 <= len(first) <= SQS_MAX_RECEIVE_MESSAGES
+    assert len(receive_all(payload_queue, 15 - len(first), visibility_timeout=300)) == 15 - len(
+        first
+    )
+
+
+def test_payload_queue_receive_of_zero_or_fewer_is_empty(payload_queue: PayloadQueue) -> None:
+    payload_queue.send(["a"])
+
+    assert payload_queue.receive(0) == []
+    assert payload_queue.receive(-3) == []
+    assert payload_queue.depth().visible == 1
+
+
+def test_payload_queue_clamps_visibility_timeout_to_sqs_bounds(
+    payload_queue: PayloadQueue,
+) -> None:
+    payload_queue.send(["a", "b", "c"])
+
+    # Over 12 hours: clamped to 43200 s (SQS would refuse the request), so still invisible.
+    [first] = payload_queue.receive(1, visibility_timeout=SQS_MAX_VISIBILITY_TIMEOUT + 1)
+    # Negative: clamped to 0, so visible again at once.
+    released = receive_all(payload_queue, 2, visibility_timeout=-5)
+    again = receive_all(payload_queue, 2, visibility_timeout=300)
+
+    ids = {m.message_id for m in released}
+    assert len(ids) == 2
+    assert first.message_id not in ids
+    assert {m.message_id for m in again} == ids
+
+
+def test_payload_queue_change_visibility_clamps_timeout(payload_queue: PayloadQueue) -> None:
+    payload_queue.send(["a"])
+    [first] = payload_queue.receive(10, visibility_timeout=300)
+
+    payload_queue.change_visibility(first.receipt, -5)  # clamped to 0: visible at once
+    [again] = payload_queue.receive(10, visibility_timeout=300)
+
+    assert again.message_id == first.message_id
+
+
+def test_payload_queue_clamps_negative_wait(payload_queue: PayloadQueue) -> None:
+    started = time.monotonic()
+
+    assert payload_queue.receive(10, wait_seconds=-1) == []
+    assert time.monotonic() - started < 5

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from cirrus_feed.backends.base import PayloadStore
-from cirrus_feed.errors import ForbiddenUrlError, PayloadNotFoundError
+from cirrus_feed.backends.limits import S3_MAX_KEY_BYTES
+from cirrus_feed.errors import ForbiddenUrlError, LimitExceededError, PayloadNotFoundError
 from cirrus_feed.model import layout
 
 PAYLOAD_ID = "sentinel-s2-l2a/workflow-cog-archive/S2A_10SEG_20250101_0_L2A"
@@ -116,3 +117,35 @@ def test_payload_store_honours_root_prefix(aws_client: Callable[[str], Any]) -> 
     stored = s3.get_object(Bucket=bucket, Key="deploy/cirrus/tmp/x.json")["Body"].read()
     assert json.loads(stored) == PAYLOAD
     store.close()
+
+
+# -- limits (S3 key size, on every backend: see `PayloadStore`) -----------------------------
+
+
+def key_of_size(total: int) -> str:
+    """A key whose object key (root prefix ``cirrus/`` + key) is ``total`` bytes, in path
+    segments any file system takes."""
+    key = "/".join(["k" * 99] * 10) + "/"
+    key += "k" * (total - len("cirrus/") - len(key))
+    assert len(f"cirrus/{key}".encode()) == total
+    return key
+
+
+def test_payload_store_refuses_key_over_1024_bytes(
+    payload_store: PayloadStore, store_root_url: str
+) -> None:
+    key = key_of_size(S3_MAX_KEY_BYTES + 1)
+
+    with pytest.raises(LimitExceededError, match="over the S3 limit"):
+        payload_store.put_json(key, PAYLOAD)
+
+    with pytest.raises(PayloadNotFoundError):
+        payload_store.get_json(f"{store_root_url}{key}")
+
+
+def test_payload_store_accepts_key_of_1024_bytes(payload_store: PayloadStore) -> None:
+    key = key_of_size(S3_MAX_KEY_BYTES)
+
+    url = payload_store.put_json(key, PAYLOAD)
+
+    assert payload_store.get_json(url) == PAYLOAD

@@ -9,7 +9,16 @@ from typing import Any
 import pytest
 
 from cirrus_feed.backends.base import StateQuery, StateRecord, StateStore
-from cirrus_feed.errors import ClaimConflictError, PayloadNotFoundError, StaleExecutionError
+from cirrus_feed.backends.limits import (
+    DYNAMODB_MAX_PARTITION_KEY_BYTES,
+    DYNAMODB_MAX_SORT_KEY_BYTES,
+)
+from cirrus_feed.errors import (
+    ClaimConflictError,
+    LimitExceededError,
+    PayloadNotFoundError,
+    StaleExecutionError,
+)
 from cirrus_feed.model.states import TERMINAL, State
 
 CW = "col1_wf1"
@@ -599,3 +608,37 @@ def test_state_store_claim_of_older_execution_in_history_conflicts(
     assert info.value.current == before
     assert state_store.get(pid(1)) == before
     assert state_store.claim(pid(1), arn(3)).executions == (arn(1), arn(2), arn(3))
+
+
+# -- limits (DynamoDB key sizes, on every backend: see `StateStore`) ------------------------
+
+LONG_COLLECTIONS = "c" * DYNAMODB_MAX_PARTITION_KEY_BYTES  # + "_wf1": over 2048 bytes
+LONG_ITEMIDS = "i" * (DYNAMODB_MAX_SORT_KEY_BYTES + 1)
+TOO_LONG_IDS = [
+    f"{LONG_COLLECTIONS}/workflow-wf1/item",
+    pid(LONG_ITEMIDS),
+    pid("é" * (DYNAMODB_MAX_SORT_KEY_BYTES // 2 + 1)),  # under 1024 characters, over in bytes
+]
+
+
+@pytest.mark.parametrize("payload_id", TOO_LONG_IDS, ids=["partition", "sort", "utf8"])
+def test_state_store_claim_of_too_long_id_exceeds_limit(
+    state_store: StateStore, payload_id: str
+) -> None:
+    with pytest.raises(LimitExceededError, match="over the DynamoDB limit"):
+        state_store.claim(payload_id, arn(1))
+
+    with pytest.raises(PayloadNotFoundError):
+        state_store.get(payload_id)
+    assert state_store.get_many([payload_id, pid(1)]) == {}
+    state_store.delete(payload_id)  # nothing to delete: no error
+
+
+def test_state_store_accepts_keys_at_the_limit(state_store: StateStore) -> None:
+    collections = "c" * (DYNAMODB_MAX_PARTITION_KEY_BYTES - len("_wf1"))
+    payload_id = f"{collections}/workflow-wf1/{'i' * DYNAMODB_MAX_SORT_KEY_BYTES}"
+
+    claimed = state_store.claim(payload_id, arn(1))
+
+    assert state_store.get(payload_id) == claimed
+    assert state_store.get_many([payload_id]) == {payload_id: claimed}

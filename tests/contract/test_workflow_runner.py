@@ -7,14 +7,18 @@ execution to its end (local: claim, execute, complete; AWS: poll moto's interpre
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import pytest
 
 from cirrus_feed.backends.base import ExecutionOutcome, WorkflowRunner
+from cirrus_feed.backends.limits import SFN_MAX_EXECUTION_NAME_LENGTH, SFN_MAX_INPUT_BYTES
 from cirrus_feed.errors import (
     ExecutionAlreadyExistsError,
+    LimitExceededError,
     PayloadNotFoundError,
+    PayloadTooLargeError,
     WorkflowNotFoundError,
 )
 from cirrus_feed.model.executions import execution_arn, execution_name
@@ -118,3 +122,60 @@ def test_workflow_runner_runs_each_execution_on_its_own(
         (second_name, "FAILED"),
         (first_name, "SUCCEEDED"),
     ]
+
+
+# -- limits (Step Functions', on every backend: see `WorkflowRunner.start`) -------------------
+
+
+def test_workflow_runner_accepts_an_80_character_name(
+    workflow_runner: WorkflowRunner, drive: Drive
+) -> None:
+    name = "n" * SFN_MAX_EXECUTION_NAME_LENGTH
+
+    arn = workflow_runner.start("wf-pass", name, PAYLOAD)
+
+    assert drive(workflow_runner, arn).status == "SUCCEEDED"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "n" * (SFN_MAX_EXECUTION_NAME_LENGTH + 1),
+        "",
+        "has space",
+        "has:colon",
+        "has/slash",
+        "has[bracket]",
+        "tab\there",
+        "ctrl\x7f",
+    ],
+)
+def test_workflow_runner_refuses_invalid_names(workflow_runner: WorkflowRunner, name: str) -> None:
+    with pytest.raises(LimitExceededError, match="execution name"):
+        workflow_runner.start("wf-pass", name, PAYLOAD)
+
+    # Nothing was started under that name.
+    with pytest.raises(PayloadNotFoundError):
+        workflow_runner.describe(execution_arn(workflow_runner.base_arn, "wf-pass", "n" * 81))
+
+
+def test_workflow_runner_refuses_oversize_input(workflow_runner: WorkflowRunner) -> None:
+    name = name_for(workflow_runner)
+    payload = {**PAYLOAD, "pad": "x" * SFN_MAX_INPUT_BYTES}
+
+    with pytest.raises(PayloadTooLargeError, match="over the Step Functions limit"):
+        workflow_runner.start("wf-pass", name, payload)
+
+    with pytest.raises(PayloadNotFoundError):
+        workflow_runner.describe(execution_arn(workflow_runner.base_arn, "wf-pass", name))
+
+
+def test_workflow_runner_accepts_input_at_the_limit(workflow_runner: WorkflowRunner) -> None:
+    overhead = len(json.dumps({**PAYLOAD, "pad": ""}).encode())
+    payload = {**PAYLOAD, "pad": "x" * (SFN_MAX_INPUT_BYTES - overhead)}
+    name = name_for(workflow_runner)
+
+    arn = workflow_runner.start("wf-pass", name, payload)
+
+    # Started (not run to its end: moto's interpreter fails a Pass state's output that big).
+    assert arn == execution_arn(workflow_runner.base_arn, "wf-pass", name)

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from cirrus_feed.backends.base import ExecutionOutcome, ExecutionStatus
+from cirrus_feed.backends.limits import SNS_MAX_MESSAGE_BYTES
 from cirrus_feed.model import layout
 from cirrus_feed.model.executions import name_from_arn
 from cirrus_feed.model.states import State
@@ -260,3 +261,31 @@ def test_update_state_real_executions_end_to_end(harness: Harness) -> None:
     assert harness.b.store.get_json(
         harness.b.store.url_for(layout.output_key(payload_id("ok"), name))
     )["id"] == (payload_id("ok"))
+
+
+def test_update_state_item_too_large_to_publish_fails_only_its_record(harness: Harness) -> None:
+    # Given two executions of one batch whose outputs are published together,
+    big, small = payload_id("big"), payload_id("small")
+    harness.process(make_payload("big"), make_payload("small"))
+    by_payload = {o.input["id"]: o for o in harness.outcomes()}
+    harness.event_types()
+    outputs = {pid: make_payload(pid.rsplit("/", 1)[-1]) | {"id": pid} for pid in (big, small)}
+    # one with an item over SNS's 256 KiB message limit:
+    outputs[big]["features"][0]["properties"]["pad"] = "x" * SNS_MAX_MESSAGE_BYTES
+
+    # When update-state applies both in one call,
+    report = harness.app.updater.update(
+        [ending(by_payload[pid], "SUCCEEDED", output=outputs[pid]) for pid in (big, small)]
+    )
+
+    # Then only the big one fails (recorded FAILED: retrying cannot publish it),
+    assert outcomes_of(report) == ["updated", "updated"]
+    big_record, small_record = harness.record(big), harness.record(small)
+    assert big_record is not None
+    assert small_record is not None
+    assert big_record.state is State.FAILED
+    assert (big_record.last_error or "").startswith("InvalidOutput: output item 'big'")
+    # and the other succeeds with its item published.
+    assert small_record.state is State.SUCCEEDED
+    assert [item["id"] for item in published(harness)] == ["small"]
+    assert sorted(harness.event_types()) == ["FAILED", "SUCCEEDED"]

@@ -17,10 +17,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from cirrus_feed.backends.aws.clients import backoff, call, chunks, error_code, translate
 from cirrus_feed.backends.base import StatePage, StateQuery, StateRecord
+from cirrus_feed.backends.limits import DYNAMODB_MAX_BATCH_GET_KEYS, check_state_key
 from cirrus_feed.errors import (
     BackendError,
     BackendUnavailableError,
     ClaimConflictError,
+    LimitExceededError,
     PayloadNotFoundError,
     StaleExecutionError,
 )
@@ -35,7 +37,6 @@ from cirrus_feed.model.states import (
 )
 
 _INDEXES = ("state_updated", "updated")
-_BATCH_GET_KEYS = 100
 _UNPROCESSED_ATTEMPTS = 8
 _MIN_FILTERED_PAGE = 100  # a FilterExpression thins pages out: read ahead in bigger steps
 
@@ -221,7 +222,7 @@ class DynamoDbStateStore:
     def get(self, payload_id: str) -> StateRecord:
         try:
             key = _key(payload_id)
-        except ValueError:
+        except (ValueError, LimitExceededError):  # no record can have this id
             raise PayloadNotFoundError(f"Payload not found: {payload_id}") from None
         response = self._call(
             "get_item",
@@ -240,11 +241,12 @@ class DynamoDbStateStore:
         for payload_id in dict.fromkeys(payload_ids):
             try:
                 key = payload_id_to_key(payload_id)
-            except ValueError:
-                continue  # nothing can be stored under an id without '/workflow-'
+                check_state_key(payload_id, key.collections_workflow, key.itemids)
+            except (ValueError, LimitExceededError):
+                continue  # nothing can be stored under an id without '/workflow-' or too long
             wanted.setdefault((key.collections_workflow, key.itemids), []).append(payload_id)
         found: dict[str, StateRecord] = {}
-        for batch in chunks(list(wanted), _BATCH_GET_KEYS):
+        for batch in chunks(list(wanted), DYNAMODB_MAX_BATCH_GET_KEYS):
             for item in self._batch_get([_key_of(cw, ids) for cw, ids in batch]):
                 key_tuple = (item["collections_workflow"]["S"], item["itemids"]["S"])
                 for payload_id in wanted.get(key_tuple, []):
@@ -393,8 +395,8 @@ class DynamoDbStateStore:
     def delete(self, payload_id: str) -> None:
         try:
             key = _key(payload_id)
-        except ValueError:
-            return  # nothing can be stored under an id without '/workflow-'
+        except (ValueError, LimitExceededError):
+            return  # nothing can be stored under an id without '/workflow-' or too long
         self._call(
             "delete_item",
             f"DynamoDB DeleteItem payload {payload_id!r}",
@@ -442,7 +444,10 @@ def _key_of(collections_workflow: str, itemids: str) -> Item:
 
 
 def _key(payload_id: str) -> Item:
+    """The table key; `LimitExceededError` when over DynamoDB's key sizes (checked here so
+    the error is the same as the local store's, not a ValidationException)."""
     key = payload_id_to_key(payload_id)
+    check_state_key(payload_id, key.collections_workflow, key.itemids)
     return _key_of(key.collections_workflow, key.itemids)
 
 

@@ -31,6 +31,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from cirrus_feed.backends.aws.clients import call, error_code, translate
 from cirrus_feed.backends.base import FeedRun, RunStatus
+from cirrus_feed.backends.limits import DYNAMODB_MAX_SORT_KEY_BYTES, check_seen_keys
 from cirrus_feed.errors import BackendError
 
 Item = dict[str, Any]  # a low-level DynamoDB item: attribute name -> {"S": ...}
@@ -208,6 +209,7 @@ class DynamoDbFeedStore:
         """One conditional put per distinct key; a refused condition means "seen"."""
         if ttl_seconds <= 0:
             raise ValueError(f"remember for feeder {feeder!r}: ttl_seconds must be positive")
+        check_seen_keys(feeder, keys)  # before any put: all or nothing, as locally
         now = int(time.time())
         seen: set[str] = set()
         for key in dict.fromkeys(keys):
@@ -239,6 +241,8 @@ class DynamoDbFeedStore:
     def forget(self, feeder: str, keys: Sequence[str]) -> None:
         """One DeleteItem per key (failures are rare; no batch bookkeeping needed)."""
         for key in dict.fromkeys(keys):
+            if len(key.encode()) > DYNAMODB_MAX_SORT_KEY_BYTES:
+                continue  # cannot have been remembered; DynamoDB would refuse the key
             self._call(
                 "delete_item",
                 f"DynamoDB DeleteItem seen key {key!r} of {feeder!r}",

@@ -16,6 +16,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from cirrus_feed.backends.aws.clients import call, error_code, translate
+from cirrus_feed.backends.limits import S3_MAX_KEY_BYTES, check_object_key
 from cirrus_feed.errors import ForbiddenUrlError, InvalidRecordError, PayloadNotFoundError
 from cirrus_feed.model.layout import DEFAULT_ROOT
 
@@ -60,6 +61,7 @@ class S3PayloadStore:
 
     def put_json(self, key: str, obj: Any) -> str:
         url = self.url_for(key)
+        check_object_key(self._object_key(key))
         call(
             self._client,
             "put_object",
@@ -93,6 +95,8 @@ class S3PayloadStore:
             raise InvalidRecordError(f"{url}: not valid JSON: {exc}") from exc
 
     def _read(self, url: str, bucket: str, key: str) -> bytes:
+        if len(key.encode()) > S3_MAX_KEY_BYTES:  # S3 says KeyTooLongError: nothing is there
+            raise PayloadNotFoundError(f"no object at {url}")
         try:
             response = self._client.get_object(Bucket=bucket, Key=key)
             body: bytes = response["Body"].read()

@@ -3,7 +3,8 @@
 Either topic may be unset, which switches that kind of message off, as in Cirrus. Messages
 go out with ``PublishBatch`` (10 entries, 256 KiB a call), in order; entries that fail
 through no fault of their own are retried with backoff, and any entry still failing at the
-end raises `BackendError` once the rest has been sent.
+end raises `BackendError` once the rest has been sent. Entries over 256 KiB are not sent:
+with no other failure, that raises `PayloadTooLargeError` naming them, as the event log does.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from typing import Any
 
 from cirrus_feed.backends.aws.clients import BATCH_ATTEMPTS, backoff, call, sized_chunks
 from cirrus_feed.backends.base import WorkflowEvent
+from cirrus_feed.backends.limits import (
+    SNS_MAX_BATCH_ENTRIES,
+    SNS_MAX_MESSAGE_BYTES,
+    notifications_too_large,
+    sns_message_size,
+)
 from cirrus_feed.errors import BackendError
 from cirrus_feed.model.item_attributes import item_attributes
-from cirrus_feed.model.payload import parse_payload_id
-
-_MAX_BATCH_ENTRIES = 10
-_MAX_BATCH_BYTES = 262_144
 
 Entry = dict[str, Any]  # one PublishBatchRequestEntry
 
@@ -35,25 +38,11 @@ def _entry(message: str, attributes: Mapping[str, tuple[str, str]]) -> Entry:
 
 
 def _entry_size(entry: Entry) -> int:
-    """Message bytes plus every attribute's name, type and value, as SNS counts them."""
-    size = len(entry["Message"].encode())
-    for name, attribute in entry["MessageAttributes"].items():
-        size += len(name.encode()) + len(attribute["DataType"].encode())
-        size += len(attribute["StringValue"].encode())
-    return size
-
-
-def event_attributes(event: WorkflowEvent) -> dict[str, tuple[str, str]]:
-    """Cirrus workflow-event attributes: event_type, workflow/collections if the id parses,
-    and error when set."""
-    attributes = {"event_type": ("String", event.event_type)}
-    parsed = parse_payload_id(event.payload_id)
-    if parsed is not None:
-        attributes["workflow"] = ("String", parsed["workflow"])
-        attributes["collections"] = ("String", parsed["collections"])
-    if event.error:
-        attributes["error"] = ("String", event.error)
-    return attributes
+    attributes = {
+        name: (attribute["DataType"], attribute["StringValue"])
+        for name, attribute in entry["MessageAttributes"].items()
+    }
+    return sns_message_size(entry["Message"], attributes)
 
 
 class SnsNotifier:
@@ -75,7 +64,7 @@ class SnsNotifier:
     def announce(self, events: Sequence[WorkflowEvent]) -> None:
         if self.workflow_event_topic_arn is None:
             return
-        entries = [_entry(json.dumps(e.to_message()), event_attributes(e)) for e in events]
+        entries = [_entry(json.dumps(e.to_message()), e.to_attributes()) for e in events]
         self._publish(self.workflow_event_topic_arn, entries)
 
     def publish_items(self, items: Sequence[Mapping[str, Any]]) -> None:
@@ -89,21 +78,29 @@ class SnsNotifier:
 
     def _publish(self, topic_arn: str, entries: list[Entry]) -> None:
         failures: list[str] = []
+        oversize: dict[int, int] = {}
         sized: list[tuple[int, int]] = []
         for index, entry in enumerate(entries):
             size = _entry_size(entry)
-            if size > _MAX_BATCH_BYTES:
-                failures.append(f"message {index}: {size} bytes, over the SNS limit")
+            if size > SNS_MAX_MESSAGE_BYTES:
+                oversize[index] = size
             else:
                 sized.append((index, size))
-        batches = sized_chunks(sized, max_entries=_MAX_BATCH_ENTRIES, max_bytes=_MAX_BATCH_BYTES)
+        batches = sized_chunks(
+            sized, max_entries=SNS_MAX_BATCH_ENTRIES, max_bytes=SNS_MAX_MESSAGE_BYTES
+        )
         for batch in batches:
             failures.extend(self._publish_batch(topic_arn, entries, batch))
+        where = f"SNS PublishBatch to {topic_arn}"
         if failures:
+            failures += [
+                f"message {i}: {size} bytes, over the SNS limit" for i, size in oversize.items()
+            ]
             raise BackendError(
-                f"SNS PublishBatch to {topic_arn}: {len(failures)} of {len(entries)} messages "
-                f"failed: {'; '.join(failures)}"
+                f"{where}: {len(failures)} of {len(entries)} messages failed: {'; '.join(failures)}"
             )
+        if oversize:  # only the refused entries are lost: callers can tell which
+            raise notifications_too_large(oversize, len(entries), where)
 
     def _publish_batch(self, topic_arn: str, entries: list[Entry], indexes: list[int]) -> list[str]:
         """Publish one batch, retrying entries SNS failed on its side; returns what failed."""

@@ -18,11 +18,16 @@ from cirrus_feed.backends.aws.clients import (
     translate,
 )
 from cirrus_feed.backends.base import QueueDepth, QueueMessage, SendResult
+from cirrus_feed.backends.limits import (
+    SQS_MAX_BATCH_ENTRIES,
+    SQS_MAX_MESSAGE_BYTES,
+    clamp_receive_count,
+    clamp_visibility_timeout,
+    clamp_wait_seconds,
+    message_too_large,
+)
 from cirrus_feed.errors import BackendUnavailableError
-from cirrus_feed.model.payload import MAX_MESSAGE_BYTES
 
-_MAX_BATCH_ENTRIES = 10
-_MAX_WAIT_SECONDS = 20
 # Receipts of messages already deleted or expired: the contract says ignore them.
 _STALE_RECEIPT_CODES = frozenset(
     {"ReceiptHandleIsInvalid", "MessageNotInflight", "AWS.SimpleQueueService.MessageNotInflight"}
@@ -32,7 +37,7 @@ _STALE_RECEIPT_CODES = frozenset(
 class SqsPayloadQueue:
     """The process queue. ``send`` batches by entry count and total size (SQS: 10 / 256 KiB)."""
 
-    max_message_bytes: int = MAX_MESSAGE_BYTES
+    max_message_bytes: int = SQS_MAX_MESSAGE_BYTES
 
     def __init__(self, queue_url: str, *, client: Any) -> None:
         self.queue_url = queue_url
@@ -47,14 +52,12 @@ class SqsPayloadQueue:
             size = len(body.encode())
             if size > self.max_message_bytes:
                 results[index] = SendResult(
-                    None,
-                    f"message {index}: body is {size} bytes, over the SQS limit of "
-                    f"{self.max_message_bytes}",
+                    None, message_too_large(index, size, self.max_message_bytes)
                 )
             else:
                 sized.append((index, size))
         batches = sized_chunks(
-            sized, max_entries=_MAX_BATCH_ENTRIES, max_bytes=self.max_message_bytes
+            sized, max_entries=SQS_MAX_BATCH_ENTRIES, max_bytes=SQS_MAX_MESSAGE_BYTES
         )
         for batch in batches:
             self._send_batch(bodies, batch, results)
@@ -94,17 +97,18 @@ class SqsPayloadQueue:
         visibility_timeout: int | None = None,
         wait_seconds: float = 0,
     ) -> list[QueueMessage]:
-        if max_messages < 1:
+        count = clamp_receive_count(max_messages)
+        if count < 1:
             return []
         request: dict[str, Any] = {
             "QueueUrl": self.queue_url,
-            "MaxNumberOfMessages": min(max_messages, _MAX_BATCH_ENTRIES),
+            "MaxNumberOfMessages": count,
             # SQS takes whole seconds; rounding down keeps "waits up to wait_seconds".
-            "WaitTimeSeconds": min(int(max(wait_seconds, 0)), _MAX_WAIT_SECONDS),
+            "WaitTimeSeconds": int(clamp_wait_seconds(wait_seconds)),
             "AttributeNames": ["ApproximateReceiveCount"],
         }
         if visibility_timeout is not None:
-            request["VisibilityTimeout"] = visibility_timeout
+            request["VisibilityTimeout"] = clamp_visibility_timeout(visibility_timeout)
         response = self._call("receive_message", "SQS ReceiveMessage", **request)
         return [
             QueueMessage(
@@ -118,7 +122,7 @@ class SqsPayloadQueue:
 
     def delete(self, receipts: Sequence[str]) -> None:
         """Delete in batches of 10; stale receipts are ignored, transient failures retried."""
-        for batch in chunks(list(receipts), _MAX_BATCH_ENTRIES):
+        for batch in chunks(list(receipts), SQS_MAX_BATCH_ENTRIES):
             pending = dict(enumerate(batch))
             for attempt in range(1, BATCH_ATTEMPTS + 1):
                 response = self._call(
@@ -146,7 +150,9 @@ class SqsPayloadQueue:
         """Stale receipts (message deleted or no longer in flight) are ignored."""
         try:
             self._client.change_message_visibility(
-                QueueUrl=self.queue_url, ReceiptHandle=receipt, VisibilityTimeout=timeout
+                QueueUrl=self.queue_url,
+                ReceiptHandle=receipt,
+                VisibilityTimeout=clamp_visibility_timeout(timeout),
             )
         except ClientError as exc:
             if error_code(exc) not in _STALE_RECEIPT_CODES:

@@ -10,6 +10,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from cirrus_feed.backends.aws.clients import error_code, translate
 from cirrus_feed.backends.base import ExecutionOutcome, ExecutionStatus
+from cirrus_feed.backends.limits import check_execution
 from cirrus_feed.errors import (
     ExecutionAlreadyExistsError,
     InvalidRecordError,
@@ -38,10 +39,10 @@ class StepFunctionsWorkflowRunner:
         Cirrus stores as the payload's ``last_error``.
         """
         machine = state_machine_arn(self.base_arn, workflow)
+        text = json.dumps(payload)
+        check_execution(name, text)  # refused here exactly as the local runner refuses it
         try:
-            response = self._client.start_execution(
-                stateMachineArn=machine, name=name, input=json.dumps(payload)
-            )
+            response = self._client.start_execution(stateMachineArn=machine, name=name, input=text)
         except ClientError as exc:
             code = error_code(exc)
             if code == "StateMachineDoesNotExist":

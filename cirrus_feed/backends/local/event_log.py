@@ -2,7 +2,9 @@
 
 ``events`` holds workflow events (spec §6.1) with the exact message body SNS would get;
 ``items`` holds published STAC items with the message attributes SNS would get (§6.2).
-Both are append-only and ordered by ``seq``, so the CLI and tests can replay them.
+Both are append-only and ordered by ``seq``, so the CLI and tests can replay them. A message
+SNS would refuse (over 256 KiB with its attributes) is refused here too: the others are
+kept and `PayloadTooLargeError` names it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from cirrus_feed.backends.base import WorkflowEvent
+from cirrus_feed.backends.limits import (
+    SNS_MAX_MESSAGE_BYTES,
+    notifications_too_large,
+    sns_message_size,
+)
 from cirrus_feed.backends.local.sqlite import SqliteDatabase
 from cirrus_feed.model.item_attributes import item_attributes
 
@@ -60,6 +67,12 @@ def _event(message: dict[str, str]) -> WorkflowEvent:
     )
 
 
+def _oversize(messages: Sequence[tuple[str, Mapping[str, tuple[str, str]]]]) -> dict[int, int]:
+    """index → size of the messages SNS would refuse."""
+    sizes = {i: sns_message_size(body, attrs) for i, (body, attrs) in enumerate(messages)}
+    return {i: size for i, size in sizes.items() if size > SNS_MAX_MESSAGE_BYTES}
+
+
 class EventLogNotifier:
     """Workflow events and published items appended to a SQLite file."""
 
@@ -67,37 +80,41 @@ class EventLogNotifier:
         self._db = SqliteDatabase(path, SCHEMA)
 
     def announce(self, events: Sequence[WorkflowEvent]) -> None:
-        if not events:
-            return
-        with self._db.write() as conn:
-            conn.executemany(
-                "INSERT INTO events (event_type, payload_id, isotimestamp, message) "
-                "VALUES (?, ?, ?, ?)",
-                [
-                    (e.event_type, e.payload_id, e.isotimestamp, json.dumps(e.to_message()))
-                    for e in events
-                ],
-            )
+        messages = [(json.dumps(e.to_message()), e.to_attributes()) for e in events]
+        oversize = _oversize(messages)
+        rows = [
+            (e.event_type, e.payload_id, e.isotimestamp, message)
+            for i, (e, (message, _)) in enumerate(zip(events, messages, strict=True))
+            if i not in oversize
+        ]
+        if rows:
+            with self._db.write() as conn:
+                conn.executemany(
+                    "INSERT INTO events (event_type, payload_id, isotimestamp, message) "
+                    "VALUES (?, ?, ?, ?)",
+                    rows,
+                )
+        if oversize:
+            raise notifications_too_large(oversize, len(events), "event log (workflow events)")
 
     def publish_items(self, items: Sequence[Mapping[str, Any]]) -> None:
         # Every item is encoded before anything is written: one that cannot be (not JSON-able)
         # fails the call without publishing half of the batch.
+        messages = [(json.dumps(item), item_attributes(item)) for item in items]
+        oversize = _oversize(messages)
         rows = [
-            (
-                item.get("id"),
-                item.get("collection"),
-                json.dumps(item_attributes(item)),
-                json.dumps(item),
-            )
-            for item in items
+            (item.get("id"), item.get("collection"), json.dumps(attributes), body)
+            for i, (item, (body, attributes)) in enumerate(zip(items, messages, strict=True))
+            if i not in oversize
         ]
-        if not rows:
-            return
-        with self._db.write() as conn:
-            conn.executemany(
-                "INSERT INTO items (item_id, collection, attributes, body) VALUES (?, ?, ?, ?)",
-                rows,
-            )
+        if rows:
+            with self._db.write() as conn:
+                conn.executemany(
+                    "INSERT INTO items (item_id, collection, attributes, body) VALUES (?, ?, ?, ?)",
+                    rows,
+                )
+        if oversize:
+            raise notifications_too_large(oversize, len(items), "event log (published items)")
 
     def events(self, payload_id: str | None = None) -> list[WorkflowEvent]:
         """Announced events in order, all or those of one payload."""

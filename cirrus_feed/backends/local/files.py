@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from cirrus_feed.backends.limits import check_object_key
 from cirrus_feed.errors import (
     BackendError,
     ForbiddenUrlError,
@@ -30,6 +31,7 @@ class FilePayloadStore:
     def __init__(self, root: Path, *, prefix: str = DEFAULT_ROOT) -> None:
         # Resolved once: URLs are absolute and the confinement check compares real paths.
         self.base = (root / prefix).resolve()
+        self.prefix = prefix.strip("/")
 
     def _path(self, key: str) -> Path:
         path = self.base / key
@@ -42,6 +44,8 @@ class FilePayloadStore:
 
     def put_json(self, key: str, obj: Any) -> str:
         path = self._path(key)
+        # The key S3 would get (prefix/key): refused over 1024 bytes, as S3 refuses it.
+        check_object_key(f"{self.prefix}/{key}" if self.prefix else key)
         data = json.dumps(obj).encode()
         if key.endswith(".gz"):
             data = gzip.compress(data)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cirrus_feed.backends.base import ExecutionOutcome, PayloadStore, PendingExecution
+from cirrus_feed.backends.limits import check_execution
 from cirrus_feed.backends.local.sqlite import SqliteDatabase
 from cirrus_feed.backends.local.workflows import Workflow, error_name
 from cirrus_feed.errors import (
@@ -87,6 +88,8 @@ class InlineWorkflowRunner:
             raise WorkflowNotFoundError(
                 f"State Machine Does Not Exist: '{state_machine_arn(self.base_arn, workflow)}'"
             )
+        text = json.dumps(payload)
+        check_execution(name, text)  # Step Functions' name and input limits
         arn = execution_arn(self.base_arn, workflow, name)
         with self._db.write() as conn:
             # INSERT OR IGNORE + rowcount rather than catching IntegrityError: the conflict
@@ -94,7 +97,7 @@ class InlineWorkflowRunner:
             cursor = conn.execute(
                 "INSERT OR IGNORE INTO executions (arn, name, workflow, status, input, started_at) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                (arn, name, workflow, RUNNING, json.dumps(payload), time.time()),
+                (arn, name, workflow, RUNNING, text, time.time()),
             )
             if cursor.rowcount == 0:
                 raise ExecutionAlreadyExistsError(f"Execution Already Exists: '{arn}'")

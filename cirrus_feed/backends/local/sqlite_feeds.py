@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 from cirrus_feed.backends.base import FeedRun, RunStatus
+from cirrus_feed.backends.limits import check_seen_keys
 from cirrus_feed.backends.local.sqlite import SqliteDatabase
 from cirrus_feed.errors import BackendError
 
@@ -166,6 +167,7 @@ class SqliteFeedStore:
         epoch second reaches its ``expires_at``."""
         if ttl_seconds <= 0:
             raise ValueError(f"remember for feeder {feeder!r}: ttl_seconds must be positive")
+        check_seen_keys(feeder, keys)  # DynamoDB's sort-key size, so both refuse the same
         now = int(time.time())
         seen: set[str] = set()
         with self._db.write() as conn:

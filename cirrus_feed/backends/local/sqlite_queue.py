@@ -15,8 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from cirrus_feed.backends.base import QueueDepth, QueueMessage, SendResult
+from cirrus_feed.backends.limits import (
+    SQS_MAX_MESSAGE_BYTES,
+    clamp_receive_count,
+    clamp_visibility_timeout,
+    clamp_wait_seconds,
+    message_too_large,
+)
 from cirrus_feed.backends.local.sqlite import SqliteDatabase
-from cirrus_feed.model.payload import MAX_MESSAGE_BYTES
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -50,7 +56,6 @@ WHERE id IN (
 RETURNING id, body, receive_count, receipt
 """
 
-MAX_RECEIVE_BATCH = 10  # SQS ReceiveMessage's MaxNumberOfMessages ceiling
 _POLL_INTERVAL = 0.05  # seconds between polls while waiting for a first message
 
 
@@ -65,7 +70,7 @@ def _parse_receipt(receipt: str) -> tuple[int, str] | None:
 class SqlitePayloadQueue:
     """One named queue in a SQLite file (several queues may share the file)."""
 
-    max_message_bytes: int = MAX_MESSAGE_BYTES  # same as SQS, so behaviour matches AWS
+    max_message_bytes: int = SQS_MAX_MESSAGE_BYTES  # same as SQS, so behaviour matches AWS
 
     def __init__(
         self,
@@ -87,11 +92,7 @@ class SqlitePayloadQueue:
             size = len(body.encode())
             if size > self.max_message_bytes:
                 results.append(
-                    SendResult(
-                        None,
-                        error=f"message {index} is {size} bytes, over the "
-                        f"{self.max_message_bytes} byte limit of queue '{self.name}'",
-                    )
+                    SendResult(None, error=message_too_large(index, size, self.max_message_bytes))
                 )
             else:
                 results.append(None)
@@ -116,12 +117,14 @@ class SqlitePayloadQueue:
         visibility_timeout: int | None = None,
         wait_seconds: float = 0,
     ) -> list[QueueMessage]:
-        if not 1 <= max_messages <= MAX_RECEIVE_BATCH:
-            raise ValueError(
-                f"max_messages must be between 1 and {MAX_RECEIVE_BATCH}, not {max_messages}"
-            )
-        timeout = self.visibility_timeout if visibility_timeout is None else visibility_timeout
-        deadline = time.monotonic() + wait_seconds
+        # Clamped to SQS's bounds, as the SQS adapter does: the same call works on both.
+        max_messages = clamp_receive_count(max_messages)
+        if max_messages < 1:
+            return []
+        timeout = clamp_visibility_timeout(
+            self.visibility_timeout if visibility_timeout is None else visibility_timeout
+        )
+        deadline = time.monotonic() + clamp_wait_seconds(wait_seconds)
         while True:
             messages = self._receive_once(max_messages, timeout)
             if messages or time.monotonic() >= deadline:
@@ -192,7 +195,7 @@ class SqlitePayloadQueue:
         with self._db.write() as conn:
             conn.execute(
                 "UPDATE messages SET visible_at = ? WHERE id = ? AND receipt = ? AND queue = ?",
-                (time.time() + timeout, *key, self.name),
+                (time.time() + clamp_visibility_timeout(timeout), *key, self.name),
             )
 
     def depth(self) -> QueueDepth:

@@ -14,8 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from cirrus_feed.backends.base import StatePage, StateQuery, StateRecord
+from cirrus_feed.backends.limits import check_state_key
 from cirrus_feed.backends.local.sqlite import SqliteDatabase
-from cirrus_feed.errors import ClaimConflictError, PayloadNotFoundError, StaleExecutionError
+from cirrus_feed.errors import (
+    ClaimConflictError,
+    LimitExceededError,
+    PayloadNotFoundError,
+    StaleExecutionError,
+)
 from cirrus_feed.model.payload import payload_id_to_key
 from cirrus_feed.model.states import (
     TERMINAL,
@@ -67,7 +73,9 @@ def _record(row: Any) -> StateRecord:
 
 
 def _key(payload_id: str) -> tuple[str, str]:
+    """The table key; `LimitExceededError` when DynamoDB would refuse it as too long."""
     key = payload_id_to_key(payload_id)
+    check_state_key(payload_id, key.collections_workflow, key.itemids)
     return key.collections_workflow, key.itemids
 
 
@@ -93,8 +101,8 @@ class SqliteStateStore:
     def _select(conn: Any, payload_id: str) -> StateRecord | None:
         try:
             key = _key(payload_id)
-        except ValueError:
-            return None  # not a payload id, so there can be no record of it
+        except (ValueError, LimitExceededError):
+            return None  # not a storable payload id, so there can be no record of it
         row = conn.execute(
             "SELECT * FROM state WHERE collections_workflow = ? AND itemids = ?", key
         ).fetchone()
@@ -112,7 +120,7 @@ class SqliteStateStore:
         for payload_id in payload_ids:
             try:
                 keys[_key(payload_id)] = payload_id
-            except ValueError:
+            except (ValueError, LimitExceededError):
                 continue
         pairs = list(keys)
         found: dict[str, StateRecord] = {}
@@ -222,7 +230,7 @@ class SqliteStateStore:
     def delete(self, payload_id: str) -> None:
         try:
             key = _key(payload_id)
-        except ValueError:
+        except (ValueError, LimitExceededError):
             return
         with self._db.write() as conn:
             conn.execute("DELETE FROM state WHERE collections_workflow = ? AND itemids = ?", key)
