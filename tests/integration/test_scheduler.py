@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import pytest
 import yaml
-from apscheduler.events import EVENT_JOB_EXECUTED  # type: ignore[import-untyped]
+from apscheduler.events import EVENT_JOB_EXECUTED
 from click.testing import CliRunner
 
 from cirrus_feed.app import App, build_app
