@@ -195,8 +195,9 @@ class FailingClient:
     def list_objects_v2(self, **params: Any) -> Any:
         self.calls += 1
         if self.calls == self.fail_at:
-            error = {"Error": {"Code": "SlowDown", "Message": "slow down"}}
-            raise ClientError(error, "ListObjectsV2")  # type: ignore[arg-type]
+            raise ClientError(
+                {"Error": {"Code": "SlowDown", "Message": "slow down"}}, "ListObjectsV2"
+            )
         return self.client.list_objects_v2(**params)
 
 
