@@ -303,7 +303,7 @@ def test_service_second_stop_request_aborts_run_before_its_checkpoint(
     assert time.monotonic() - began < 1.0
     [run] = runs(app)
     assert run.status == "interrupted"
-    assert app.backends.feeds.get_cursor("t") is None  # type: ignore[union-attr]
+    assert app.backends.feeds.get_cursor("t") is None  # type: ignore[union-attr]  # local: always a feed store
 
 
 def test_service_logs_a_crashing_job_and_keeps_scheduling(
