@@ -84,7 +84,7 @@ def deploy(endpoint: str, workflows: list[str]) -> Settings:
     session = new_session()
 
     def client(service: str) -> Any:
-        return session.client(service, endpoint_url=endpoint)  # type: ignore[call-overload]
+        return session.client(service, endpoint_url=endpoint)  # type: ignore[call-overload]  # boto3-stubs type client() per literal service name
 
     tag = uuid.uuid4().hex[:10]
     prefix = f"bench{tag}-"

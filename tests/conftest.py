@@ -73,6 +73,6 @@ def make_aws_client(aws_endpoint: str) -> Callable[[str], Any]:
     )
 
     def make(service: str) -> Any:
-        return session.client(service, endpoint_url=aws_endpoint)  # type: ignore[call-overload]
+        return session.client(service, endpoint_url=aws_endpoint)  # type: ignore[call-overload]  # boto3-stubs type client() per literal service name
 
     return make

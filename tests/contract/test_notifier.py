@@ -214,7 +214,9 @@ def test_notifier_without_topics_sends_nothing() -> None:
 
 def big_item(item_id: str, size: int) -> dict[str, Any]:
     """``ITEM`` padded so its JSON body is about ``size`` bytes."""
-    return ITEM | {"id": item_id, "properties": {**ITEM["properties"], "pad": "x" * size}}
+    properties = ITEM["properties"]
+    assert isinstance(properties, dict)
+    return ITEM | {"id": item_id, "properties": {**properties, "pad": "x" * size}}
 
 
 def test_notifier_refuses_only_oversize_items(notifier: Notifier, delivered_items: Read) -> None:

@@ -43,7 +43,14 @@ def _start_rustac(
     collection_path, items_path = stac_data.write_catalog(directory, items)
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    command = [RUSTAC, "serve", "--addr", f"127.0.0.1:{port}", collection_path, items_path]
+    command: list[str | Path] = [
+        RUSTAC,
+        "serve",
+        "--addr",
+        f"127.0.0.1:{port}",
+        collection_path,
+        items_path,
+    ]
     with (directory / "rustac.log").open("wb") as log:  # the child keeps its own handle
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 15

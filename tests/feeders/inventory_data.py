@@ -16,12 +16,15 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote_plus
 
 import pyarrow as pa
 import pyarrow.orc as orc
 import pyarrow.parquet as pq
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 SOURCE_BUCKET = "source-data"
 CONFIG_ID = "daily"
@@ -130,7 +133,7 @@ class Report:
 
 
 def write_report(
-    s3: Any,
+    s3: S3Client,
     bucket: str,
     prefix: str,
     fmt: str,

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from botocore.exceptions import ClientError
@@ -20,6 +20,9 @@ from cirrus_feed.feeding.contract import FeedRequest
 from cirrus_feed.feeding.runner import FeedResult, FeedRunner
 from cirrus_feed.testing import clients_returning, feeder_context
 from feeders.s3.listing import S3ListingConfig, S3ListingFeeder
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 pytestmark = pytest.mark.aws
 
@@ -36,14 +39,14 @@ KEYS = [
 ]
 
 
-def make_bucket(s3: Any, keys: list[str]) -> str:
+def make_bucket(s3: S3Client, keys: list[str]) -> str:
     bucket = f"listing-{uuid.uuid4().hex[:12]}"
     s3.create_bucket(Bucket=bucket)
     upload(s3, bucket, keys)
     return bucket
 
 
-def upload(s3: Any, bucket: str, keys: list[str]) -> None:
+def upload(s3: S3Client, bucket: str, keys: list[str]) -> None:
     for key in keys:
         s3.put_object(Bucket=bucket, Key=key, Body=b"x")
 
@@ -199,8 +202,9 @@ class FailingClient:
     def list_objects_v2(self, **params: Any) -> Any:
         self.calls += 1
         if self.calls == self.fail_at:
-            error = {"Error": {"Code": "SlowDown", "Message": "slow down"}}
-            raise ClientError(error, "ListObjectsV2")  # type: ignore[arg-type]
+            raise ClientError(
+                {"Error": {"Code": "SlowDown", "Message": "slow down"}}, "ListObjectsV2"
+            )
         return self.client.list_objects_v2(**params)
 
 

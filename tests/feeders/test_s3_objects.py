@@ -184,7 +184,8 @@ def test_items_one_per_object_with_regex_properties_and_datetime() -> None:
 def test_items_default_id_is_unique_per_key_and_datetime_is_last_modified() -> None:
     built = list(build_items(objects(), ItemTemplate(collection="c")))
     assert [b["id"] for b in built if isinstance(b, dict)] == [k.replace("/", "-") for k in KEYS]
-    assert built[0]["properties"]["datetime"] == "2024-01-01T00:00:00Z"  # type: ignore[index]
+    assert isinstance(built[0], dict)
+    assert built[0]["properties"]["datetime"] == "2024-01-01T00:00:00Z"
 
 
 def test_items_https_href_percent_encodes_the_key() -> None:
@@ -217,8 +218,10 @@ def test_grouping_makes_one_item_per_scene_with_an_asset_per_file() -> None:
     built = list(build_items(objs, GROUPED))
 
     assert [b["id"] for b in built if isinstance(b, dict)] == ["s_1", "s_2"]
-    assert list(built[0]["assets"]) == ["x_MTL.txt", "B1.TIF", "B2.TIF"]  # type: ignore[index]
-    assert len(built[1]["assets"]) == 2  # type: ignore[index]
+    assert isinstance(built[0], dict)
+    assert isinstance(built[1], dict)
+    assert list(built[0]["assets"]) == ["x_MTL.txt", "B1.TIF", "B2.TIF"]
+    assert len(built[1]["assets"]) == 2
 
 
 def test_grouping_without_the_anchor_rejects_or_skips_the_group() -> None:

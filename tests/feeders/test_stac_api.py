@@ -75,6 +75,13 @@ class Run:
         ]
 
 
+def watermark_of(checkpoint: Checkpoint) -> str:
+    """A stac-api checkpoint's ``cursor["watermark"]`` (its cursor is never None)."""
+    assert checkpoint.cursor is not None
+    value: str = checkpoint.cursor["watermark"]
+    return value
+
+
 def feed(feeder: StacApiFeeder, **request: Any) -> Run:
     return Run(list(feeder.feed(FeedRequest(**request))))
 
@@ -85,7 +92,7 @@ def assert_windows_tile(run: Run, start: datetime, end: datetime) -> None:
     assert bounds[0][0] == start
     assert bounds[-1][1] == end
     assert all(a[1] == b[0] for a, b in pairwise(bounds))
-    assert [c.cursor["watermark"] for c in run.checkpoints] == [
+    assert [watermark_of(c) for c in run.checkpoints] == [
         c.label.split("/")[1] for c in run.checkpoints
     ]
 
@@ -190,7 +197,7 @@ def test_stac_api_limit_caps_payloads_and_skips_the_partial_checkpoint(stac_api_
 
     assert len(run.payloads) == 5
     assert run.checkpoints  # windows of at most 2 items: some completed before the 5th
-    watermark = parse(run.checkpoints[-1].cursor["watermark"])
+    watermark = parse(watermark_of(run.checkpoints[-1]))
     # a checkpoint claims only windows whose every item was yielded before it
     assert set(run.ids_before_last_checkpoint()) == ids_between(RANGE_START, watermark, ALL_ITEMS)
     assert len(set(run.item_ids)) == 5
@@ -287,7 +294,7 @@ def test_stac_api_bug3_open_end_uses_aware_utc_now(stac_api_url: str) -> None:
     assert set(run.item_ids) == ids_between(
         parse("2024-01-02T18:00:00Z"), datetime.now(UTC), ALL_ITEMS
     )
-    watermark = run.checkpoints[-1].cursor["watermark"]
+    watermark = watermark_of(run.checkpoints[-1])
     assert watermark.endswith("Z")
     assert parse(watermark) <= datetime.now(UTC)
 

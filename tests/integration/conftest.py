@@ -18,11 +18,14 @@ import pytest
 
 from cirrus_feed.app import App, LocalPaths, build_app
 from cirrus_feed.backends.base import Backends, ExecutionOutcome, StateRecord
+from cirrus_feed.backends.local.event_log import EventLogNotifier
+from cirrus_feed.backends.local.inline_runner import InlineWorkflowRunner
 from cirrus_feed.backends.local.workflows import TaskSpec, Workflow
 from cirrus_feed.config import LocalSettings, Settings
 from cirrus_feed.errors import PayloadNotFoundError
 from cirrus_feed.model.envelopes import normalize
-from cirrus_feed.model.reports import StageReport
+from cirrus_feed.model.reports import RecordResult, StageReport
+from cirrus_feed.model.states import State
 from cirrus_feed.pipeline.enqueue import Enqueuer
 from cirrus_feed.pipeline.process import Processor
 from cirrus_feed.pipeline.update_state import StateUpdater
@@ -117,6 +120,17 @@ class Harness:
         except PayloadNotFoundError:
             return None
 
+    def state_of(self, pid: str) -> State:
+        """The state of a record that must exist."""
+        record = self.record(pid)
+        assert record is not None, f"no state record for {pid}"
+        return record.state
+
+    def kept(self, result: RecordResult) -> Any:
+        """The JSON document an invalid ``result`` was kept as (at ``result.url``)."""
+        assert result.url is not None, "the result names no kept document"
+        return self.b.store.get_json(result.url)
+
     def finish_all(self) -> StageReport:
         """Wait for every started execution to end and apply update-state to each."""
         return self.app.updater.update(self.outcomes())
@@ -141,8 +155,16 @@ class LocalHarness(Harness):
         self._seen = 0
         self.items_seen = 0
 
+    @property
+    def notifier(self) -> EventLogNotifier:
+        """The local backend's notifier (it also logs the events and published items)."""
+        notifier = self.b.notifier
+        assert isinstance(notifier, EventLogNotifier)
+        return notifier
+
     def outcomes(self) -> list[ExecutionOutcome]:
-        runner: Any = self.b.runner
+        runner = self.b.runner
+        assert isinstance(runner, InlineWorkflowRunner)
         outcomes = []
         while pending := runner.claim_pending(50):
             for item in pending:
@@ -152,7 +174,7 @@ class LocalHarness(Harness):
         return outcomes
 
     def event_types(self) -> list[str]:
-        events = self.b.notifier.events()  # type: ignore[attr-defined]
+        events = self.notifier.events()
         new, self._seen = events[self._seen :], len(events)
         return [e.event_type for e in new]
 

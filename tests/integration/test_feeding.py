@@ -13,6 +13,7 @@ import pytest
 from pydantic import Field
 
 from cirrus_feed.app import App, build_app
+from cirrus_feed.backends.base import FeedStore
 from cirrus_feed.backends.local.workflows import TaskSpec, Workflow
 from cirrus_feed.config import LocalSettings, Settings
 from cirrus_feed.errors import ConfigError, PluginError, SourceUnavailableError
@@ -30,6 +31,12 @@ from cirrus_feed.feeding.runner import FeedRunner
 from cirrus_feed.model.states import State
 from cirrus_feed.service.worker import LocalWorker, WorkTotals
 from cirrus_feed.testing import feeder_context
+
+
+def feeds_of(app: App) -> FeedStore:
+    """The app's feed-run store (the local backend always has one)."""
+    assert app.backends.feeds is not None
+    return app.backends.feeds
 
 
 class CountingConfig(FeederConfig):
@@ -127,7 +134,7 @@ def test_feed_crash_resumes_from_last_checkpoint_without_loss(tmp_path: Path) ->
     assert second.ok
     fed = queued(healed)
     assert sorted(set(fed)) == [pid(n) for n in range(10)]  # every item at least once
-    assert [r.status for r in healed.backends.feeds.list_runs("nums")] == [  # type: ignore[union-attr]
+    assert [r.status for r in feeds_of(healed).list_runs("nums")] == [
         "succeeded",
         "failed",
     ]
@@ -139,7 +146,7 @@ def test_feed_skips_payloads_already_succeeded_or_processing(tmp_path: Path) -> 
     worker = LocalWorker(app)
     worker.drain(WorkTotals())  # all six SUCCEEDED
     assert app.backends.state.get(pid(0)).state is State.SUCCEEDED
-    app.backends.feeds.clear_cursor("nums")  # type: ignore[union-attr]
+    feeds_of(app).clear_cursor("nums")
 
     again = FeedRunner(app).run("nums", app.feeders["nums"], FeedRequest())
 
@@ -153,7 +160,7 @@ def test_feed_replace_template_feeds_again(tmp_path: Path) -> None:
     FeedRunner(app).run("nums", app.feeders["nums"], FeedRequest())
     LocalWorker(app).drain(WorkTotals())
     rerun = make_app(tmp_path, count=3, process={"workflow": "wf", "replace": True})
-    rerun.backends.feeds.clear_cursor("nums")  # type: ignore[union-attr]
+    feeds_of(rerun).clear_cursor("nums")
 
     result = FeedRunner(rerun).run("nums", rerun.feeders["nums"], FeedRequest())
 
@@ -170,7 +177,7 @@ def test_feed_dry_run_writes_ndjson_and_sends_nothing(tmp_path: Path) -> None:
     assert [line["features"][0]["id"] for line in lines] == [f"item-{n:03d}" for n in range(5)]
     assert result.counts["written"] == 5
     assert queued(app) == []
-    assert app.backends.feeds.get_cursor("nums") is None  # type: ignore[union-attr]
+    assert feeds_of(app).get_cursor("nums") is None
 
 
 def test_feed_limit_caps_payloads(tmp_path: Path) -> None:
@@ -275,7 +282,7 @@ def test_feed_stop_finishes_the_current_window(
 
     assert result.run.status == "interrupted"
     assert result.counts["enqueued"] == 4  # the whole first window, not just one item
-    assert app.backends.feeds.get_cursor("nums") == {"next": 4}  # type: ignore[union-attr]
+    assert feeds_of(app).get_cursor("nums") == {"next": 4}
     rest = FeedRunner(app).run("nums", feeder, FeedRequest())
     assert rest.counts["enqueued"] == 8
     assert sorted(queued(app)) == [pid(n) for n in range(12)]  # each exactly once
@@ -317,7 +324,7 @@ def test_feed_commit_reports_exactly_the_failed_source_records(tmp_path: Path) -
     assert result.counts["enqueued"] == 3
     assert result.counts["invalid"] == 1
     assert sorted(queued(app)) == [pid(0), pid(1), pid(3)]
-    assert app.backends.feeds.get_cursor("msgs") is None  # type: ignore[union-attr]
+    assert feeds_of(app).get_cursor("msgs") is None
 
 
 class BuggyFeeder(CountingFeeder):
@@ -335,8 +342,8 @@ def test_feed_unexpected_error_still_closes_the_run_record(tmp_path: Path) -> No
     with pytest.raises(ZeroDivisionError):
         FeedRunner(app).run("nums", feeder, FeedRequest())
 
-    [run] = app.backends.feeds.list_runs("nums")  # type: ignore[union-attr]
+    [run] = feeds_of(app).list_runs("nums")
     assert run.status == "failed"
     assert run.finished is not None
     assert run.error == "ZeroDivisionError: a bug in the feeder"
-    assert app.backends.feeds.get_cursor("nums") == {"next": 4}  # type: ignore[union-attr]
+    assert feeds_of(app).get_cursor("nums") == {"next": 4}

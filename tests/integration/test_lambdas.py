@@ -33,7 +33,7 @@ def aws(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     )
 
     def client(service: str) -> Any:
-        return session.client(service, endpoint_url=moto_server)  # type: ignore[call-overload]
+        return session.client(service, endpoint_url=moto_server)  # type: ignore[call-overload]  # boto3-stubs type client() per literal service name
 
     harness = AwsHarness(client, moto_server)
     settings = harness.app.settings.aws

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pytest
 
-from cirrus_feed.backends.base import ExecutionOutcome, StateRecord
+from cirrus_feed.backends.base import ExecutionOutcome, StateRecord, StateStore
 from cirrus_feed.errors import BackendUnavailableError
 from cirrus_feed.model import layout
 from cirrus_feed.model.executions import execution_arn, execution_name, name_from_arn
 from cirrus_feed.model.states import State
 
-from .conftest import Harness, by_id, make_payload, outcomes_of, payload_id
+from .conftest import (
+    AwsHarness,
+    Harness,
+    LocalHarness,
+    by_id,
+    make_payload,
+    outcomes_of,
+    payload_id,
+)
 
 PID = payload_id()
 
@@ -99,7 +108,7 @@ def test_process_done_payload_is_skipped_unless_replace(harness: Harness, state:
     assert outcomes_of(skipped) == ["skipped"]
     assert harness.event_types() == [f"ALREADY_{state.value}"]
     assert harness.executions("test-workflow1") == before
-    assert harness.record(PID).state is state  # type: ignore[union-attr]
+    assert harness.state_of(PID) is state
 
     replaced = harness.process(make_payload(replace=True))
     assert outcomes_of(replaced) == ["started"]
@@ -139,7 +148,7 @@ def test_process_body_without_process_is_kept_as_invalid(harness: Harness) -> No
     [result] = report.results
     assert result.outcome.value == "invalid"
     assert harness.event_types() == ["NOT_A_PROCESS_PAYLOAD"]
-    kept = harness.b.store.get_json(result.url)  # type: ignore[arg-type]
+    kept = harness.kept(result)
     assert json.loads(kept["record"]["body"]) == body
     assert "process" in kept["error"]
     assert report.failed_message_ids() == []  # handled for good: not retried
@@ -151,7 +160,7 @@ def test_process_body_not_json_is_kept_as_invalid(harness: Harness) -> None:
     [result] = report.results
     assert result.outcome.value == "invalid"
     assert harness.event_types() == ["RECORD_EXTRACT_FAILED"]
-    assert harness.b.store.get_json(result.url)["record"]["body"] == "{not json"  # type: ignore[arg-type]
+    assert harness.kept(result)["record"]["body"] == "{not json"
 
 
 def test_process_two_distinct_payloads(harness: Harness) -> None:
@@ -237,15 +246,22 @@ def test_process_already_events_point_at_real_execution(harness: Harness) -> Non
 
 
 def _events(h: Harness) -> list[dict[str, Any]]:
-    if h.name == "local":
-        return [e.to_message() for e in h.b.notifier.events()]  # type: ignore[attr-defined]
-    return [json.loads(m["Message"]) for m in h.tap_messages("events")]  # type: ignore[attr-defined]
+    if isinstance(h, LocalHarness):
+        return [e.to_message() for e in h.notifier.events()]
+    assert isinstance(h, AwsHarness)
+    return [json.loads(m["Message"]) for m in h.tap_messages("events")]
 
 
 class _RaceState:
     """Wraps a state store to replay a specific race at one call."""
 
-    def __init__(self, real: Any) -> None:
+    # the calls a test replaces (set on the instance); everything else goes to ``real``
+    get_many: Callable[[Iterable[str]], dict[str, StateRecord]]
+    claim: Callable[[str, str], StateRecord]
+    set_processing: Callable[[StateRecord], StateRecord]
+    finish: Callable[..., StateRecord]
+
+    def __init__(self, real: StateStore) -> None:
         self.real = real
         self.calls: list[str] = []
 
@@ -258,7 +274,7 @@ def test_process_claim_race_lost_no_record_read(harness: Harness) -> None:
     harness.process(make_payload())
     harness.event_types()
     race = _RaceState(harness.b.state)
-    race.get_many = lambda ids: {}  # type: ignore[attr-defined]
+    race.get_many = lambda ids: {}
     harness.use_state(race)
 
     report = harness.process(make_payload())
@@ -273,9 +289,9 @@ def test_process_set_processing_race_lost(harness: Harness) -> None:
 
     def set_processing_after_rival(claimed: StateRecord) -> StateRecord:
         race.real.set_processing(claimed)  # the rival worker got there first
-        return race.real.set_processing(claimed)  # type: ignore[no-any-return]
+        return race.real.set_processing(claimed)
 
-    race.set_processing = set_processing_after_rival  # type: ignore[attr-defined]
+    race.set_processing = set_processing_after_rival
     harness.use_state(race)
 
     report = harness.process(make_payload())
@@ -290,16 +306,17 @@ def test_process_set_processing_race_against_finished_run(harness: Harness) -> N
     race = _RaceState(harness.b.state)
 
     def finished_first(claimed: StateRecord) -> StateRecord:
+        assert claimed.latest_execution is not None  # a claim names its execution
         race.real.finish(claimed, claimed.latest_execution, State.FAILED, "X: fast failure")
-        return race.real.set_processing(claimed)  # type: ignore[no-any-return]
+        return race.real.set_processing(claimed)
 
-    race.set_processing = finished_first  # type: ignore[attr-defined]
+    race.set_processing = finished_first
     harness.use_state(race)
 
     report = harness.process(make_payload())
 
     assert outcomes_of(report) == ["started"]
-    assert harness.record(PID).state is State.FAILED  # type: ignore[union-attr]
+    assert harness.state_of(PID) is State.FAILED
 
 
 def test_process_unreadable_pointer_fails_only_its_record(harness: Harness) -> None:
@@ -339,7 +356,7 @@ def test_process_claim_backend_error_fails_without_second_write(harness: Harness
         race.calls.append("finish")
         raise AssertionError("finish must not be called")
 
-    race.claim, race.finish = claim, finish  # type: ignore[attr-defined]
+    race.claim, race.finish = claim, finish
     harness.use_state(race)
 
     report = harness.process(make_payload())
@@ -380,7 +397,7 @@ def test_process_stale_batch_read_never_restarts_a_finished_attempt(harness: Har
     harness.event_types()
     before = harness.executions("test-workflow1")
     race = _RaceState(harness.b.state)
-    race.get_many = lambda ids: {PID: failed}  # type: ignore[attr-defined]
+    race.get_many = lambda ids: {PID: failed}
     harness.use_state(race)
 
     report = harness.process(make_payload())  # plans B again from the stale [A]

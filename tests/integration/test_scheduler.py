@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import pytest
 import yaml
-from apscheduler.events import EVENT_JOB_EXECUTED  # type: ignore[import-untyped]
+from apscheduler.events import EVENT_JOB_EXECUTED
 from click.testing import CliRunner
 
 from cirrus_feed.app import App, build_app
@@ -301,7 +301,7 @@ def test_service_second_stop_request_aborts_run_before_its_checkpoint(
     assert time.monotonic() - began < 1.0
     [run] = runs(app)
     assert run.status == "interrupted"
-    assert app.backends.feeds.get_cursor("t") is None  # type: ignore[union-attr]
+    assert app.backends.feeds.get_cursor("t") is None  # type: ignore[union-attr]  # local: always a feed store
 
 
 def test_service_logs_a_crashing_job_and_keeps_scheduling(

@@ -350,7 +350,9 @@ def moto_certificates(moto_endpoint: str) -> Callable[[str], bytes]:
     """
 
     def fetch(url: str) -> bytes:
-        region = urlsplit(url).hostname.split(".")[1]  # type: ignore[union-attr]
+        hostname = urlsplit(url).hostname
+        assert hostname is not None, url
+        region = hostname.split(".")[1]
         scope = f"testing/20260101/{region}/sns/aws4_request"
         auth = f"AWS4-HMAC-SHA256 Credential={scope}, SignedHeaders=host, Signature=0"
         request = urllib.request.Request(

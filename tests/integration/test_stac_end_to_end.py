@@ -266,7 +266,7 @@ def test_stac_end_to_end_kill_mid_run_then_restart_feeds_each_item_once(
     LocalWorker(app).drain(WorkTotals())
     assert executions_per_payload(app) == Counter(map(pid, IDS))  # one execution each
     assert states(app) == dict.fromkeys(map(pid, IDS), State.SUCCEEDED)
-    runs = open_app(config).backends.feeds.list_runs("s2")  # type: ignore[union-attr]
+    runs = open_app(config).backends.feeds.list_runs("s2")  # type: ignore[union-attr]  # local: always a feed store
     assert [r.status for r in runs] == ["succeeded", "running"]  # the killed one never ended
     app.close()
 
@@ -285,7 +285,7 @@ def test_stac_end_to_end_dry_run_writes_ndjson_and_queues_nothing(
     assert f"{COUNT} written" in result.stderr
     app = open_app(config)
     assert queued_ids(app) == []
-    assert app.backends.feeds.get_cursor("s2") is None  # type: ignore[union-attr]
+    assert app.backends.feeds.get_cursor("s2") is None  # type: ignore[union-attr]  # local: always a feed store
     app.close()
 
 

@@ -14,7 +14,7 @@ from cirrus_feed.model.executions import name_from_arn
 from cirrus_feed.model.states import State
 from cirrus_feed.pipeline.update_state import NO_CAUSE
 
-from .conftest import Harness, make_payload, outcomes_of, payload_id
+from .conftest import AwsHarness, Harness, LocalHarness, make_payload, outcomes_of, payload_id
 
 PID = payload_id()
 
@@ -47,11 +47,12 @@ def ending(
 
 
 def published(h: Harness) -> list[dict[str, Any]]:
-    if h.name == "local":
-        items: list[dict[str, Any]] = h.b.notifier.items()  # type: ignore[attr-defined]
-        new, h.items_seen = items[h.items_seen :], len(items)  # type: ignore[attr-defined]
+    if isinstance(h, LocalHarness):
+        items = h.notifier.items()
+        new, h.items_seen = items[h.items_seen :], len(items)
         return new
-    return [json.loads(m["Message"]) for m in h.tap_messages("publish")]  # type: ignore[attr-defined]
+    assert isinstance(h, AwsHarness)
+    return [json.loads(m["Message"]) for m in h.tap_messages("publish")]
 
 
 def test_update_state_succeeded_archives_publishes_and_records(harness: Harness) -> None:
@@ -222,7 +223,7 @@ def test_update_state_success_without_output(harness: Harness) -> None:
 
     harness.app.updater.update([ending(outcome, "SUCCEEDED", output=None)])
 
-    assert harness.record(PID).state is State.SUCCEEDED  # type: ignore[union-attr]
+    assert harness.state_of(PID) is State.SUCCEEDED
     assert published(harness) == []
 
 
@@ -237,10 +238,8 @@ def test_update_state_missing_input_details_is_kept_as_invalid(harness: Harness)
     [result] = report.results
     assert result.outcome.value == "invalid"
     assert "Input details not included" in (result.reason or "")
-    assert harness.b.store.get_json(result.url)["record"]["execution_arn"] == (  # type: ignore[arg-type]
-        outcome.execution_arn
-    )
-    assert harness.record(PID).state is State.PROCESSING  # type: ignore[union-attr]
+    assert harness.kept(result)["record"]["execution_arn"] == (outcome.execution_arn)
+    assert harness.state_of(PID) is State.PROCESSING
 
 
 def test_update_state_real_executions_end_to_end(harness: Harness) -> None:

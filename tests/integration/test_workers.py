@@ -8,20 +8,27 @@ import sqlite3
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import pytest
 
 from cirrus_feed.app import App, LocalPaths, build_app
-from cirrus_feed.backends.base import StateQuery, StateRecord
+from cirrus_feed.backends.base import StateQuery, StateRecord, StateStore
 from cirrus_feed.backends.local.inline_runner import InlineWorkflowRunner
 from cirrus_feed.config import LocalSettings, ProcessSettings, Settings, load_settings
 from cirrus_feed.model.envelopes import normalize
 from cirrus_feed.model.executions import execution_arn, execution_name
-from cirrus_feed.model.reports import Outcome, StageReport
+from cirrus_feed.model.reports import Outcome, RecordResult, StageReport
 from cirrus_feed.model.states import State
-from cirrus_feed.service.worker import LocalWorker, WorkTotals, as_sqs_event, run_workers
+from cirrus_feed.service.worker import (
+    LocalWorker,
+    StageTally,
+    WorkTotals,
+    as_sqs_event,
+    run_workers,
+)
 
 from .conftest import WORKFLOWS, LocalHarness, make_payload, outcomes_of, payload_id
 
@@ -72,14 +79,21 @@ def assert_each_ran_once(app: App, root: Path, ids: list[str]) -> None:
     assert (depth.visible, depth.in_flight, depth.dead) == (0, 0, 0)
 
 
-def assert_started_once_each(report: StageReport, ids: list[str]) -> None:
+def kept(tally: StageTally) -> list[RecordResult]:
+    """The per-record results of a tally made with ``keep_results=True``."""
+    assert tally.results is not None
+    return tally.results
+
+
+def assert_started_once_each(report: StageReport | StageTally, ids: list[str]) -> None:
     """Every copy of every payload has one outcome, and each payload was started once
     (the executions table, checked by `assert_each_ran_once`, agrees)."""
     counts = report.counts
+    results = report.results if isinstance(report, StageReport) else kept(report)
     assert set(counts) <= {"started", "skipped", "duplicate"}
     assert sum(counts.values()) == COPIES * len(ids)
-    assert Counter(r.payload_id for r in report.results) == dict.fromkeys(ids, COPIES)
-    started = [r.payload_id for r in report.results if r.outcome is Outcome.STARTED]
+    assert Counter(r.payload_id for r in results) == dict.fromkeys(ids, COPIES)
+    started = [str(r.payload_id) for r in results if r.outcome is Outcome.STARTED]
     assert sorted(started) == sorted(ids)
 
 
@@ -100,7 +114,14 @@ def test_run_workers_four_threads_start_each_payload_once(tmp_path: Path) -> Non
         app.close()
 
 
-def drain_in_process(config: Path) -> dict[str, Any]:
+class Drained(TypedDict):
+    """What `drain_in_process` sends back to the test (pickled)."""
+
+    process: StageTally
+    update: Counter[str]
+
+
+def drain_in_process(config: Path) -> Drained:
     """A spawned worker process: its own app from the shared config, drained once."""
     app = build_app(load_settings(config, env={}))
     try:
@@ -131,7 +152,7 @@ def test_local_worker_four_processes_start_each_payload_once(tmp_path: Path) -> 
         assert_each_ran_once(app, root, ids)
         process = StageReport()
         for result in results:
-            process.extend(result["process"])
+            process.results.extend(kept(result["process"]))
         assert_started_once_each(process, ids)
         assert sum((Counter(r["update"]) for r in results), Counter()) == {"updated": 200}
     finally:
@@ -165,7 +186,7 @@ def test_local_worker_reruns_an_abandoned_execution_after_its_lease(tmp_path: Pa
         # Then nothing ran during the lease; afterwards both ran again and ended once.
         assert during.process.results == []
         assert during.update.results == []
-        assert Counter(r.outcome.value for r in after.update.results) == {
+        assert Counter(r.outcome.value for r in kept(after.update)) == {
             "updated": 1,  # crash-1: its outcome is recorded now
             "duplicate": 1,  # crash-2: the state DB already had it
         }
@@ -225,11 +246,11 @@ class StaleReads:
     """A state store whose batch read returns given snapshots: the view a worker had when
     another worker overtook it (everything else goes to the real store)."""
 
-    def __init__(self, store: Any, snapshots: dict[str, StateRecord]) -> None:
+    def __init__(self, store: StateStore, snapshots: dict[str, StateRecord]) -> None:
         self._store = store
         self._snapshots = snapshots
 
-    def get_many(self, payload_ids: Any) -> dict[str, StateRecord]:
+    def get_many(self, payload_ids: Iterable[str]) -> dict[str, StateRecord]:
         return {i: self._snapshots[i] for i in payload_ids if i in self._snapshots}
 
     def __getattr__(self, name: str) -> Any:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from pystac_client import Client
 
-from servers.pgstac import PgstacServerError, run_pgstac
+from .pgstac import PgstacServerError, run_pgstac
 
 COLLECTION = "pgstac-server-test"
 START = datetime(2024, 1, 1, 10, tzinfo=UTC)
