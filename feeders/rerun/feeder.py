@@ -33,7 +33,6 @@ from typing import Any, ClassVar
 from pydantic import Field, PositiveInt, field_validator
 
 from cirrus_feed.backends.base import StatePage, StateQuery, StateRecord
-from cirrus_feed.cli.inputs import parse_since
 from cirrus_feed.errors import (
     BackendError,
     FeederError,
@@ -57,6 +56,7 @@ from cirrus_feed.model import layout
 from cirrus_feed.model.executions import name_from_arn
 from cirrus_feed.model.payload import ProcessDefinition, ProcessPayload
 from cirrus_feed.model.states import State
+from cirrus_feed.support.durations import parse_duration
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class RerunConfig(FeederConfig):
     process: list[ProcessDefinition | list[ProcessDefinition]] = Field(default_factory=list)
     collections_workflow: str = Field(min_length=1)
     state: State | None = State.FAILED  # None: any state
-    since: str | None = None  # "7d", "24h", "30m": records changed that recently
+    since: str | None = None  # a duration ("7d", "24h", "1h30m"): records changed that recently
     error_prefix: str | None = None
     limit: PositiveInt | None = None  # records per run (payloads and rejections)
     process_override: dict[str, Any] | None = None  # deep-merged into process[0]
@@ -81,7 +81,7 @@ class RerunConfig(FeederConfig):
     @classmethod
     def _since(cls, value: str | None) -> str | None:
         if value is not None:
-            parse_since(value)  # raises ValueError with the accepted forms
+            parse_duration(value)  # raises ValueError with the accepted forms
         return value
 
     @field_validator("state", mode="before")
@@ -141,7 +141,7 @@ class RerunFeeder(Feeder):
         """
         config = self.settings
         if config.since is not None:
-            start = as_of - parse_since(config.since)
+            start = as_of - parse_duration(config.since)
             lower = max(lower, start) if lower else start
         since = None
         if lower is not None:
