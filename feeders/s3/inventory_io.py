@@ -22,6 +22,7 @@ from typing import IO, Any, cast
 from botocore.exceptions import BotoCoreError, ClientError
 
 from cirrus_feed.errors import FeederError, InvalidSourceDataError, SourceUnavailableError
+from cirrus_feed.support.s3uri import parse_s3_uri
 from feeders.s3.inventory_formats import DataFile, Manifest, checksum_ok, parse_manifest
 
 log = logging.getLogger(__name__)
@@ -30,14 +31,6 @@ REPORT_FOLDER = re.compile(r"/(\d{4}-\d{2}-\d{2}T\d{2}-\d{2}Z)/$")
 CHUNK_BYTES = 1 << 20
 _MISSING = frozenset({"NoSuchKey", "404", "NotFound", "NoSuchBucket"})
 _RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
-
-
-def split_url(url: str) -> tuple[str, str]:
-    """``s3://bucket/key`` → ``(bucket, key)``."""
-    if not url.startswith("s3://") or "/" not in url[5:]:
-        raise ValueError(f"{url!r} is not an s3://bucket/key URL")
-    bucket, key = url[5:].split("/", 1)
-    return bucket, key
 
 
 def translate(exc: ClientError | BotoCoreError, what: str) -> FeederError:
@@ -125,9 +118,9 @@ class InventoryBucket:
 
     def reports(self, destination: str) -> Iterator[Manifest]:
         """Complete reports under ``s3://bucket/prefix/`` (a destination), newest first."""
-        bucket, prefix = split_url(destination.rstrip("/") + "/")
-        for folder in self.report_folders(bucket, prefix):
-            found = self.manifest(bucket, folder + "manifest.json", require_checksum=True)
+        where = parse_s3_uri(destination.rstrip("/") + "/", prefix=True)
+        for folder in self.report_folders(where.bucket, where.key):
+            found = self.manifest(where.bucket, folder + "manifest.json", require_checksum=True)
             if found is not None:
                 yield found
 
