@@ -37,7 +37,7 @@ from typing import Any, ClassVar
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import Field, model_validator
 
-from cirrus_feed.backends.aws.clients import make_client, translate
+from cirrus_feed.backends.aws.clients import make_client
 from cirrus_feed.errors import ConfigError, FeederError, SourceUnavailableError
 from cirrus_feed.feeding.contract import (
     Checkpoint,
@@ -47,6 +47,7 @@ from cirrus_feed.feeding.contract import (
     FeedRequest,
     SourceRejection,
 )
+from cirrus_feed.support.aws_errors import translate
 from feeders.s3.objects import (
     ItemBuilder,
     ItemTemplate,
@@ -243,9 +244,10 @@ class S3ListingFeeder(Feeder):
             try:
                 page: dict[str, Any] = self.client().list_objects_v2(**params)
             except (ClientError, BotoCoreError) as exc:
-                error = translate(exc, f"s3-listing '{self.instance}': list s3://{config.bucket}/")
-                kind = SourceUnavailableError if error.retryable else FeederError
-                raise kind(str(error)) from exc
+                what = f"s3-listing '{self.instance}': list s3://{config.bucket}/"
+                raise translate(
+                    exc, what, retryable=SourceUnavailableError, permanent=FeederError
+                ) from exc
             yield page
             token = page.get("NextContinuationToken")
             if not page.get("IsTruncated") or not token:

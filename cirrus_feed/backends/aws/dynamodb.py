@@ -15,7 +15,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from cirrus_feed.backends.aws.clients import backoff, call, chunks, error_code, translate
+from cirrus_feed.backends.aws.clients import backoff, call, error_code, translate
 from cirrus_feed.backends.base import StatePage, StateQuery, StateRecord
 from cirrus_feed.errors import (
     BackendError,
@@ -33,6 +33,7 @@ from cirrus_feed.model.states import (
     State,
     state_from_state_updated,
 )
+from cirrus_feed.support.batching import chunks
 
 _INDEXES = ("state_updated", "updated")
 _BATCH_GET_KEYS = 100

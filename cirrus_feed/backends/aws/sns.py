@@ -12,11 +12,12 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from cirrus_feed.backends.aws.clients import BATCH_ATTEMPTS, backoff, call, sized_chunks
+from cirrus_feed.backends.aws.clients import BATCH_ATTEMPTS, backoff, call
 from cirrus_feed.backends.base import WorkflowEvent
 from cirrus_feed.errors import BackendError
 from cirrus_feed.model.item_attributes import item_attributes
 from cirrus_feed.model.payload import parse_payload_id
+from cirrus_feed.support.batching import sized_chunks
 
 _MAX_BATCH_ENTRIES = 10
 _MAX_BATCH_BYTES = 262_144

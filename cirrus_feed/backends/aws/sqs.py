@@ -12,14 +12,13 @@ from cirrus_feed.backends.aws.clients import (
     BATCH_ATTEMPTS,
     backoff,
     call,
-    chunks,
     error_code,
-    sized_chunks,
     translate,
 )
 from cirrus_feed.backends.base import QueueDepth, QueueMessage, SendResult
 from cirrus_feed.errors import BackendUnavailableError
 from cirrus_feed.model.payload import MAX_MESSAGE_BYTES
+from cirrus_feed.support.batching import chunks, sized_chunks
 
 _MAX_BATCH_ENTRIES = 10
 _MAX_WAIT_SECONDS = 20
