@@ -4,12 +4,12 @@
 injection. `translate` turns botocore's errors into the `cirrus_feed.errors` tree with the
 one classification of `cirrus_feed.support.aws_errors`: anything worth retrying
 (throttling, 5xx, timeouts, connection failures) becomes `BackendUnavailableError`, the
-rest `BackendError`.
+rest `BackendError`. Batching lives in `cirrus_feed.support.batching`, per-entry retries
+in `cirrus_feed.support.retry`.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import boto3
@@ -20,7 +20,7 @@ from cirrus_feed.errors import BackendError, BackendUnavailableError
 from cirrus_feed.support import aws_errors
 from cirrus_feed.support.aws_errors import error_code
 
-__all__ = ["BATCH_ATTEMPTS", "backoff", "call", "error_code", "make_client", "translate"]
+__all__ = ["BATCH_ATTEMPTS", "call", "error_code", "make_client", "retryable_ids", "translate"]
 
 _CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 5},
@@ -29,9 +29,8 @@ _CONFIG = Config(
     user_agent_extra="cirrus-feed",
 )
 
-# Per-entry batch failures (SQS/SNS) and DynamoDB UnprocessedKeys are retried by the adapters.
+# Per-entry batch failures (SQS/SNS) are retried by the adapters (`support.retry`).
 BATCH_ATTEMPTS = 4
-_BACKOFF_BASE_SECONDS = 0.05
 
 
 def make_client(
@@ -69,6 +68,7 @@ def call(client: Any, operation: str, what: str, **kwargs: Any) -> dict[str, Any
     return response
 
 
-def backoff(attempt: int) -> None:
-    """Sleep before retry number ``attempt`` (1-based): 50 ms, 100 ms, 200 ms, ..."""
-    time.sleep(_BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
+def retryable_ids(response: dict[str, Any]) -> list[int]:
+    """The ``Id``s (entry indexes) in a SQS/SNS ``*Batch`` response's ``Failed`` list that
+    failed through no fault of the sender: worth sending again."""
+    return [int(f["Id"]) for f in response.get("Failed", []) if not f.get("SenderFault", False)]
