@@ -10,7 +10,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from cirrus_feed.support.durations import Duration
+from cirrus_feed.support.durations import Duration, IntSeconds
 
 _DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")  # crontab order: 0 (and 7) = Sunday
 
@@ -23,9 +23,11 @@ class Schedule(BaseModel):
     cron: str | None = None
     interval: Duration | None = None  # "90s", "15m", "1h30m" (not a bare number)
     timezone: str = "UTC"
-    jitter: int | None = Field(None, ge=0)  # seconds of random delay, spreads feeders out
+    jitter: IntSeconds | None = Field(
+        None, ge=0
+    )  # seconds ("5m") of random delay, spreads feeders out
     # None = run however late; the default lets a machine that slept catch up once.
-    misfire_grace_time: int | None = Field(3600, gt=0)
+    misfire_grace_time: IntSeconds | None = Field(3600, gt=0)  # seconds, or "1h"
 
     @field_validator("interval")
     @classmethod

@@ -7,7 +7,9 @@ knows none, and ``7d`` says the same.
 
 For pydantic fields: `Duration` takes a `timedelta` or a grammar string; `LenientDuration`
 also takes what pydantic reads as a timedelta itself (a number of seconds, ISO 8601
-``PT2H``), for fields that accepted those before the grammar was shared.
+``PT2H``), for fields that accepted those before the grammar was shared. `IntSeconds` and
+`FloatSeconds` are for ``*_seconds`` settings: a number of seconds as before, or a grammar
+string (``seen_ttl_seconds: 7d``).
 """
 
 from __future__ import annotations
@@ -62,3 +64,15 @@ def _lenient(value: Any) -> Any:
 
 Duration = Annotated[timedelta, BeforeValidator(_strict)]
 LenientDuration = Annotated[timedelta, BeforeValidator(_lenient)]
+
+
+def _seconds(value: Any) -> Any:
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, str) and _PART.match(value):
+        return parse_duration(value).total_seconds()
+    return value  # a number (or numeric string): pydantic checks it
+
+
+IntSeconds = Annotated[int, BeforeValidator(_seconds)]
+FloatSeconds = Annotated[float, BeforeValidator(_seconds)]

@@ -48,6 +48,7 @@ from cirrus_feed.feeding.contract import (
     SourceRejection,
 )
 from cirrus_feed.support.aws_errors import translate
+from cirrus_feed.support.durations import FloatSeconds
 from feeders.s3.objects import (
     ItemBuilder,
     ItemTemplate,
@@ -70,7 +71,7 @@ class S3ListingConfig(FeederConfig):
     concurrency: int = Field(4, ge=1, le=64)
     requester_pays: bool = False
     modified_since: datetime | None = None  # set: incremental, watermarks kept per shard
-    clock_skew_seconds: float = Field(300, ge=0)
+    clock_skew_seconds: FloatSeconds = Field(300, ge=0)  # or "5m"
     filter: ObjectFilter = Field(default_factory=ObjectFilter)
     item: ItemTemplate
     page_size: int = Field(1000, ge=1, le=1000)

@@ -7,7 +7,13 @@ from datetime import timedelta
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from cirrus_feed.support.durations import Duration, LenientDuration, parse_duration
+from cirrus_feed.support.durations import (
+    Duration,
+    FloatSeconds,
+    IntSeconds,
+    LenientDuration,
+    parse_duration,
+)
 
 
 @pytest.mark.parametrize(
@@ -62,3 +68,25 @@ def test_lenient_duration_also_takes_seconds_and_iso(value: object, expected: ti
 def test_lenient_duration_rejects_a_near_miss_with_the_grammar_message() -> None:
     with pytest.raises(ValidationError, match="is not a duration like"):
         Lenient.model_validate({"value": "15 minutes"})
+
+
+class Settings(BaseModel):
+    ttl_seconds: IntSeconds
+    skew_seconds: FloatSeconds = 0.0
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), [(300, 300), ("300", 300), ("5m", 300), ("1d", 86_400)]
+)
+def test_seconds_types_take_numbers_or_durations(raw: object, expected: int) -> None:
+    settings = Settings.model_validate({"ttl_seconds": raw, "skew_seconds": raw})
+
+    assert settings.ttl_seconds == expected
+    assert settings.skew_seconds == float(expected)
+
+
+def test_int_seconds_refuses_a_fraction_and_a_near_miss() -> None:
+    with pytest.raises(ValidationError, match="fractional part"):
+        Settings.model_validate({"ttl_seconds": "1.5s"})
+    with pytest.raises(ValidationError, match="is not a duration like"):
+        Settings.model_validate({"ttl_seconds": "5 minutes"})
