@@ -23,9 +23,8 @@ class Schedule(BaseModel):
     cron: str | None = None
     interval: Duration | None = None  # "90s", "15m", "1h30m" (not a bare number)
     timezone: str = "UTC"
-    jitter: IntSeconds | None = Field(
-        None, ge=0
-    )  # seconds ("5m") of random delay, spreads feeders out
+    # Random delay in seconds (or "5m"), spreads feeders out.
+    jitter: IntSeconds | None = Field(None, ge=0)
     # None = run however late; the default lets a machine that slept catch up once.
     misfire_grace_time: IntSeconds | None = Field(3600, gt=0)  # seconds, or "1h"
 

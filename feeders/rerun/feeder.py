@@ -81,7 +81,8 @@ class RerunConfig(FeederConfig):
     @classmethod
     def _since(cls, value: str | None) -> str | None:
         if value is not None:
-            parse_duration(value)  # raises ValueError with the accepted forms
+            # Kept as the text: it is part of the resume `selection`. Raises naming the forms.
+            parse_duration(value)
         return value
 
     @field_validator("state", mode="before")

@@ -263,10 +263,10 @@ class DynamoDbStateStore:
                 RequestItems={self.table: {"Keys": list(pending), "ConsistentRead": True}},
             )
             items.extend(response.get("Responses", {}).get(self.table, []))
-            left: list[Item] = (
+            unprocessed: list[Item] = (
                 response.get("UnprocessedKeys", {}).get(self.table, {}).get("Keys", [])
             )
-            return left
+            return unprocessed
 
         if left := retry_entries(keys, send, attempts=_UNPROCESSED_ATTEMPTS):
             raise BackendUnavailableError(
