@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from cirrus_feed.backends.local.workflows import Workflow
 from cirrus_feed.errors import ConfigError
+from cirrus_feed.support.durations import IntSeconds
 
 DEFAULT_CONFIG = Path("config/local.yaml")
 
@@ -44,7 +45,7 @@ class LocalSettings(_Strict):
     root: Path = Path("var/cirrus-feed")
     visibility_timeout: int = Field(180, gt=0)
     max_receives: int = Field(5, gt=0)
-    lease_seconds: int = Field(300, gt=0)
+    lease_seconds: IntSeconds = Field(300, gt=0)  # or "5m"
 
 
 class AwsSettings(_Strict):

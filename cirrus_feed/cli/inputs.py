@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import IO, Any
 
 
@@ -36,14 +34,3 @@ def read_documents(stream: IO[str], name: str) -> Iterator[Document]:
             yield Document(number, json.loads(line))
         except json.JSONDecodeError as exc:
             yield Document(number, error=f"{name}:{number}: not JSON ({exc.msg})", text=line)
-
-
-_SINCE_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
-
-
-def parse_since(value: str) -> timedelta:
-    """Cirrus's ``since`` format: ``<n>d``, ``<n>h`` or ``<n>m`` (e.g. ``7d``, ``30m``)."""
-    match = re.fullmatch(r"(\d+)([dhm])", value.strip())
-    if match is None:
-        raise ValueError(f"since {value!r} must look like 7d, 24h or 30m")
-    return timedelta(**{_SINCE_UNITS[match[2]]: int(match[1])})

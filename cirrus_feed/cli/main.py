@@ -17,7 +17,7 @@ import click
 
 from cirrus_feed.app import App, build_app
 from cirrus_feed.backends.base import StateQuery
-from cirrus_feed.cli.inputs import parse_since, read_documents
+from cirrus_feed.cli.inputs import read_documents
 from cirrus_feed.cli.logs import setup_logging
 from cirrus_feed.cli.views import record_view
 from cirrus_feed.config import Settings, load_settings
@@ -27,6 +27,7 @@ from cirrus_feed.model.payload import ProcessPayload
 from cirrus_feed.model.reports import StageReport
 from cirrus_feed.model.states import State
 from cirrus_feed.pipeline.enqueue import Unreadable
+from cirrus_feed.support.durations import parse_duration
 
 
 class Context:
@@ -260,7 +261,7 @@ def _query_options(f: Any) -> Any:
         [
             click.option("--collections-workflow", "-c", help="e.g. sentinel-2-l2a_cog-archive"),
             click.option("--state", "state", type=_STATES),
-            click.option("--since", help="Only records changed in the last 7d / 24h / 30m."),
+            click.option("--since", help="Only records changed in the last 7d / 24h / 1h30m."),
             click.option("--error-prefix", help="Only records whose last_error starts with this."),
         ]
     ):
@@ -272,7 +273,7 @@ def _query(
     collections_workflow: str | None, state: str | None, since: str | None, error_prefix: str | None
 ) -> StateQuery:
     try:
-        delta = parse_since(since) if since else None
+        delta = parse_duration(since) if since else None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--since") from exc
     return StateQuery(

@@ -45,7 +45,7 @@ def _override(value: str | None) -> dict[str, Any] | None:
 @cli.command()
 @click.option("--collections-workflow", "-c", required=True, help="e.g. sentinel-2-l2a_cog")
 @click.option("--state", default="FAILED", show_default=True, type=_STATES, help="ANY = all.")
-@click.option("--since", help="Only records changed in the last 7d / 24h / 30m.")
+@click.option("--since", help="Only records changed in the last 7d / 24h / 1h30m.")
 @click.option("--error-prefix", help="Only records whose last_error starts with this.")
 @click.option("--limit", type=click.IntRange(min=1), help="Rerun at most this many.")
 @click.option("--process-override", help="JSON object deep-merged into process[0].")

@@ -30,13 +30,12 @@ from cirrus_feed.feeding.contract import (
 from cirrus_feed.feeding.pacing import InFlight, QueueDepthGate, TokenBucket
 from cirrus_feed.model.payload import ProcessPayload
 from cirrus_feed.model.reports import Outcome
-from cirrus_feed.model.states import State
+from cirrus_feed.model.states import SKIP_UNLESS_REPLACE
 from cirrus_feed.pipeline.enqueue import Enqueueable, Enqueuer, Unreadable
 
 log = logging.getLogger(__name__)
 
 COUNTS = ("seen", "filtered", "enqueued", "duplicate", "invalid", "failed")
-SKIP_AS_DUPLICATE = frozenset({State.SUCCEEDED, State.PROCESSING})
 
 
 @dataclass
@@ -230,7 +229,7 @@ class _Batch:
             self.runner.progress(dict(counts))
 
     def _dedupe(self, items: list[_Pending]) -> list[_Pending]:
-        """Drop payloads already SUCCEEDED or PROCESSING (unless they ask for ``replace``)."""
+        """Drop payloads already done (`SKIP_UNLESS_REPLACE`) unless they ask for ``replace``."""
         parsed: list[_Pending] = []
         for tag, item in items:
             if isinstance(item, Unreadable | ProcessPayload):
@@ -245,7 +244,7 @@ class _Batch:
         fresh: list[_Pending] = []
         for tag, item in parsed:
             record = records.get(item.id) if isinstance(item, ProcessPayload) else None
-            if record is not None and record.state in SKIP_AS_DUPLICATE:
+            if record is not None and record.state in SKIP_UNLESS_REPLACE:
                 self.result.counts["duplicate"] += 1
             else:
                 fresh.append((tag, item))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -11,7 +10,8 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-_DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+from cirrus_feed.support.durations import Duration, IntSeconds
+
 _DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")  # crontab order: 0 (and 7) = Sunday
 
 
@@ -21,25 +21,19 @@ class Schedule(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     cron: str | None = None
-    interval: timedelta | None = None
+    interval: Duration | None = None  # "90s", "15m", "1h30m" (not a bare number)
     timezone: str = "UTC"
-    jitter: int | None = Field(None, ge=0)  # seconds of random delay, spreads feeders out
+    # Random delay in seconds (or "5m"), spreads feeders out.
+    jitter: IntSeconds | None = Field(None, ge=0)
     # None = run however late; the default lets a machine that slept catch up once.
-    misfire_grace_time: int | None = Field(3600, gt=0)
+    misfire_grace_time: IntSeconds | None = Field(3600, gt=0)  # seconds, or "1h"
 
-    @field_validator("interval", mode="before")
+    @field_validator("interval")
     @classmethod
-    def _duration(cls, value: Any) -> Any:
-        if value is None or isinstance(value, timedelta):
-            return value
-        match = _DURATION.fullmatch(value.strip()) if isinstance(value, str) else None
-        if match is None or not any(match.groups()):
-            raise ValueError(f"{value!r} is not a duration like '90s', '15m' or '1h30m'")
-        days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
-        interval = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
-        if not interval:
+    def _positive(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and not value:
             raise ValueError("must be longer than 0s")
-        return interval
+        return value
 
     @field_validator("timezone")
     @classmethod

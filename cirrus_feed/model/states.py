@@ -46,6 +46,15 @@ TRANSITIONS: Mapping[State | None, frozenset[State]] = {
 # States from which a claim is refused: the complement of the table's CLAIMED sources.
 UNCLAIMABLE: frozenset[State] = frozenset(s for s in State if State.CLAIMED not in TRANSITIONS[s])
 
+SKIP_UNLESS_REPLACE: frozenset[State] = frozenset(
+    {State.PROCESSING, State.SUCCEEDED, State.INVALID}
+)
+"""States that count as "already done": a new enqueue (feeder dedupe) or claim (process)
+skips a payload in one of them unless it asks for ``replace`` (Cirrus spec §3.4: running,
+succeeded, or rejected as invalid input, which would only fail again). FAILED and ABORTED
+are retried; CLAIMED resumes its execution. The store itself allows re-claiming SUCCEEDED
+and INVALID (see `TRANSITIONS`): skipping is this policy, not the table."""
+
 
 def parse_state(value: str) -> State:
     """Read a state name, mapping legacy names (``COMPLETED`` → ``SUCCEEDED``)."""

@@ -35,13 +35,11 @@ from cirrus_feed.model.envelopes import Envelope
 from cirrus_feed.model.executions import execution_arn, execution_name
 from cirrus_feed.model.payload import ProcessPayload, fits_inline
 from cirrus_feed.model.reports import Outcome, RecordResult, StageReport
-from cirrus_feed.model.states import UNCLAIMABLE, State
+from cirrus_feed.model.states import SKIP_UNLESS_REPLACE, UNCLAIMABLE, State
 from cirrus_feed.pipeline.announcer import Announcer
 from cirrus_feed.pipeline.invalid import record_invalid
 
 log = logging.getLogger(__name__)
-
-SKIP_UNLESS_REPLACE = frozenset({State.PROCESSING, State.SUCCEEDED, State.INVALID})
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,2 +1,3 @@
 """Mechanisms every layer shares, one copy each: the clock, durations, S3 URIs, retries,
-entry-point registries. Imports nothing else of cirrus_feed but `errors`."""
+batching, entry-point registries and the classification of AWS errors. Imports nothing else
+of cirrus_feed but `errors` (`aws_errors` is the one module here that imports botocore)."""

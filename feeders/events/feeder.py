@@ -46,6 +46,7 @@ from cirrus_feed.feeding.contract import (
     Tagged,
 )
 from cirrus_feed.model.envelopes import Envelope, NotifiedObject, normalize
+from cirrus_feed.support.durations import IntSeconds
 from feeders.events.filter import MessageFilter
 from feeders.events.mappers import (
     Mapped,
@@ -93,7 +94,7 @@ class EventsConfig(FeederConfig):
     options: dict[str, Any] = Field(default_factory=dict)  # the options of ``mapper``
     mappers: list[MapperRule] = Field(default_factory=list)
     filter: str | None = None
-    seen_ttl_seconds: int = Field(DEFAULT_SEEN_TTL, ge=1)
+    seen_ttl_seconds: IntSeconds = Field(DEFAULT_SEEN_TTL, ge=1)  # or "24h", "7d"
 
     @model_validator(mode="after")
     def _mappers_load(self) -> EventsConfig:

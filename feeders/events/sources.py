@@ -33,8 +33,9 @@ from typing import IO, Any, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
-from cirrus_feed.backends.aws.clients import chunks, translate
 from cirrus_feed.errors import SourceUnavailableError
+from cirrus_feed.support.aws_errors import translate
+from cirrus_feed.support.batching import chunks
 
 log = logging.getLogger(__name__)
 
@@ -282,7 +283,10 @@ class SqsMessageSource:
                 QueueUrl=self.settings.queue_url, **kwargs
             )
         except (ClientError, BotoCoreError) as exc:
-            raise SourceUnavailableError(str(translate(exc, what))) from exc
+            # Any failure counts as unavailable: the poller logs it, the messages reappear.
+            raise translate(
+                exc, what, retryable=SourceUnavailableError, permanent=SourceUnavailableError
+            ) from exc
         return response
 
     def _batch_call(self, operation: str, entries: list[dict[str, Any]]) -> None:

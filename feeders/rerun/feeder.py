@@ -33,7 +33,6 @@ from typing import Any, ClassVar
 from pydantic import Field, PositiveInt, field_validator
 
 from cirrus_feed.backends.base import StatePage, StateQuery, StateRecord
-from cirrus_feed.cli.inputs import parse_since
 from cirrus_feed.errors import (
     BackendError,
     InvalidRecordError,
@@ -55,6 +54,7 @@ from cirrus_feed.model import layout
 from cirrus_feed.model.executions import name_from_arn
 from cirrus_feed.model.payload import ProcessDefinition, ProcessPayload
 from cirrus_feed.model.states import State
+from cirrus_feed.support.durations import parse_duration
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class RerunConfig(FeederConfig):
     process: list[ProcessDefinition | list[ProcessDefinition]] = Field(default_factory=list)
     collections_workflow: str = Field(min_length=1)
     state: State | None = State.FAILED  # None: any state
-    since: str | None = None  # "7d", "24h", "30m": records changed that recently
+    since: str | None = None  # a duration ("7d", "24h", "1h30m"): records changed that recently
     error_prefix: str | None = None
     limit: PositiveInt | None = None  # records per run (payloads and rejections)
     process_override: dict[str, Any] | None = None  # deep-merged into process[0]
@@ -79,7 +79,8 @@ class RerunConfig(FeederConfig):
     @classmethod
     def _since(cls, value: str | None) -> str | None:
         if value is not None:
-            parse_since(value)  # raises ValueError with the accepted forms
+            # Kept as the text: it is part of the resume `selection`. Raises naming the forms.
+            parse_duration(value)
         return value
 
     @field_validator("state", mode="before")
@@ -117,7 +118,7 @@ class RerunFeeder(Feeder[RerunConfig]):
         """
         config = self.config
         if config.since is not None:
-            start = as_of - parse_since(config.since)
+            start = as_of - parse_duration(config.since)
             lower = max(lower, start) if lower else start
         since = None
         if lower is not None:

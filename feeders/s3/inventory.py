@@ -46,13 +46,13 @@ from cirrus_feed.feeding.contract import (
     FeedRequest,
     SourceRejection,
 )
+from cirrus_feed.support.s3uri import parse_s3_uri
 from feeders.s3.inventory_diff import KeyIndex
 from feeders.s3.inventory_formats import DataFile, Manifest, read_batches
 from feeders.s3.inventory_io import (
     ChecksumMismatchError,
     InventoryBucket,
     open_data,
-    split_url,
     verify,
 )
 from feeders.s3.inventory_pool import Chunk, ReaderPool
@@ -92,9 +92,9 @@ class S3InventoryConfig(FeederConfig):
             raise ValueError("set exactly one of 'manifest' and 'destination'")
         for name in ("manifest", "destination"):
             if (url := getattr(self, name)) is not None:
-                split_url(url if name == "manifest" else url.rstrip("/") + "/x")
+                parse_s3_uri(url, prefix=name == "destination")
         if self.since_manifest not in (None, "previous"):
-            split_url(self.since_manifest)
+            parse_s3_uri(self.since_manifest)
         if self.since_manifest is not None and self.item.group_by is not None:
             raise ValueError("since_manifest with item.group_by is not supported")
         if self.checkpoint_items is not None and self.checkpoint_items >= self.flush_size():
@@ -193,8 +193,8 @@ class S3InventoryFeeder(Feeder[S3InventoryConfig]):
         return plan
 
     def _load(self, source: InventoryBucket, url: str) -> Manifest:
-        bucket, key = split_url(url)
-        found = source.manifest(bucket, key, require_checksum=False)
+        where = parse_s3_uri(url)
+        found = source.manifest(where.bucket, where.key, require_checksum=False)
         assert found is not None  # require_checksum=False raises instead of returning None
         return found
 

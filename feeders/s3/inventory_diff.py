@@ -14,11 +14,12 @@ from __future__ import annotations
 import sqlite3
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from cirrus_feed.support.batching import chunks
 
 QUERY_KEYS = 500  # bound parameters per query (SQLite's default limit is far higher)
 CACHE_KIB = 16 * 1024  # page cache per connection
@@ -73,7 +74,7 @@ class KeyIndex:
         etags, modified = _versions(batch)
         old: dict[str, tuple[str | None, int | None]] = {}
         db = self._db()
-        for chunk in _chunks(keys, QUERY_KEYS):
+        for chunk in chunks(keys, QUERY_KEYS):
             marks = ",".join("?" * len(chunk))
             query = f"SELECT key, etag, modified FROM old WHERE key IN ({marks})"  # noqa: S608
             old.update((k, (e, m)) for k, e, m in db.execute(query, chunk))
@@ -106,8 +107,3 @@ def _versions(batch: pa.RecordBatch) -> tuple[list[str | None], list[int | None]
     else:
         modified = [None] * rows
     return [e.strip('"') if e else e for e in etags], modified
-
-
-def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

@@ -22,6 +22,8 @@ from typing import IO, Any, cast
 from botocore.exceptions import BotoCoreError, ClientError
 
 from cirrus_feed.errors import FeederError, InvalidSourceDataError, SourceUnavailableError
+from cirrus_feed.support import aws_errors
+from cirrus_feed.support.s3uri import parse_s3_uri
 from feeders.s3.inventory_formats import DataFile, Manifest, checksum_ok, parse_manifest
 
 log = logging.getLogger(__name__)
@@ -29,30 +31,18 @@ log = logging.getLogger(__name__)
 REPORT_FOLDER = re.compile(r"/(\d{4}-\d{2}-\d{2}T\d{2}-\d{2}Z)/$")
 CHUNK_BYTES = 1 << 20
 _MISSING = frozenset({"NoSuchKey", "404", "NotFound", "NoSuchBucket"})
-_RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
-
-
-def split_url(url: str) -> tuple[str, str]:
-    """``s3://bucket/key`` → ``(bucket, key)``."""
-    if not url.startswith("s3://") or "/" not in url[5:]:
-        raise ValueError(f"{url!r} is not an s3://bucket/key URL")
-    bucket, key = url[5:].split("/", 1)
-    return bucket, key
 
 
 def translate(exc: ClientError | BotoCoreError, what: str) -> FeederError:
-    """A feeder error for a failed S3 call; retryable failures become unavailable."""
-    if isinstance(exc, ClientError):
-        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        if status in _RETRYABLE_STATUS or code in ("SlowDown", "Throttling", "RequestTimeout"):
-            return SourceUnavailableError(f"{what}: {exc}")
-        return InvalidSourceDataError(f"{what}: {exc}")
-    return SourceUnavailableError(f"{what}: {exc}")
+    """A feeder error for a failed S3 call (`support.aws_errors`): retryable failures
+    become `SourceUnavailableError`, the rest `InvalidSourceDataError`."""
+    return aws_errors.translate(
+        exc, what, retryable=SourceUnavailableError, permanent=InvalidSourceDataError
+    )
 
 
 def _missing(exc: ClientError) -> bool:
-    return str(exc.response.get("Error", {}).get("Code", "")) in _MISSING
+    return aws_errors.error_code(exc) in _MISSING
 
 
 class InventoryBucket:
@@ -125,9 +115,9 @@ class InventoryBucket:
 
     def reports(self, destination: str) -> Iterator[Manifest]:
         """Complete reports under ``s3://bucket/prefix/`` (a destination), newest first."""
-        bucket, prefix = split_url(destination.rstrip("/") + "/")
-        for folder in self.report_folders(bucket, prefix):
-            found = self.manifest(bucket, folder + "manifest.json", require_checksum=True)
+        where = parse_s3_uri(destination.rstrip("/") + "/", prefix=True)
+        for folder in self.report_folders(where.bucket, where.key):
+            found = self.manifest(where.bucket, folder + "manifest.json", require_checksum=True)
             if found is not None:
                 yield found
 

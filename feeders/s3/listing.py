@@ -37,7 +37,6 @@ from typing import Any, ClassVar
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import Field, model_validator
 
-from cirrus_feed.backends.aws.clients import translate
 from cirrus_feed.errors import ConfigError, FeederError, SourceUnavailableError
 from cirrus_feed.feeding.contract import (
     Checkpoint,
@@ -48,6 +47,8 @@ from cirrus_feed.feeding.contract import (
     FeedRequest,
     SourceRejection,
 )
+from cirrus_feed.support.aws_errors import translate
+from cirrus_feed.support.durations import FloatSeconds
 from feeders.s3.objects import (
     ItemBuilder,
     ItemTemplate,
@@ -70,7 +71,7 @@ class S3ListingConfig(FeederConfig):
     concurrency: int = Field(4, ge=1, le=64)
     requester_pays: bool = False
     modified_since: datetime | None = None  # set: incremental, watermarks kept per shard
-    clock_skew_seconds: float = Field(300, ge=0)
+    clock_skew_seconds: FloatSeconds = Field(300, ge=0)  # or "5m"
     filter: ObjectFilter = Field(default_factory=ObjectFilter)
     item: ItemTemplate
     page_size: int = Field(1000, ge=1, le=1000)
@@ -240,9 +241,10 @@ class S3ListingFeeder(Feeder[S3ListingConfig]):
             try:
                 page: dict[str, Any] = self.client().list_objects_v2(**params)
             except (ClientError, BotoCoreError) as exc:
-                error = translate(exc, f"s3-listing '{self.instance}': list s3://{config.bucket}/")
-                kind = SourceUnavailableError if error.retryable else FeederError
-                raise kind(str(error)) from exc
+                what = f"s3-listing '{self.instance}': list s3://{config.bucket}/"
+                raise translate(
+                    exc, what, retryable=SourceUnavailableError, permanent=FeederError
+                ) from exc
             yield page
             token = page.get("NextContinuationToken")
             if not page.get("IsTruncated") or not token:

@@ -50,13 +50,12 @@ from cirrus_feed.feeding.contract import (
     SourceRejection,
 )
 from cirrus_feed.model.payload import ProcessPayload
+from cirrus_feed.support.durations import LenientDuration
 from feeders.stac_api.windows import Leaf, Window, isoformat, parse_instant, resolve_range, split
 
 logger = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
 class StacApiConfigError(FeederError, ConfigError):
@@ -141,7 +140,7 @@ class StacApiConfig(FeederConfig):
     item_mapping: ItemMapping = ItemMapping()
     items_per_payload: PositiveInt = 1
     watermark: Literal["datetime", "updated"] = "datetime"
-    lookback: timedelta = timedelta(0)
+    lookback: LenientDuration = timedelta(0)  # "2h"; also seconds or ISO 8601 (PT2H)
     max_retries: int = Field(5, ge=0)
     backoff: float = Field(0.5, ge=0)
     timeout: PositiveFloat = 30.0
@@ -163,14 +162,6 @@ class StacApiConfig(FeederConfig):
     @classmethod
     def _mapping_shorthand(cls, value: Any) -> Any:
         return {"mode": value} if isinstance(value, str) else value
-
-    @field_validator("lookback", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> Any:
-        match = _DURATION.match(value) if isinstance(value, str) else None
-        if match is None:
-            return value  # seconds or ISO 8601 (PT2H), parsed by pydantic
-        return timedelta(**{_UNITS[match[2]]: float(match[1])})
 
     @field_validator("fields")
     @classmethod

@@ -155,6 +155,20 @@ def test_feed_skips_payloads_already_succeeded_or_processing(tmp_path: Path) -> 
     assert queued(app) == []
 
 
+def test_feed_skips_invalid_like_process_does_but_refeeds_failed(tmp_path: Path) -> None:
+    """The feeder's dedupe is process's skip set (`states.SKIP_UNLESS_REPLACE`)."""
+    app = make_app(tmp_path, count=2)
+    state = app.backends.state
+    arn = "arn:aws:states:us-east-1:000000000000:execution:wf:e1"
+    state.finish(state.claim(pid(0), arn), arn, State.INVALID, error="InvalidInput: bad")
+    state.finish(state.claim(pid(1), arn), arn, State.FAILED, error="boom")
+
+    result = FeedRunner(app).run("nums", app.feeders["nums"], FeedRequest())
+
+    assert result.counts["duplicate"] == 1
+    assert queued(app) == [pid(1)]
+
+
 def test_feed_replace_template_feeds_again(tmp_path: Path) -> None:
     app = make_app(tmp_path, count=3)
     FeedRunner(app).run("nums", app.feeders["nums"], FeedRequest())

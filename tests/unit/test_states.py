@@ -6,6 +6,7 @@ import pytest
 
 from cirrus_feed.model.states import (
     ACTIVE,
+    SKIP_UNLESS_REPLACE,
     TERMINAL,
     TRANSITIONS,
     UNCLAIMABLE,
@@ -112,3 +113,9 @@ def test_states_from_state_updated_rejects_unknown_prefix() -> None:
 def test_states_no_state_is_a_prefix_of_another() -> None:
     names = [s.value for s in State] + ["COMPLETED"]
     assert not [(a, b) for a in names for b in names if a != b and b.startswith(a)]
+
+
+def test_states_skip_unless_replace_is_cirrus_already_set() -> None:
+    # Spec §3.4: PROCESSING, SUCCEEDED and INVALID are skipped unless `replace`; the rest run.
+    assert {P, S, I} == SKIP_UNLESS_REPLACE
+    assert all(can_move(state, C) or state is P for state in SKIP_UNLESS_REPLACE)

@@ -1,63 +1,26 @@
-"""AWS plumbing shared by the adapters: building clients, translating errors, backing off.
+"""AWS plumbing shared by the adapters: building clients, calling them, translating errors.
 
 `make_client` is the one place a boto3 client is built; adapters receive their client by
-injection. `translate` turns botocore's errors into the `cirrus_feed.errors` tree: anything
-worth retrying (throttling, 5xx, timeouts, connection failures) becomes
-`BackendUnavailableError`, the rest `BackendError`.
+injection. `translate` turns botocore's errors into the `cirrus_feed.errors` tree with the
+one classification of `cirrus_feed.support.aws_errors`: anything worth retrying
+(throttling, 5xx, timeouts, connection failures) becomes `BackendUnavailableError`, the
+rest `BackendError`. Batching lives in `cirrus_feed.support.batching`, per-entry retries
+in `cirrus_feed.support.retry`.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectionError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    ReadTimeoutError,
-)
+from botocore.exceptions import BotoCoreError, ClientError
 
 from cirrus_feed.errors import BackendError, BackendUnavailableError
+from cirrus_feed.support import aws_errors
+from cirrus_feed.support.aws_errors import error_code
 
-_T = TypeVar("_T")
-
-# botocore retries these itself (mode "standard"); when they still surface they are transient.
-_RETRYABLE_CODES = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottled",
-        "RequestThrottledException",
-        "TooManyRequestsException",
-        "ProvisionedThroughputExceededException",
-        "RequestLimitExceeded",
-        "SlowDown",
-        "BandwidthLimitExceeded",
-        "TransactionInProgressException",
-        "RequestTimeout",
-        "RequestTimeoutException",
-        "PriorRequestNotComplete",
-        "InternalError",
-        "InternalFailure",
-        "InternalServerError",
-        "ServiceUnavailable",
-        "KMSThrottlingException",
-        "AWS.SimpleQueueService.RequestThrottled",
-    }
-)
-_TRANSIENT_BOTOCORE = (
-    ConnectionError,
-    EndpointConnectionError,
-    ConnectTimeoutError,
-    ReadTimeoutError,
-)
+__all__ = ["BATCH_ATTEMPTS", "call", "error_code", "make_client", "retryable_ids", "translate"]
 
 _CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 5},
@@ -66,9 +29,8 @@ _CONFIG = Config(
     user_agent_extra="cirrus-feed",
 )
 
-# Per-entry batch failures (SQS/SNS) and DynamoDB UnprocessedKeys are retried by the adapters.
+# Per-entry batch failures (SQS/SNS) are retried by the adapters (`support.retry`).
 BATCH_ATTEMPTS = 4
-_BACKOFF_BASE_SECONDS = 0.05
 
 
 def make_client(
@@ -89,26 +51,12 @@ def make_client(
     )
 
 
-def error_code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
 def translate(exc: ClientError | BotoCoreError, what: str) -> BackendError:
-    """The domain error for a failed call; ``what`` names the operation and its subject.
-
-    Accepts `BotoCoreError` too, since connection failures and timeouts are not
-    `ClientError`s. The caller raises the result ``from exc``.
-    """
-    if isinstance(exc, ClientError):
-        code = error_code(exc)
-        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-        message = f"{what} failed: {exc}"
-        if code in _RETRYABLE_CODES or status == 429 or status >= 500:
-            return BackendUnavailableError(message)
-        return BackendError(message)
-    if isinstance(exc, _TRANSIENT_BOTOCORE):
-        return BackendUnavailableError(f"{what} failed: {exc}")
-    return BackendError(f"{what} failed: {exc}")
+    """The adapters' domain error for a failed call (`support.aws_errors.translate`):
+    `BackendUnavailableError` when worth retrying, else `BackendError`."""
+    return aws_errors.translate(
+        exc, what, retryable=BackendUnavailableError, permanent=BackendError
+    )
 
 
 def call(client: Any, operation: str, what: str, **kwargs: Any) -> dict[str, Any]:
@@ -120,32 +68,7 @@ def call(client: Any, operation: str, what: str, **kwargs: Any) -> dict[str, Any
     return response
 
 
-def backoff(attempt: int) -> None:
-    """Sleep before retry number ``attempt`` (1-based): 50 ms, 100 ms, 200 ms, ..."""
-    time.sleep(_BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
-
-
-def chunks(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
-    """Consecutive slices of at most ``size`` items."""
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def sized_chunks(
-    items: Iterable[tuple[_T, int]], *, max_entries: int, max_bytes: int
-) -> Iterator[list[_T]]:
-    """Group ``(item, size)`` pairs in order into batches within both limits.
-
-    An item bigger than ``max_bytes`` on its own still gets a batch of one; callers drop
-    such items beforehand when the service would refuse them.
-    """
-    batch: list[_T] = []
-    total = 0
-    for item, size in items:
-        if batch and (len(batch) == max_entries or total + size > max_bytes):
-            yield batch
-            batch, total = [], 0
-        batch.append(item)
-        total += size
-    if batch:
-        yield batch
+def retryable_ids(response: dict[str, Any]) -> list[int]:
+    """The ``Id``s (entry indexes) in a SQS/SNS ``*Batch`` response's ``Failed`` list that
+    failed through no fault of the sender: worth sending again."""
+    return [int(f["Id"]) for f in response.get("Failed", []) if not f.get("SenderFault", False)]

@@ -8,14 +8,14 @@ record without a second read. There is no unconditional write path.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from cirrus_feed.backends.aws.clients import backoff, call, chunks, error_code, translate
+from cirrus_feed.backends.aws.clients import call, error_code, translate
 from cirrus_feed.backends.base import StatePage, StateQuery, StateRecord
 from cirrus_feed.backends.limits import DYNAMODB_MAX_BATCH_GET_KEYS, check_state_key
 from cirrus_feed.errors import (
@@ -35,6 +35,8 @@ from cirrus_feed.model.states import (
     State,
     state_from_state_updated,
 )
+from cirrus_feed.support.batching import chunks
+from cirrus_feed.support.retry import retry_entries
 
 _INDEXES = ("state_updated", "updated")
 _UNPROCESSED_ATTEMPTS = 8
@@ -255,22 +257,25 @@ class DynamoDbStateStore:
 
     def _batch_get(self, keys: list[Item]) -> list[Item]:
         items: list[Item] = []
-        pending = keys
-        for attempt in range(1, _UNPROCESSED_ATTEMPTS + 1):
+
+        def send(pending: Sequence[Item]) -> list[Item]:
             response = self._call(
                 "batch_get_item",
                 f"DynamoDB BatchGetItem of {len(pending)} payloads",
-                RequestItems={self.table: {"Keys": pending, "ConsistentRead": True}},
+                RequestItems={self.table: {"Keys": list(pending), "ConsistentRead": True}},
             )
             items.extend(response.get("Responses", {}).get(self.table, []))
-            pending = response.get("UnprocessedKeys", {}).get(self.table, {}).get("Keys", [])
-            if not pending:
-                return items
-            backoff(attempt)
-        raise BackendUnavailableError(
-            f"DynamoDB BatchGetItem: {len(pending)} keys still unprocessed after "
-            f"{_UNPROCESSED_ATTEMPTS} attempts"
-        )
+            unprocessed: list[Item] = (
+                response.get("UnprocessedKeys", {}).get(self.table, {}).get("Keys", [])
+            )
+            return unprocessed
+
+        if left := retry_entries(keys, send, attempts=_UNPROCESSED_ATTEMPTS):
+            raise BackendUnavailableError(
+                f"DynamoDB BatchGetItem: {len(left)} keys still unprocessed after "
+                f"{_UNPROCESSED_ATTEMPTS} attempts"
+            )
+        return items
 
     def query(
         self, query: StateQuery, *, limit: int = 100, next_key: str | None = None

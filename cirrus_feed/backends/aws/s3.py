@@ -19,22 +19,9 @@ from cirrus_feed.backends.aws.clients import call, error_code, translate
 from cirrus_feed.backends.limits import S3_MAX_KEY_BYTES, check_object_key
 from cirrus_feed.errors import ForbiddenUrlError, InvalidRecordError, PayloadNotFoundError
 from cirrus_feed.model.layout import DEFAULT_ROOT
+from cirrus_feed.support.s3uri import try_parse_s3_uri
 
 _MISSING_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "404", "NotFound"})
-
-
-def parse_s3_url(url: str) -> tuple[str, str] | None:
-    """``s3://bucket/key`` → (bucket, key); None for anything else: empty parts, or ``.``/``..``
-    segments, which some HTTP stacks would resolve to another key.
-
-    Split by hand: S3 keys may contain ``?`` and ``#``, which URL parsers would cut off.
-    """
-    if not url.startswith("s3://"):
-        return None
-    bucket, _, key = url[len("s3://") :].partition("/")
-    if not bucket or not key or {".", ".."} & set(key.split("/")):
-        return None
-    return bucket, key
 
 
 class S3PayloadStore:
@@ -74,17 +61,16 @@ class S3PayloadStore:
         return url
 
     def is_allowed(self, url: str) -> bool:
-        parsed = parse_s3_url(url)
-        return parsed is not None and parsed[0] in self._readable
+        parsed = try_parse_s3_uri(url)
+        return parsed is not None and parsed.bucket in self._readable
 
     def get_json(self, url: str) -> Any:
-        parsed = parse_s3_url(url)
-        if parsed is None or parsed[0] not in self._readable:
+        parsed = try_parse_s3_uri(url)
+        if parsed is None or parsed.bucket not in self._readable:
             allowed = ", ".join(f"s3://{b}/" for b in sorted(self._readable))
             raise ForbiddenUrlError(f"url {url!r} is not in an allowed location ({allowed})")
-        bucket, key = parsed
-        data = self._read(url, bucket, key)
-        if key.endswith(".gz"):
+        data = self._read(url, parsed.bucket, parsed.key)
+        if parsed.key.endswith(".gz"):
             try:
                 data = gzip.decompress(data)
             except (OSError, EOFError, zlib.error) as exc:

@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from cirrus_feed.backends.aws.clients import BATCH_ATTEMPTS, backoff, call, sized_chunks
+from cirrus_feed.backends.aws.clients import BATCH_ATTEMPTS, call, retryable_ids
 from cirrus_feed.backends.base import WorkflowEvent
 from cirrus_feed.backends.limits import (
     SNS_MAX_BATCH_ENTRIES,
@@ -23,6 +23,8 @@ from cirrus_feed.backends.limits import (
 )
 from cirrus_feed.errors import BackendError
 from cirrus_feed.model.item_attributes import item_attributes
+from cirrus_feed.support.batching import sized_chunks
+from cirrus_feed.support.retry import retry_entries
 
 Entry = dict[str, Any]  # one PublishBatchRequestEntry
 
@@ -104,9 +106,9 @@ class SnsNotifier:
 
     def _publish_batch(self, topic_arn: str, entries: list[Entry], indexes: list[int]) -> list[str]:
         """Publish one batch, retrying entries SNS failed on its side; returns what failed."""
-        pending = indexes
         errors: dict[int, str] = {}
-        for attempt in range(1, BATCH_ATTEMPTS + 1):
+
+        def send(pending: Sequence[int]) -> list[int]:
             response = call(
                 self._client,
                 "publish_batch",
@@ -114,17 +116,12 @@ class SnsNotifier:
                 TopicArn=topic_arn,
                 PublishBatchRequestEntries=[{"Id": str(i), **entries[i]} for i in pending],
             )
-            retry: list[int] = []
             for failed in response.get("Failed", []):
-                index = int(failed["Id"])
-                errors[index] = f"{failed.get('Code', 'Unknown')}: {failed.get('Message', '')}"
-                if not failed.get("SenderFault", False):
-                    retry.append(index)
+                error = f"{failed.get('Code', 'Unknown')}: {failed.get('Message', '')}"
+                errors[int(failed["Id"])] = error
             for succeeded in response.get("Successful", []):
                 errors.pop(int(succeeded["Id"]), None)
-            if not retry:
-                break
-            pending = retry
-            if attempt < BATCH_ATTEMPTS:
-                backoff(attempt)
+            return retryable_ids(response)
+
+        retry_entries(indexes, send, attempts=BATCH_ATTEMPTS)
         return [f"message {i}: {errors[i]}" for i in sorted(errors)]

@@ -10,11 +10,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from cirrus_feed.backends.aws.clients import (
     BATCH_ATTEMPTS,
-    backoff,
     call,
-    chunks,
     error_code,
-    sized_chunks,
+    retryable_ids,
     translate,
 )
 from cirrus_feed.backends.base import QueueDepth, QueueMessage, SendResult
@@ -27,6 +25,8 @@ from cirrus_feed.backends.limits import (
     message_too_large,
 )
 from cirrus_feed.errors import BackendUnavailableError
+from cirrus_feed.support.batching import chunks, sized_chunks
+from cirrus_feed.support.retry import retry_entries
 
 # Receipts of messages already deleted or expired: the contract says ignore them.
 _STALE_RECEIPT_CODES = frozenset(
@@ -66,9 +66,10 @@ class SqsPayloadQueue:
     def _send_batch(
         self, bodies: Sequence[str], indexes: list[int], results: list[SendResult | None]
     ) -> None:
-        """Send one batch; entries failing through no fault of theirs are retried."""
-        pending = indexes
-        for attempt in range(1, BATCH_ATTEMPTS + 1):
+        """Send one batch; entries failing through no fault of theirs are retried (the last
+        failure of each stays in ``results``)."""
+
+        def send(pending: Sequence[int]) -> list[int]:
             response = self._call(
                 "send_message_batch",
                 f"SQS SendMessageBatch of {len(pending)} messages",
@@ -77,18 +78,12 @@ class SqsPayloadQueue:
             )
             for entry in response.get("Successful", []):
                 results[int(entry["Id"])] = SendResult(entry["MessageId"])
-            retry: list[int] = []
             for entry in response.get("Failed", []):
-                index = int(entry["Id"])
                 error = f"{entry.get('Code', 'Unknown')}: {entry.get('Message', '')}"
-                results[index] = SendResult(None, error)
-                if not entry.get("SenderFault", False):
-                    retry.append(index)
-            if not retry:
-                return
-            pending = retry
-            if attempt < BATCH_ATTEMPTS:
-                backoff(attempt)
+                results[int(entry["Id"])] = SendResult(None, error)
+            return retryable_ids(response)
+
+        retry_entries(indexes, send, attempts=BATCH_ATTEMPTS)
 
     def receive(
         self,
@@ -123,28 +118,21 @@ class SqsPayloadQueue:
     def delete(self, receipts: Sequence[str]) -> None:
         """Delete in batches of 10; stale receipts are ignored, transient failures retried."""
         for batch in chunks(list(receipts), SQS_MAX_BATCH_ENTRIES):
-            pending = dict(enumerate(batch))
-            for attempt in range(1, BATCH_ATTEMPTS + 1):
-                response = self._call(
-                    "delete_message_batch",
-                    f"SQS DeleteMessageBatch of {len(pending)} messages",
-                    QueueUrl=self.queue_url,
-                    Entries=[{"Id": str(i), "ReceiptHandle": r} for i, r in pending.items()],
-                )
-                pending = {
-                    int(f["Id"]): pending[int(f["Id"])]
-                    for f in response.get("Failed", [])
-                    if not f.get("SenderFault", False)
-                }
-                if not pending:
-                    break
-                if attempt < BATCH_ATTEMPTS:
-                    backoff(attempt)
-            else:
+            if left := retry_entries(batch, self._delete_batch, attempts=BATCH_ATTEMPTS):
                 raise BackendUnavailableError(
-                    f"SQS DeleteMessageBatch on {self.queue_url}: {len(pending)} entries still "
+                    f"SQS DeleteMessageBatch on {self.queue_url}: {len(left)} entries still "
                     f"failing after {BATCH_ATTEMPTS} attempts"
                 )
+
+    def _delete_batch(self, receipts: Sequence[str]) -> list[str]:
+        """One DeleteMessageBatch; returns the receipts worth trying again."""
+        response = self._call(
+            "delete_message_batch",
+            f"SQS DeleteMessageBatch of {len(receipts)} messages",
+            QueueUrl=self.queue_url,
+            Entries=[{"Id": str(i), "ReceiptHandle": r} for i, r in enumerate(receipts)],
+        )
+        return [receipts[i] for i in retryable_ids(response)]
 
     def change_visibility(self, receipt: str, timeout: int) -> None:
         """Stale receipts (message deleted or no longer in flight) are ignored."""

@@ -15,19 +15,18 @@ mapper with ``group_by``, joining sibling files of one notification).
 ARN glob, envelope kind, fields the message has, or attribute values.
 
 Mappers are found through the entry-point group ``cirrus_feed.mappers`` (built-ins register
-there too, so there is one code path); entry points are listed without being imported, so a
-broken plugin fails only when a feeder uses it.
+there too, so there is one code path: `cirrus_feed.support.registry`); entry points are
+listed without being imported, so a broken plugin fails only when a feeder uses it.
 """
 
 from __future__ import annotations
 
-import difflib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import EntryPoint
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -35,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from cirrus_feed.errors import ConfigError, PluginError
 from cirrus_feed.feeding.contract import SourceRejection
 from cirrus_feed.model.envelopes import Envelope, EnvelopeKind
+from cirrus_feed.support.registry import EntryPointRegistry
 
 GROUP = "cirrus_feed.mappers"
 
@@ -116,39 +116,11 @@ class Mapper(ABC):
             yield from self.map(envelope)
 
 
-class MapperRegistry:
+class MapperRegistry(EntryPointRegistry[Mapper]):
     """Installed mapper types; entry points are injectable for tests."""
 
     def __init__(self, points: Mapping[str, EntryPoint] | None = None) -> None:
-        if points is None:
-            points = {ep.name: ep for ep in entry_points(group=GROUP)}
-        self._points = dict(points)
-
-    def names(self) -> list[str]:
-        return sorted(self._points)
-
-    def load(self, name: str) -> type[Mapper]:
-        """The mapper class registered as ``name``.
-
-        Raises:
-            PluginError: unknown name (listing the installed ones, with a did-you-mean), an
-                import failure, or an object that is not a `Mapper` named ``name``.
-        """
-        point = self._points.get(name)
-        if point is None:
-            installed = ", ".join(self.names()) or "none"
-            close = difflib.get_close_matches(name, self.names(), n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise PluginError(f"no mapper '{name}' (installed: {installed}){hint}")
-        try:
-            loaded = point.load()
-        except Exception as exc:  # any import-time error of a plugin is that plugin's fault
-            raise PluginError(f"mapper '{name}' ({point.value}) failed to load: {exc}") from exc
-        if not (isinstance(loaded, type) and issubclass(loaded, Mapper)):
-            raise PluginError(f"mapper '{name}' ({point.value}) is not a Mapper subclass")
-        if loaded.name != name:
-            raise PluginError(f"mapper '{name}' ({point.value}) calls itself '{loaded.name}'")
-        return loaded
+        super().__init__(GROUP, Mapper, "mapper", points)
 
     def build(self, name: str, options: Mapping[str, Any] | None = None) -> Mapper:
         """A configured instance of mapper ``name``; `ConfigError` for any problem."""
