@@ -1,4 +1,8 @@
-"""Composition root: builds the backends and stages from `Settings`. Nothing else wires."""
+"""Composition root: builds the backends and stages from `Settings`. Nothing else wires.
+
+The one `Clock` is passed in here and handed to every adapter that reads the time or waits,
+so a test that builds the app with a `FakeClock` drives all of them at once.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from cirrus_feed.feeding.plugins import FeederRegistry
 from cirrus_feed.pipeline.enqueue import Enqueuer
 from cirrus_feed.pipeline.process import Processor
 from cirrus_feed.pipeline.update_state import StateUpdater
+from cirrus_feed.support.clock import SYSTEM_CLOCK, Clock
 
 
 @dataclass(frozen=True)
@@ -28,23 +33,31 @@ class App:
     processor: Processor
     updater: StateUpdater
     feeders: dict[str, Feeder] = field(default_factory=dict)
+    clock: Clock = SYSTEM_CLOCK  # what the runner, scheduler and workers use by default
 
     def close(self) -> None:
         self.backends.close()
 
 
-def build_app(settings: Settings, registry: FeederRegistry | None = None) -> App:
+def build_app(
+    settings: Settings, registry: FeederRegistry | None = None, *, clock: Clock = SYSTEM_CLOCK
+) -> App:
     configs = feeder_configs(settings, registry or FeederRegistry())  # fail fast on config
-    backends = build_local(settings) if settings.backend == "local" else build_aws(settings)
+    backends = (
+        build_local(settings, clock=clock)
+        if settings.backend == "local"
+        else build_aws(settings, clock=clock)
+    )
     context = FeederContext(state=backends.state, store=backends.store, feeds=backends.feeds)
     feeders = {name: cls(name, config, context) for name, (cls, config) in configs.items()}
     return App(
         settings=settings,
         backends=backends,
-        enqueuer=Enqueuer(backends.queue, backends.store),
-        processor=Processor(backends),
-        updater=StateUpdater(backends),
+        enqueuer=Enqueuer(backends.queue, backends.store, clock=clock),
+        processor=Processor(backends, clock=clock),
+        updater=StateUpdater(backends, clock=clock),
         feeders=feeders,
+        clock=clock,
     )
 
 
@@ -102,7 +115,7 @@ class LocalPaths:
         return self.root / "catalog"
 
 
-def build_local(settings: Settings) -> Backends:
+def build_local(settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> Backends:
     from cirrus_feed.backends.local.event_log import EventLogNotifier
     from cirrus_feed.backends.local.files import FilePayloadStore
     from cirrus_feed.backends.local.inline_runner import InlineWorkflowRunner
@@ -115,11 +128,12 @@ def build_local(settings: Settings) -> Backends:
     paths.root.mkdir(parents=True, exist_ok=True)
     store = FilePayloadStore(paths.payloads)
     return Backends(
-        state=SqliteStateStore(paths.state),
+        state=SqliteStateStore(paths.state, clock=clock),
         queue=SqlitePayloadQueue(
             paths.queue,
             visibility_timeout=local.visibility_timeout,
             max_receives=local.max_receives,
+            clock=clock,
         ),
         store=store,
         runner=InlineWorkflowRunner(
@@ -128,13 +142,14 @@ def build_local(settings: Settings) -> Backends:
             lease_seconds=local.lease_seconds,
             catalog=paths.catalog,
             store=store,  # to read {"url"} inputs of oversized payloads
+            clock=clock,
         ),
         notifier=EventLogNotifier(paths.events),
-        feeds=SqliteFeedStore(paths.root / "feeds.sqlite"),
+        feeds=SqliteFeedStore(paths.root / "feeds.sqlite", clock=clock),
     )
 
 
-def build_aws(settings: Settings, session: Any = None) -> Backends:
+def build_aws(settings: Settings, session: Any = None, *, clock: Clock = SYSTEM_CLOCK) -> Backends:
     from cirrus_feed.backends.aws.clients import make_client
     from cirrus_feed.backends.aws.dynamodb import DynamoDbStateStore
     from cirrus_feed.backends.aws.dynamodb_feeds import DynamoDbFeedStore
@@ -156,8 +171,8 @@ def build_aws(settings: Settings, session: Any = None) -> Backends:
         )
 
     return Backends(
-        state=DynamoDbStateStore(aws.state_db, client=client("dynamodb")),
-        queue=SqsPayloadQueue(aws.process_queue_url, client=client("sqs")),
+        state=DynamoDbStateStore(aws.state_db, client=client("dynamodb"), clock=clock),
+        queue=SqsPayloadQueue(aws.process_queue_url, client=client("sqs"), clock=clock),
         store=S3PayloadStore(
             aws.payload_bucket,
             client=client("s3"),
@@ -172,8 +187,9 @@ def build_aws(settings: Settings, session: Any = None) -> Backends:
             region=aws.region,
             workflow_event_topic_arn=aws.workflow_event_topic_arn,
             publish_topic_arn=aws.publish_topic_arn,
+            clock=clock,
         ),
-        feeds=DynamoDbFeedStore(aws.feed_table, client=client("dynamodb"))
+        feeds=DynamoDbFeedStore(aws.feed_table, client=client("dynamodb"), clock=clock)
         if aws.feed_table
         else None,
     )

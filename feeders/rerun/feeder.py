@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
@@ -57,6 +57,7 @@ from cirrus_feed.model import layout
 from cirrus_feed.model.executions import name_from_arn
 from cirrus_feed.model.payload import ProcessDefinition, ProcessPayload
 from cirrus_feed.model.states import State
+from cirrus_feed.support.clock import SYSTEM_CLOCK, Clock
 
 log = logging.getLogger(__name__)
 
@@ -114,10 +115,10 @@ class RerunFeeder(Feeder):
         config: FeederConfig,
         context: FeederContext | None = None,
         *,
-        now: Callable[[], datetime] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         super().__init__(instance, config, context)
-        self._now = now or (lambda: datetime.now(UTC))
+        self.clock = clock
 
     @property
     def settings(self) -> RerunConfig:
@@ -146,7 +147,7 @@ class RerunFeeder(Feeder):
         since = None
         if lower is not None:
             # The store measures `since` back from its own now: reach back to `lower`.
-            since = max(self._now() - lower, timedelta(0))
+            since = max(self.clock.now() - lower, timedelta(0))
         return StateQuery(
             collections_workflow=config.collections_workflow,
             state=config.state,
@@ -157,7 +158,7 @@ class RerunFeeder(Feeder):
     def preview(self, count: int = 10) -> tuple[int | str, list[str]]:
         """How many records match (``"N+"`` past the limit) and the first ``count`` ids."""
         state, _ = self._ports()
-        query = self.query(self._now())
+        query = self.query(self.clock.now())
         total = state.count(query, limit=self.settings.limit)
         page = state.query(query, limit=min(count, self.settings.page_size)) if count else None
         return total, [r.payload_id for r in page.records] if page else []
@@ -168,7 +169,7 @@ class RerunFeeder(Feeder):
         cursor = dict(request.cursor or {})
         if cursor.get("selection") != fingerprint:
             cursor = {}  # another selection's cursor (or none): start over
-        as_of = _as_of(cursor, request.until, self._now())
+        as_of = _as_of(cursor, request.until, self.clock.now())
         query = self.query(as_of, request.since)
         start = _resume_key(state, query, cursor)
         limits = [n for n in (self.settings.limit, request.limit) if n is not None]

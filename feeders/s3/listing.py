@@ -47,6 +47,7 @@ from cirrus_feed.feeding.contract import (
     FeedRequest,
     SourceRejection,
 )
+from cirrus_feed.support.clock import SYSTEM_CLOCK, Clock
 from feeders.s3.objects import (
     ItemBuilder,
     ItemTemplate,
@@ -141,6 +142,7 @@ class S3ListingFeeder(Feeder):
 
     name: ClassVar[str] = "s3-listing"
     description: ClassVar[str] = "List an S3 prefix (sharded, resumable, incremental)"
+    clock: Clock = SYSTEM_CLOCK  # when a pass starts (its skew horizon); set per feeder
     Config: ClassVar[type[FeederConfig]] = S3ListingConfig
 
     def __init__(self, instance: str, config: FeederConfig, *, client: Any = None) -> None:
@@ -166,7 +168,7 @@ class S3ListingFeeder(Feeder):
         started = (
             datetime.fromisoformat(cursor["started"])
             if isinstance(cursor.get("started"), str)
-            else datetime.now(UTC)
+            else self.clock.now()
         )
         raw_shards = cursor.get("shards") or {}
         shards = self.discover()

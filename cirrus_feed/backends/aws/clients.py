@@ -8,7 +8,6 @@ worth retrying (throttling, 5xx, timeouts, connection failures) becomes
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -24,6 +23,7 @@ from botocore.exceptions import (
 )
 
 from cirrus_feed.errors import BackendError, BackendUnavailableError
+from cirrus_feed.support.clock import SYSTEM_CLOCK, Clock
 
 _T = TypeVar("_T")
 
@@ -120,9 +120,9 @@ def call(client: Any, operation: str, what: str, **kwargs: Any) -> dict[str, Any
     return response
 
 
-def backoff(attempt: int) -> None:
+def backoff(attempt: int, clock: Clock = SYSTEM_CLOCK) -> None:
     """Sleep before retry number ``attempt`` (1-based): 50 ms, 100 ms, 200 ms, ..."""
-    time.sleep(_BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
+    clock.sleep(_BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
 
 
 def chunks(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:

@@ -17,6 +17,7 @@ from cirrus_feed.backends.base import WorkflowEvent
 from cirrus_feed.errors import BackendError
 from cirrus_feed.model.item_attributes import item_attributes
 from cirrus_feed.model.payload import parse_payload_id
+from cirrus_feed.support.clock import SYSTEM_CLOCK, Clock
 
 _MAX_BATCH_ENTRIES = 10
 _MAX_BATCH_BYTES = 262_144
@@ -66,7 +67,9 @@ class SnsNotifier:
         region: str,
         workflow_event_topic_arn: str | None = None,
         publish_topic_arn: str | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        self.clock = clock  # what retry backoff waits on
         self.region = region
         self.workflow_event_topic_arn = workflow_event_topic_arn
         self.publish_topic_arn = publish_topic_arn
@@ -129,5 +132,5 @@ class SnsNotifier:
                 break
             pending = retry
             if attempt < BATCH_ATTEMPTS:
-                backoff(attempt)
+                backoff(attempt, self.clock)
         return [f"message {i}: {errors[i]}" for i in sorted(errors)]

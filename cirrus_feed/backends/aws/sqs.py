@@ -20,6 +20,7 @@ from cirrus_feed.backends.aws.clients import (
 from cirrus_feed.backends.base import QueueDepth, QueueMessage, SendResult
 from cirrus_feed.errors import BackendUnavailableError
 from cirrus_feed.model.payload import MAX_MESSAGE_BYTES
+from cirrus_feed.support.clock import SYSTEM_CLOCK, Clock
 
 _MAX_BATCH_ENTRIES = 10
 _MAX_WAIT_SECONDS = 20
@@ -34,8 +35,9 @@ class SqsPayloadQueue:
 
     max_message_bytes: int = MAX_MESSAGE_BYTES
 
-    def __init__(self, queue_url: str, *, client: Any) -> None:
+    def __init__(self, queue_url: str, *, client: Any, clock: Clock = SYSTEM_CLOCK) -> None:
         self.queue_url = queue_url
+        self.clock = clock  # what retry backoff waits on
         self._client = client
         self._dlq_url: str | None = None
         self._dlq_resolved = False
@@ -85,7 +87,7 @@ class SqsPayloadQueue:
                 return
             pending = retry
             if attempt < BATCH_ATTEMPTS:
-                backoff(attempt)
+                backoff(attempt, self.clock)
 
     def receive(
         self,
@@ -135,7 +137,7 @@ class SqsPayloadQueue:
                 if not pending:
                     break
                 if attempt < BATCH_ATTEMPTS:
-                    backoff(attempt)
+                    backoff(attempt, self.clock)
             else:
                 raise BackendUnavailableError(
                     f"SQS DeleteMessageBatch on {self.queue_url}: {len(pending)} entries still "
