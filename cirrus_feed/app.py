@@ -1,4 +1,8 @@
-"""Composition root: builds the backends and stages from `Settings`. Nothing else wires."""
+"""Composition root: builds the backends and stages from `Settings`. Nothing else wires.
+
+The one `Clock` is passed in here and handed to every adapter that reads the time or waits,
+so a test that builds the app with a `FakeClock` drives all of them at once.
+"""
 
 from __future__ import annotations
 
@@ -55,7 +59,11 @@ def build_app(
     """The app for ``settings``. ``clients`` builds the feeders' AWS clients (default: boto3
     with the ``aws`` settings); tests pass `cirrus_feed.support.clock.FakeClock` as ``clock``."""
     configs = feeder_configs(settings, registry or FeederRegistry())  # fail fast on config
-    backends = build_local(settings) if settings.backend == "local" else build_aws(settings)
+    backends = (
+        build_local(settings, clock=clock)
+        if settings.backend == "local"
+        else build_aws(settings, clock=clock)
+    )
     clients = clients or client_factory(settings)
     feeders = {
         name: build_feeder(name, cls, config, backends, clients, clock)
@@ -64,9 +72,9 @@ def build_app(
     return App(
         settings=settings,
         backends=backends,
-        enqueuer=Enqueuer(backends.queue, backends.store),
-        processor=Processor(backends),
-        updater=StateUpdater(backends),
+        enqueuer=Enqueuer(backends.queue, backends.store, clock=clock),
+        processor=Processor(backends, clock=clock),
+        updater=StateUpdater(backends, clock=clock),
         feeders=feeders,
         clock=clock,
         clients=clients,
@@ -160,7 +168,7 @@ class LocalPaths:
         return self.root / "catalog"
 
 
-def build_local(settings: Settings) -> Backends:
+def build_local(settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> Backends:
     from cirrus_feed.backends.local.event_log import EventLogNotifier
     from cirrus_feed.backends.local.files import FilePayloadStore
     from cirrus_feed.backends.local.inline_runner import InlineWorkflowRunner
@@ -173,11 +181,12 @@ def build_local(settings: Settings) -> Backends:
     paths.root.mkdir(parents=True, exist_ok=True)
     store = FilePayloadStore(paths.payloads)
     return Backends(
-        state=SqliteStateStore(paths.state),
+        state=SqliteStateStore(paths.state, clock=clock),
         queue=SqlitePayloadQueue(
             paths.queue,
             visibility_timeout=local.visibility_timeout,
             max_receives=local.max_receives,
+            clock=clock,
         ),
         store=store,
         runner=InlineWorkflowRunner(
@@ -186,13 +195,14 @@ def build_local(settings: Settings) -> Backends:
             lease_seconds=local.lease_seconds,
             catalog=paths.catalog,
             store=store,  # to read {"url"} inputs of oversized payloads
+            clock=clock,
         ),
         notifier=EventLogNotifier(paths.events),
-        feeds=SqliteFeedStore(paths.root / "feeds.sqlite"),
+        feeds=SqliteFeedStore(paths.root / "feeds.sqlite", clock=clock),
     )
 
 
-def build_aws(settings: Settings, session: Any = None) -> Backends:
+def build_aws(settings: Settings, session: Any = None, *, clock: Clock = SYSTEM_CLOCK) -> Backends:
     from cirrus_feed.backends.aws.clients import make_client
     from cirrus_feed.backends.aws.dynamodb import DynamoDbStateStore
     from cirrus_feed.backends.aws.dynamodb_feeds import DynamoDbFeedStore
@@ -214,8 +224,8 @@ def build_aws(settings: Settings, session: Any = None) -> Backends:
         )
 
     return Backends(
-        state=DynamoDbStateStore(aws.state_db, client=client("dynamodb")),
-        queue=SqsPayloadQueue(aws.process_queue_url, client=client("sqs")),
+        state=DynamoDbStateStore(aws.state_db, client=client("dynamodb"), clock=clock),
+        queue=SqsPayloadQueue(aws.process_queue_url, client=client("sqs"), clock=clock),
         store=S3PayloadStore(
             aws.payload_bucket,
             client=client("s3"),
@@ -230,8 +240,9 @@ def build_aws(settings: Settings, session: Any = None) -> Backends:
             region=aws.region,
             workflow_event_topic_arn=aws.workflow_event_topic_arn,
             publish_topic_arn=aws.publish_topic_arn,
+            clock=clock,
         ),
-        feeds=DynamoDbFeedStore(aws.feed_table, client=client("dynamodb"))
+        feeds=DynamoDbFeedStore(aws.feed_table, client=client("dynamodb"), clock=clock)
         if aws.feed_table
         else None,
     )

@@ -65,7 +65,9 @@ def update_state_handler(event: dict[str, Any], context: Any = None) -> dict[str
     for index, envelope in enumerate(envelopes):
         if envelope.kind != "execution":
             reason = envelope.error or f"a {envelope.kind} record is not an execution event"
-            url = record_invalid(app.backends.store, envelope.raw, reason, stage="update-state")
+            url = record_invalid(
+                app.backends.store, envelope.raw, reason, stage="update-state", clock=app.clock
+            )
             report.add(
                 RecordResult(
                     index, Outcome.INVALID, message_id=envelope.message_id, reason=reason, url=url

@@ -130,4 +130,4 @@ def _endpoint(ctx: Context, address: str, feeder_name: str | None) -> SnsEndpoin
         if pushed.failed or pushed.result.run.status == "failed":
             raise CirrusFeedError(f"events {name}: message {message.get('MessageId')} failed")
 
-    return SnsEndpoint(handle, SnsSignatureVerifier(), host=host, port=port)
+    return SnsEndpoint(handle, SnsSignatureVerifier(clock=app.clock), host=host, port=port)

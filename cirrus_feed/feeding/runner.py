@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
 from typing import IO, Any, Protocol
 
 from cirrus_feed.backends.base import Backends, FeedRun, RunStatus
@@ -32,6 +30,7 @@ from cirrus_feed.model.payload import ProcessPayload
 from cirrus_feed.model.reports import Outcome
 from cirrus_feed.model.states import SKIP_UNLESS_REPLACE
 from cirrus_feed.pipeline.enqueue import Enqueueable, Enqueuer, Unreadable
+from cirrus_feed.support.clock import Clock
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +52,17 @@ class FeedResult:
 
 
 class Pipeline(Protocol):
-    """What a feed runs against (`cirrus_feed.app.App` is one): the backends and the
-    enqueue stage."""
+    """What a feed runs against (`cirrus_feed.app.App` is one): the backends, the enqueue
+    stage and the clock."""
 
     @property
     def backends(self) -> Backends: ...
 
     @property
     def enqueuer(self) -> Enqueuer: ...
+
+    @property
+    def clock(self) -> Clock: ...
 
 
 class FeedRunner:
@@ -70,14 +72,12 @@ class FeedRunner:
         self,
         app: Pipeline,
         *,
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Clock | None = None,
         progress: Callable[[Mapping[str, int]], None] | None = None,
-        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.app = app
-        self.now = now
+        self.clock = clock or app.clock  # run stamps and how pacing waits
         self.progress = progress
-        self.sleep = sleep  # how pacing waits (tests drive the pipeline instead)
         self.stopping = False  # set by `stop`: run on to the next checkpoint, then stop
         self.aborting = False  # `stop(now=True)`: stop after the current item
 
@@ -97,7 +97,7 @@ class FeedRunner:
             FeedRun(
                 run_id=str(uuid.uuid4()),
                 feeder=name,
-                started=self.now().isoformat(),
+                started=self.clock.now().isoformat(),
                 request=_describe(request),
             )
         )
@@ -126,7 +126,7 @@ class FeedRunner:
 
     def _finish(self, result: FeedResult, **changes: Any) -> None:
         result.run = replace(
-            result.run, finished=self.now().isoformat(), counts=dict(result.counts), **changes
+            result.run, finished=self.clock.now().isoformat(), counts=dict(result.counts), **changes
         )
         self.save_run(result)
 
@@ -162,14 +162,14 @@ class _Batch:
         self.failed_tags: set[str] = set()  # source records that failed since the checkpoint
         self.cursor_blocked = False  # a failed send: never move the cursor past it
         config = feeder.config
-        self.bucket = TokenBucket(config.max_rate, sleep=runner.sleep) if config.max_rate else None
+        self.bucket = TokenBucket(config.max_rate, clock=runner.clock) if config.max_rate else None
         self.in_flight = (
-            InFlight(runner.app.backends.state, config.max_in_flight, sleep=runner.sleep)
+            InFlight(runner.app.backends.state, config.max_in_flight, clock=runner.clock)
             if config.max_in_flight
             else None
         )
         self.queue_gate = (
-            QueueDepthGate(runner.app.backends.queue, config.max_queue_depth, sleep=runner.sleep)
+            QueueDepthGate(runner.app.backends.queue, config.max_queue_depth, clock=runner.clock)
             if config.max_queue_depth
             else None
         )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from types import TracebackType
 
 from cirrus_feed.backends.base import Notifier, PayloadStore, StateRecord, WorkflowEvent
@@ -11,6 +10,7 @@ from cirrus_feed.errors import BackendError
 from cirrus_feed.model import layout
 from cirrus_feed.model.executions import console_url, name_from_arn
 from cirrus_feed.model.states import State
+from cirrus_feed.support.clock import SYSTEM_CLOCK, Clock
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,10 @@ class Announcer:
     event topic, is the record of truth.
     """
 
-    def __init__(self, notifier: Notifier, store: PayloadStore, region: str) -> None:
+    def __init__(
+        self, notifier: Notifier, store: PayloadStore, region: str, *, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
+        self.clock = clock
         self.notifier = notifier
         self.store = store
         self.region = region
@@ -42,7 +45,7 @@ class Announcer:
             WorkflowEvent(
                 event_type=event_type,
                 payload_id=payload_id,
-                isotimestamp=datetime.now(UTC).isoformat(),
+                isotimestamp=self.clock.now().isoformat(),
                 input_payload_url=input_url,
                 output_payload_url=output_url,
                 execution=console_url(execution_arn, self.region) if execution_arn else None,

@@ -15,6 +15,7 @@ from cirrus_feed.model import layout
 from cirrus_feed.model.payload import ProcessPayload
 from cirrus_feed.model.reports import Outcome, RecordResult, StageReport
 from cirrus_feed.pipeline.invalid import record_invalid
+from cirrus_feed.support.clock import SYSTEM_CLOCK, Clock
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +36,11 @@ Enqueueable = Mapping[str, Any] | ProcessPayload | Unreadable
 class Enqueuer:
     """Puts payloads on the process queue; oversize ones travel as ``{"url"}`` pointers."""
 
-    def __init__(self, queue: PayloadQueue, store: PayloadStore) -> None:
+    def __init__(
+        self, queue: PayloadQueue, store: PayloadStore, *, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
         self.queue = queue
+        self.clock = clock
         self.store = store
 
     def enqueue(self, payloads: Iterable[Enqueueable]) -> StageReport:
@@ -100,7 +104,9 @@ class Enqueuer:
 
     def _invalid(self, index: int, raw: Any, reason: str, payload_id: str | None) -> RecordResult:
         try:
-            url = record_invalid(self.store, raw, reason, stage="enqueue", payload_id=payload_id)
+            url = record_invalid(
+                self.store, raw, reason, stage="enqueue", payload_id=payload_id, clock=self.clock
+            )
         except BackendError as store_exc:
             return RecordResult(index, Outcome.FAILED, payload_id, reason=str(store_exc))
         return RecordResult(index, Outcome.INVALID, payload_id, reason=reason, url=url)

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from typing import Any
 
 from cirrus_feed.backends.base import PayloadStore
 from cirrus_feed.model import layout
+from cirrus_feed.support.clock import SYSTEM_CLOCK, Clock
 
 log = logging.getLogger(__name__)
 
 
 def record_invalid(
-    store: PayloadStore, raw: Any, reason: str, *, stage: str, payload_id: str | None = None
+    store: PayloadStore,
+    raw: Any,
+    reason: str,
+    *,
+    stage: str,
+    payload_id: str | None = None,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> str:
     """Keep ``raw`` (the record as received) and why it was rejected; returns its URL.
 
@@ -23,7 +29,7 @@ def record_invalid(
     document = {
         "error": reason,
         "stage": stage,
-        "rejected_at": datetime.now(UTC).isoformat(),
+        "rejected_at": clock.now().isoformat(),
         "record": raw,
     }
     url = store.put_json(layout.invalid_key(), document)

@@ -38,6 +38,7 @@ from cirrus_feed.model.reports import Outcome, RecordResult, StageReport
 from cirrus_feed.model.states import SKIP_UNLESS_REPLACE, UNCLAIMABLE, State
 from cirrus_feed.pipeline.announcer import Announcer
 from cirrus_feed.pipeline.invalid import record_invalid
+from cirrus_feed.support.clock import SYSTEM_CLOCK, Clock
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +53,15 @@ class _Intake:
 class Processor:
     """Runs the process stage over normalised records (see `envelopes.normalize`)."""
 
-    def __init__(self, backends: Backends) -> None:
+    def __init__(self, backends: Backends, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self.b = backends
+        self.clock = clock
 
     def process(self, envelopes: Sequence[Envelope]) -> StageReport:
         report = StageReport()
-        with Announcer(self.b.notifier, self.b.store, self.b.runner.region) as announcer:
+        with Announcer(
+            self.b.notifier, self.b.store, self.b.runner.region, clock=self.clock
+        ) as announcer:
             accepted = [
                 intake
                 for index, envelope in enumerate(envelopes)
@@ -139,7 +143,12 @@ class Processor:
     ) -> None:
         try:
             url = record_invalid(
-                self.b.store, envelope.raw, reason, stage="process", payload_id=payload_id
+                self.b.store,
+                envelope.raw,
+                reason,
+                stage="process",
+                payload_id=payload_id,
+                clock=self.clock,
             )
         except BackendError as exc:
             report.add(

@@ -38,6 +38,7 @@ from cirrus_feed.pipeline.announcer import Announcer
 from cirrus_feed.pipeline.chaining import next_payloads
 from cirrus_feed.pipeline.enqueue import Enqueuer
 from cirrus_feed.pipeline.invalid import record_invalid
+from cirrus_feed.support.clock import SYSTEM_CLOCK, Clock
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +109,10 @@ class _CompletionPlan:
 class StateUpdater:
     """Applies execution outcomes to the state DB, archives outputs, publishes and chains."""
 
-    def __init__(self, backends: Backends) -> None:
+    def __init__(self, backends: Backends, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self.b = backends
-        self.enqueuer = Enqueuer(backends.queue, backends.store)
+        self.clock = clock
+        self.enqueuer = Enqueuer(backends.queue, backends.store, clock=clock)
 
     def update(
         self,
@@ -120,7 +122,9 @@ class StateUpdater:
         """Apply each outcome; ``message_ids`` (parallel to ``outcomes``) tag the results so
         a queue-fed handler can report exactly the failed messages."""
         report = StageReport()
-        with Announcer(self.b.notifier, self.b.store, self.b.runner.region) as announcer:
+        with Announcer(
+            self.b.notifier, self.b.store, self.b.runner.region, clock=self.clock
+        ) as announcer:
             completions = [
                 c for i, o in enumerate(outcomes) if (c := self._intake(i, o, report)) is not None
             ]
@@ -159,7 +163,9 @@ class StateUpdater:
                 "input": outcome.input,
             }
             try:
-                url = record_invalid(self.b.store, raw, reason, stage="update-state")
+                url = record_invalid(
+                    self.b.store, raw, reason, stage="update-state", clock=self.clock
+                )
             except BackendError as store_exc:
                 report.add(RecordResult(index, Outcome.FAILED, reason=str(store_exc)))
                 return None

@@ -22,7 +22,7 @@ import urllib.error
 import urllib.request
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from cirrus_feed.errors import InvalidRecordError, SourceUnavailableError
+from cirrus_feed.support.clock import SYSTEM_CLOCK, Clock
 
 # Anchored on the host: the host must be followed directly by "/", so userinfo
 # (``...amazonaws.com@evil.com``), ports and look-alike suffixes (``.amazonaws.com.evil.io``)
@@ -70,7 +71,6 @@ _HASHES: Final[Mapping[str, Callable[[], hashes.HashAlgorithm]]] = {
 _MAX_CERT_BYTES: Final = 64 * 1024
 
 CertFetcher = Callable[[str], bytes]
-Clock = Callable[[], datetime]
 
 
 class InvalidSignatureError(InvalidRecordError):
@@ -147,10 +147,6 @@ def fetch_certificate(url: str, timeout: float = 5.0) -> bytes:
         raise SourceUnavailableError(f"SigningCertURL {url}: {exc}") from exc
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 class _CertCache:
     """Certificates by URL, least recently used evicted first (thread-safe)."""
 
@@ -222,7 +218,7 @@ class SnsSignatureVerifier:
         max_skew: how far in the future a ``Timestamp`` may be (clock differences).
         allowed_topics: when given, only these ``TopicArn``s are accepted.
         cert_cache_size / seen_ids_size: bounds of the two caches.
-        clock: the current time (aware, UTC).
+        clock: where the current time comes from.
     """
 
     def __init__(
@@ -236,7 +232,7 @@ class SnsSignatureVerifier:
         allowed_topics: Collection[str] | None = None,
         cert_cache_size: int = 32,
         seen_ids_size: int = 100_000,
-        clock: Clock = _utcnow,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._certs = _CertCache(fetch, cert_cache_size)
         self._seen = _SeenIds(seen_ids_size)
@@ -281,7 +277,7 @@ class SnsSignatureVerifier:
         cert_url = self._check_url(message, "SigningCertURL", self._cert_url_pattern)
         self._check_signature(cert_url, signature, canonical, algorithm(), message_id)
         # Claimed only now: a forged message must not block the genuine one with its id.
-        if not self._seen.claim(message_id, timestamp + self._max_age, self._clock()):
+        if not self._seen.claim(message_id, timestamp + self._max_age, self._clock.now()):
             raise InvalidSignatureError(
                 "was already accepted (replay)", field="MessageId", message_id=message_id
             )
@@ -323,7 +319,7 @@ class SnsSignatureVerifier:
                 message_id=message_id,
                 malformed=True,
             )
-        now = self._clock()
+        now = self._clock.now()
         if timestamp < now - self._max_age:
             raise InvalidSignatureError(
                 f"{text} is older than {self._max_age}", field="Timestamp", message_id=message_id
@@ -343,7 +339,7 @@ class SnsSignatureVerifier:
         message_id: str | None,
     ) -> None:
         cert = self._certs.get(cert_url)
-        now = self._clock()
+        now = self._clock.now()
         if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
             raise InvalidSignatureError(
                 f"{cert_url} is not valid now", field="SigningCertURL", message_id=message_id

@@ -164,7 +164,7 @@ class S3ListingFeeder(Feeder[S3ListingConfig]):
         started = (
             datetime.fromisoformat(cursor["started"])
             if isinstance(cursor.get("started"), str)
-            else datetime.now(UTC)
+            else self.context.clock.now()
         )
         raw_shards = cursor.get("shards") or {}
         shards = self.discover()

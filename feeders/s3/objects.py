@@ -27,7 +27,7 @@ import posixpath
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from cirrus_feed.errors import ConfigError
 from cirrus_feed.feeding.contract import SourceRejection
+from cirrus_feed.support.clock import utc
 from feeders.s3.templates import Template
 
 __all__ = [
@@ -93,9 +94,7 @@ class S3Object:
 
 
 def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return None if value is None else utc(value)
 
 
 # -- filters --------------------------------------------------------------------------------

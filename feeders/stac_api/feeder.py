@@ -9,7 +9,8 @@ completed window the feeder yields a `Checkpoint` with ``{"watermark": end}``.
 
 HTTP goes through pystac-client. Its session gets a urllib3 ``Retry`` that also retries
 POST searches on 429/5xx, connection errors and timeouts, honouring ``Retry-After``, and an
-adapter that paces requests per host. Exhausted retries raise `SourceUnavailableError`.
+adapter that paces requests per host with the shared `TokenBucket`. Both wait on the
+feeder's `clock`. Exhausted retries raise `SourceUnavailableError`.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ import json
 import logging
 import re
 import threading
-import time
+import weakref
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from itertools import islice
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
@@ -49,7 +50,9 @@ from cirrus_feed.feeding.contract import (
     FeedRequest,
     SourceRejection,
 )
+from cirrus_feed.feeding.pacing import TokenBucket
 from cirrus_feed.model.payload import ProcessPayload
+from cirrus_feed.support.clock import SYSTEM_CLOCK, Clock, utc
 from cirrus_feed.support.durations import LenientDuration
 from feeders.stac_api.windows import Leaf, Window, isoformat, parse_instant, resolve_range, split
 
@@ -106,9 +109,7 @@ class DatetimeRange(BaseModel):
     @field_validator("start", "end")
     @classmethod
     def _utc(cls, value: datetime | None) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return None if value is None else utc(value)
 
 
 class ItemMapping(BaseModel):
@@ -177,37 +178,66 @@ class StacApiConfig(FeederConfig):
 
 
 class _HostPacer:
-    """Spaces requests to one host at least ``1 / rate`` seconds apart, process-wide."""
+    """One `TokenBucket` (burst 1: requests ``1 / rate`` apart) per host, process-wide, so
+    every feeder hitting a host shares its budget. Buckets are per clock, so a test's fake
+    clock never shares one with the real clock (and is forgotten with it)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._next_slot: dict[str, float] = {}
+        self._buckets: weakref.WeakKeyDictionary[Clock, dict[str, TokenBucket]] = (
+            weakref.WeakKeyDictionary()
+        )
 
-    def wait(self, host: str, rate: float) -> None:
+    def wait(self, host: str, rate: float, clock: Clock) -> None:
         with self._lock:
-            now = time.monotonic()
-            slot = max(now, self._next_slot.get(host, now))
-            self._next_slot[host] = slot + 1.0 / rate
-        if slot > now:
-            time.sleep(slot - now)
+            buckets = self._buckets.setdefault(clock, {})
+            bucket = buckets.get(host)
+            if bucket is None:
+                bucket = buckets[host] = TokenBucket(rate, burst=1, clock=clock)
+            bucket.rate = rate  # the latest feeder's rate paces the host from now on
+        bucket.acquire()
 
 
 _PACER = _HostPacer()
 
 
+class _ClockRetry(Retry):
+    """urllib3's `Retry` waiting (backoff, ``Retry-After``) on a `Clock`, not `time.sleep`."""
+
+    clock: Clock = SYSTEM_CLOCK
+
+    def new(self, **kw: Any) -> _ClockRetry:
+        retry = super().new(**kw)  # urllib3 builds a fresh one per try
+        retry.clock = self.clock
+        return retry
+
+    def sleep_for_retry(self, response: Any) -> bool:
+        retry_after = self.get_retry_after(response)
+        if retry_after:
+            self.clock.sleep(retry_after)
+            return True
+        return False
+
+    def _sleep_backoff(self) -> None:
+        backoff = self.get_backoff_time()
+        if backoff > 0:
+            self.clock.sleep(backoff)
+
+
 class _PacedAdapter(HTTPAdapter):
-    def __init__(self, rate: float | None, max_retries: Retry) -> None:
+    def __init__(self, rate: float | None, max_retries: Retry, clock: Clock) -> None:
         super().__init__(max_retries=max_retries)
         self._rate = rate
+        self._clock = clock
 
     def send(self, request: PreparedRequest, *args: Any, **kwargs: Any) -> Response:
         if self._rate is not None:
-            _PACER.wait(urlsplit(request.url or "").netloc, self._rate)
+            _PACER.wait(urlsplit(request.url or "").netloc, self._rate, self._clock)
         return super().send(request, *args, **kwargs)
 
 
-def _stac_io(config: StacApiConfig) -> StacApiIO:
-    retry = Retry(
+def _stac_io(config: StacApiConfig, *, clock: Clock = SYSTEM_CLOCK) -> StacApiIO:
+    retry = _ClockRetry(
         total=config.max_retries,
         backoff_factor=config.backoff,
         backoff_max=60.0,
@@ -216,8 +246,9 @@ def _stac_io(config: StacApiConfig) -> StacApiIO:
         respect_retry_after_header=True,
         raise_on_status=True,
     )
+    retry.clock = clock
     io = StacApiIO(max_retries=retry)  # headers and timeout go to Client.open, which resets them
-    adapter = _PacedAdapter(config.max_requests_per_second, retry)
+    adapter = _PacedAdapter(config.max_requests_per_second, retry, clock)
     io.session.mount("http://", adapter)
     io.session.mount("https://", adapter)
     return io
@@ -301,7 +332,7 @@ class StacApiFeeder(Feeder[StacApiConfig]):
             return resolve_range(
                 configured.start,
                 configured.end,
-                now=datetime.now(UTC),
+                now=self.context.clock.now(),
                 since=request.since,
                 until=request.until,
                 watermark=watermark,
@@ -317,7 +348,7 @@ class StacApiFeeder(Feeder[StacApiConfig]):
                 url,
                 headers=self.config.headers,
                 timeout=self.config.timeout,
-                stac_io=_stac_io(self.config),
+                stac_io=_stac_io(self.config, clock=self.context.clock),
             )
         except (APIError, ValueError) as exc:
             raise _translate(exc, url) from exc

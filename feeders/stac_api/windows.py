@@ -17,8 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Generic, TypeVar
+
+from cirrus_feed.support.clock import utc
 
 T = TypeVar("T")
 
@@ -28,16 +30,9 @@ Probe = Callable[["Window", int], "Sequence[T] | None"]
 """``probe(window, cap)``: the records in ``window`` if at most ``cap``, else ``None``."""
 
 
-def to_utc(value: datetime) -> datetime:
-    """``value`` in UTC; a naive datetime is taken to be UTC already (never local time)."""
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
-
-
 def isoformat(value: datetime) -> str:
     """RFC 3339 in UTC with all six fractional digits, e.g. ``2024-01-01T00:59:59.500000Z``."""
-    return to_utc(value).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return utc(value).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def parse_instant(text: str) -> datetime:
@@ -46,7 +41,7 @@ def parse_instant(text: str) -> datetime:
     Raises:
         ValueError: ``text`` is not a timestamp.
     """
-    return to_utc(datetime.fromisoformat(text))
+    return utc(datetime.fromisoformat(text))
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,17 +127,17 @@ def resolve_range(
         ValueError: no lower bound at all (no watermark, ``since`` nor ``start``).
     """
     if watermark is not None:
-        lower = to_utc(watermark) - lookback
+        lower = utc(watermark) - lookback
     elif since is not None:
-        lower = to_utc(since)
+        lower = utc(since)
     elif start is not None:
-        lower = to_utc(start)
+        lower = utc(start)
     else:
         raise ValueError("no start: set datetime.start, pass since, or resume from a cursor")
     if start is not None:
-        lower = max(lower, to_utc(start))
-    upper = to_utc(now)
+        lower = max(lower, utc(start))
+    upper = utc(now)
     for bound in (until, end):
         if bound is not None:
-            upper = min(upper, to_utc(bound))
+            upper = min(upper, utc(bound))
     return Window(lower, upper) if lower < upper else None

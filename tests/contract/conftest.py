@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,24 +30,11 @@ from cirrus_feed.backends.base import (
     StateStore,
     WorkflowRunner,
 )
+from cirrus_feed.support.clock import FakeClock
 
 AWS_REGION = "us-east-1"  # as in tests/conftest.py
 AWS_ACCOUNT = "123456789012"  # moto's default account
 DRIVE_TIMEOUT_SECONDS = 15.0
-
-
-class FakeClock:
-    """A clock that only moves when told: ``clock()`` is the adapters' ``now``."""
-
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> datetime:
-        self.now += timedelta(**delta)
-        return self.now
 
 
 def unique(prefix: str) -> str:
@@ -79,12 +66,22 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def advance_clock(clock: FakeClock) -> Callable[[float], datetime]:
-    """Move the state store's clock forward by some seconds; returns the new now."""
+    """Move the adapters' clock forward by some seconds; returns the new now."""
 
     def advance(seconds: float) -> datetime:
-        return clock.advance(seconds=seconds)
+        clock.advance(seconds)
+        return clock.now()
 
     return advance
+
+
+@pytest.fixture
+def elapse(backend: str, clock: FakeClock) -> Callable[[float], None]:
+    """Let ``seconds`` pass for the queue: the local adapter's fake clock is advanced; moto's
+    SQS times visibility on the wall clock and cannot be told, so there the test waits."""
+    if backend == "local":
+        return clock.advance
+    return time.sleep
 
 
 # -- state store ----------------------------------------------------------------------------
@@ -175,13 +172,15 @@ MAX_RECEIVES = 2
 
 @pytest.fixture
 def payload_queue(
-    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+    backend: str, clock: FakeClock, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[PayloadQueue]:
     """A fresh, empty queue that dead-letters a message on its third receive."""
     if backend == "local":
         from cirrus_feed.backends.local.sqlite_queue import SqlitePayloadQueue
 
-        local_queue = SqlitePayloadQueue(tmp_path / "queue.db", max_receives=MAX_RECEIVES)
+        local_queue = SqlitePayloadQueue(
+            tmp_path / "queue.db", max_receives=MAX_RECEIVES, clock=clock
+        )
         yield local_queue
         local_queue.close()
         return
@@ -319,7 +318,7 @@ def _create_state_machines(client: Any, base_arn: str) -> None:
 
 @pytest.fixture
 def workflow_runner(
-    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+    backend: str, clock: FakeClock, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[WorkflowRunner]:
     """A runner with two workflows: ``wf-pass`` (returns its input) and ``wf-fail``."""
     if backend == "local":
@@ -332,7 +331,7 @@ def workflow_runner(
                 tasks=[TaskSpec(task="fail", options={"error": FAIL_ERROR, "message": FAIL_CAUSE})]
             ),
         }
-        local_runner = InlineWorkflowRunner(tmp_path / "runner.db", workflows)
+        local_runner = InlineWorkflowRunner(tmp_path / "runner.db", workflows, clock=clock)
         yield local_runner
         local_runner.close()
         return

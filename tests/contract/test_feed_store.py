@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -16,6 +15,7 @@ import pytest
 from cirrus_feed.backends.base import FeedRun, FeedStore
 from cirrus_feed.backends.limits import DYNAMODB_MAX_SORT_KEY_BYTES
 from cirrus_feed.errors import BackendError, LimitExceededError
+from cirrus_feed.support.clock import FakeClock
 
 
 def unique(prefix: str) -> str:
@@ -30,7 +30,9 @@ class FeedEnv:
 
 
 @pytest.fixture
-def feed_env(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[FeedEnv]:
+def feed_env(
+    backend: str, clock: FakeClock, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[FeedEnv]:
     opened: list[FeedStore] = []
     if backend == "local":
         from cirrus_feed.backends.local.sqlite_feeds import SqliteFeedStore
@@ -38,7 +40,7 @@ def feed_env(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> It
         path = tmp_path / "feeds.sqlite"
 
         def open_local() -> FeedStore:
-            opened.append(SqliteFeedStore(path))
+            opened.append(SqliteFeedStore(path, clock=clock))
             return opened[-1]
 
         def drop_tables() -> None:
@@ -61,7 +63,7 @@ def feed_env(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> It
     deleted = False
 
     def open_aws() -> FeedStore:
-        opened.append(DynamoDbFeedStore(table, client=client))
+        opened.append(DynamoDbFeedStore(table, client=client, clock=clock))
         return opened[-1]
 
     def delete_table() -> None:
@@ -359,11 +361,13 @@ def test_feed_store_remember_keys_of_two_feeders_do_not_mix(feed_store: FeedStor
     assert feed_store.get_cursor("alpha") == {"page": 1}
 
 
-def test_feed_store_remember_key_is_new_again_after_expiry(feed_store: FeedStore) -> None:
+def test_feed_store_remember_key_is_new_again_after_expiry(
+    feed_store: FeedStore, clock: FakeClock
+) -> None:
     feed_store.remember("events", ["short"], 1)
     feed_store.remember("events", ["long"], 3600)
     # Expiry is counted in whole epoch seconds: past the next second boundary it is gone.
-    time.sleep(1.05)
+    clock.advance(1.05)
 
     assert feed_store.remember("events", ["short", "long"], 1) == {"long"}
     assert feed_store.remember("events", ["short"], 1) == {"short"}

@@ -6,6 +6,7 @@ The ``payload_queue`` fixture dead-letters a message on its third receive (max 2
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from cirrus_feed.backends.base import PayloadQueue, QueueMessage
 from cirrus_feed.backends.limits import (
@@ -13,6 +14,8 @@ from cirrus_feed.backends.limits import (
     SQS_MAX_RECEIVE_MESSAGES,
     SQS_MAX_VISIBILITY_TIMEOUT,
 )
+
+Elapse = Callable[[float], None]
 
 
 def receive_all(queue: PayloadQueue, expected: int, **kwargs: int) -> list[QueueMessage]:
@@ -90,11 +93,13 @@ def test_payload_queue_receive_respects_max_messages(payload_queue: PayloadQueue
     ]
 
 
-def test_payload_queue_redelivers_after_visibility_timeout(payload_queue: PayloadQueue) -> None:
+def test_payload_queue_redelivers_after_visibility_timeout(
+    payload_queue: PayloadQueue, elapse: Elapse
+) -> None:
     payload_queue.send(["a"])
     [first] = payload_queue.receive(10, visibility_timeout=1)
 
-    time.sleep(1.1)
+    elapse(1.1)
     [again] = payload_queue.receive(10, visibility_timeout=30, wait_seconds=2)
 
     assert again.message_id == first.message_id
@@ -113,12 +118,14 @@ def test_payload_queue_change_visibility_releases_message(payload_queue: Payload
     assert again.receive_count == 2
 
 
-def test_payload_queue_change_visibility_extends_timeout(payload_queue: PayloadQueue) -> None:
+def test_payload_queue_change_visibility_extends_timeout(
+    payload_queue: PayloadQueue, elapse: Elapse
+) -> None:
     payload_queue.send(["a"])
     [first] = payload_queue.receive(10, visibility_timeout=1)
 
     payload_queue.change_visibility(first.receipt, 300)
-    time.sleep(1.1)
+    elapse(1.1)
 
     assert payload_queue.receive(10) == []
 

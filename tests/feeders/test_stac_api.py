@@ -5,7 +5,6 @@ The stdlib fake stands in only where a failure must be injected or requests insp
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from stac_data import RANGE_END, RANGE_START, ids_between, parse
 from cirrus_feed.errors import ConfigError, FeederError, SourceUnavailableError
 from cirrus_feed.feeding.contract import Checkpoint, FeedRequest, SourceRejection
 from cirrus_feed.model.payload import ProcessPayload
+from cirrus_feed.support.clock import FakeClock
 from cirrus_feed.testing import feeder_context
 from feeders.stac_api.feeder import StacApiConfig, StacApiFeeder
 
@@ -32,7 +32,9 @@ ALL_ITEMS = stac_data.items()
 IN_RANGE = ids_between(RANGE_START, RANGE_END, ALL_ITEMS)
 
 
-def make_feeder(url: str, **settings: Any) -> StacApiFeeder:
+def make_feeder(url: str, clock: FakeClock | None = None, **settings: Any) -> StacApiFeeder:
+    """A feeder on ``clock`` (a fresh `FakeClock` by default): retry and pacing waits, and
+    the "now" of open-ended ranges, are the fake clock's, so no test waits for them."""
     config: dict[str, Any] = {
         "type": "stac-api",
         "url": url,
@@ -43,7 +45,9 @@ def make_feeder(url: str, **settings: Any) -> StacApiFeeder:
         "backoff": 0.01,
     }
     config.update(settings)
-    return StacApiFeeder("s2-test", StacApiConfig.model_validate(config), feeder_context())
+    return StacApiFeeder(
+        "s2-test", StacApiConfig.model_validate(config), feeder_context(clock=clock or FakeClock())
+    )
 
 
 @dataclass
@@ -254,8 +258,14 @@ def test_stac_api_bug1_pacing_and_headers_survive_window_splits(fake_stac: FakeS
     fake_stac.items = [
         stac_data.make_item(f"I{n:02d}", f"2024-01-01T{n:02d}:30:00Z") for n in range(20)
     ]
+    clock = FakeClock()
+    start = clock.monotonic()
     feeder = make_feeder(
-        fake_stac.url, max_items_per_window=2, max_requests_per_second=50, headers={"X-Team": "s2"}
+        fake_stac.url,
+        clock,
+        max_items_per_window=2,
+        max_requests_per_second=50,
+        headers={"X-Team": "s2"},
     )
 
     run = feed(feeder)
@@ -264,8 +274,11 @@ def test_stac_api_bug1_pacing_and_headers_survive_window_splits(fake_stac: FakeS
     assert len(run.item_ids) == 20
     assert len(searches) > 10
     assert all(r[3].get("X-Team") == "s2" for r in fake_stac.requests)
-    span = fake_stac.requests[-1][0] - fake_stac.requests[0][0]
-    assert span >= (len(fake_stac.requests) - 1) / 50 * 0.9  # 50/s, whatever the split depth
+    # 50/s, whatever the split depth: every request after the first waited its 1/50 s turn
+    # (the fake clock moves only by those waits, so its span is exactly the pacing).
+    span = clock.monotonic() - start
+    assert span >= (len(fake_stac.requests) - 1) / 50 * 0.9
+    assert clock.slept == pytest.approx([1 / 50] * (len(fake_stac.requests) - 1))
 
 
 def test_stac_api_bug2_subsecond_items_at_window_edges_are_fed(stac_api_url: str) -> None:
@@ -285,18 +298,17 @@ def test_stac_api_bug2_subsecond_items_at_window_edges_are_fed(stac_api_url: str
 
 
 def test_stac_api_bug3_open_end_uses_aware_utc_now(stac_api_url: str) -> None:
+    clock = FakeClock(datetime(2024, 1, 3, 12, tzinfo=UTC))  # "now" falls inside the data
     feeder = make_feeder(
-        stac_api_url, datetime="2024-01-02T20:00:00+02:00/..", max_items_per_window=5000
+        stac_api_url, clock, datetime="2024-01-02T20:00:00+02:00/..", max_items_per_window=5000
     )
 
     run = feed(feeder)
 
-    assert set(run.item_ids) == ids_between(
-        parse("2024-01-02T18:00:00Z"), datetime.now(UTC), ALL_ITEMS
-    )
+    assert set(run.item_ids) == ids_between(parse("2024-01-02T18:00:00Z"), clock.now(), ALL_ITEMS)
     watermark = watermark_of(run.checkpoints[-1])
     assert watermark.endswith("Z")
-    assert parse(watermark) <= datetime.now(UTC)
+    assert parse(watermark) == clock.now()  # the open end is the clock's now, in UTC
 
 
 def test_stac_api_bug4_crowded_instant_does_not_recurse_forever(stac_api_url: str) -> None:
@@ -359,12 +371,14 @@ def test_stac_api_bug6_never_relies_on_a_match_count(fake_stac: FakeStacApi) -> 
 def test_stac_api_honours_retry_after_on_429(fake_stac: FakeStacApi) -> None:
     fake_stac.items = [stac_data.make_item("A", "2024-01-01T01:00:00Z")]
     fake_stac.script = [(429, {"Retry-After": "1"}, 0.0)]
+    clock = FakeClock()
+    started = clock.monotonic()
 
-    started = time.monotonic()
-    run = feed(make_feeder(fake_stac.url))
+    run = feed(make_feeder(fake_stac.url, clock))
 
     assert run.item_ids == ["A"]
-    assert time.monotonic() - started >= 1.0
+    assert clock.monotonic() - started >= 1.0
+    assert clock.slept == [1.0]  # the server's Retry-After, not urllib3's backoff
 
 
 def test_stac_api_retries_5xx_and_timeouts(fake_stac: FakeStacApi) -> None:

@@ -28,6 +28,7 @@ from cirrus_feed.config import load_settings
 from cirrus_feed.model.envelopes import normalize
 from cirrus_feed.model.states import State
 from cirrus_feed.service.worker import as_sqs_event
+from cirrus_feed.support.clock import FakeClock
 
 from .conftest import make_payload, payload_id
 
@@ -335,7 +336,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Path:
     invoke(config, "enqueue", stdin=ndjson(*bodies))
     assert invoke(config, "process", "--once").exit_code == 1  # the unknown workflow
     paths = LocalPaths(load_settings(config, env={}).local.root)
-    old = SqliteStateStore(paths.state, clock=lambda: OLD)
+    old = SqliteStateStore(paths.state, clock=FakeClock(OLD))
     try:
         arn = "arn:aws:states:local:000000000000:execution:{}:old"
         for pid, state, error in [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib.metadata import EntryPoint
 from pathlib import Path
 from typing import Any, ClassVar
@@ -30,6 +30,7 @@ from cirrus_feed.feeding.plugins import FeederRegistry
 from cirrus_feed.feeding.runner import FeedRunner
 from cirrus_feed.model.states import State
 from cirrus_feed.service.worker import LocalWorker, WorkTotals
+from cirrus_feed.support.clock import FakeClock
 from cirrus_feed.testing import feeder_context
 
 
@@ -37,6 +38,18 @@ def feeds_of(app: App) -> FeedStore:
     """The app's feed-run store (the local backend always has one)."""
     assert app.backends.feeds is not None
     return app.backends.feeds
+
+
+class DrivingClock(FakeClock):
+    """A fake clock on which a pacer's wait runs ``on_sleep`` (a worker) instead of sleeping."""
+
+    def __init__(self, on_sleep: Callable[[float], None]) -> None:
+        super().__init__()
+        self.on_sleep = on_sleep
+
+    def sleep(self, seconds: float) -> None:
+        super().sleep(seconds)
+        self.on_sleep(seconds)
 
 
 class CountingConfig(FeederConfig):
@@ -226,7 +239,9 @@ def test_feed_max_in_flight_pauses_until_payloads_finish(tmp_path: Path) -> None
         waits.append(depth.visible + depth.in_flight)
         LocalWorker(app).drain(WorkTotals())
 
-    result = FeedRunner(app, sleep=drive).run("nums", app.feeders["nums"], FeedRequest())
+    result = FeedRunner(app, clock=DrivingClock(drive)).run(
+        "nums", app.feeders["nums"], FeedRequest()
+    )
 
     assert result.counts["enqueued"] == 12
     assert waits, "the feed never paused"
@@ -276,7 +291,9 @@ def test_feed_max_queue_depth_waits_for_the_queue_to_drain(tmp_path: Path) -> No
         depths.append(depth.visible + depth.in_flight)
         LocalWorker(app).drain(WorkTotals())
 
-    result = FeedRunner(app, sleep=drive).run("nums", app.feeders["nums"], FeedRequest())
+    result = FeedRunner(app, clock=DrivingClock(drive)).run(
+        "nums", app.feeders["nums"], FeedRequest()
+    )
 
     assert result.counts["enqueued"] == 250
     assert depths, "the feed never waited for the queue"

@@ -1,4 +1,11 @@
-"""`cirrus-feed serve`: schedules, the persistent job store, overlap, stopping, ``--once``."""
+"""`cirrus-feed serve`: schedules, the persistent job store, overlap, stopping, ``--once``.
+
+Nothing here sleeps to wait for the service: `Told` wakes the test when a job ran, raised or
+was skipped, or a worker finished a batch, and a `Gate` holds a feed at a chosen item until
+the test lets it go (a slow source without the wall clock). APScheduler 3 has no clock of its
+own to inject, so jobs still fire on real seconds; a missed fire time is made by moving the
+stored job's next run time into the past instead of waiting for it to pass.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import EntryPoint
 from pathlib import Path
@@ -15,7 +23,8 @@ from typing import Any, ClassVar
 
 import pytest
 import yaml
-from apscheduler.events import EVENT_JOB_EXECUTED
+from apscheduler.events import EVENT_ALL, EVENT_JOB_EXECUTED
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from click.testing import CliRunner
 
 from cirrus_feed.app import App, build_app
@@ -36,8 +45,25 @@ HOUR = {"interval": "1h"}
 class TickConfig(FeederConfig):
     count: int = 6
     per_window: int = 2
-    delay: float = 0.0  # seconds per item: a slow source
     crash: bool = False  # a bug in the feeder: raises something that is not a FeederError
+
+
+@dataclass
+class Gate:
+    """Holds a `TickFeeder` run before it yields item ``at`` (every item before it has been
+    taken by the runner), until the test opens it: a source as slow as the test wants."""
+
+    at: int
+    held: threading.Event = field(default_factory=threading.Event)
+    opened: threading.Event = field(default_factory=threading.Event)
+
+    def passing(self, number: int) -> None:
+        if number == self.at:
+            self.held.set()
+            assert self.opened.wait(10), "the test never opened the gate"
+
+    def wait_held(self) -> None:
+        assert self.held.wait(10), "the feed never reached the gate"
 
 
 class TickFeeder(Feeder[TickConfig]):
@@ -45,6 +71,7 @@ class TickFeeder(Feeder[TickConfig]):
 
     name: ClassVar[str] = "ticks"
     description: ClassVar[str] = "test feeder"
+    gate: Gate | None = None  # set by a test on the app's instance
 
     def feed(self, request: FeedRequest) -> Iterator[FeedItem]:
         config = self.config
@@ -52,7 +79,8 @@ class TickFeeder(Feeder[TickConfig]):
             raise RuntimeError("feeder bug")
         start = int((request.cursor or {}).get("next", 0))
         for number in range(start, config.count):
-            time.sleep(config.delay)
+            if self.gate is not None:
+                self.gate.passing(number)
             yield {
                 "type": "FeatureCollection",
                 "features": [{"id": f"tick-{number:03d}", "collection": "c"}],
@@ -87,7 +115,55 @@ def apps() -> Iterator[list[App]]:
         app.close()
 
 
-def until(check: Callable[[], bool], timeout: float = 8.0) -> None:
+class Told:
+    """Wakes a waiting test whenever the service's scheduler reports an event (a job ran,
+    raised, was missed or skipped) or one of its workers adds a batch to its totals."""
+
+    def __init__(self, service: Service) -> None:
+        self._changed = threading.Condition()
+        # Registered after the service's own listener, so its counters are already updated.
+        service.scheduler.add_listener(self._notify, EVENT_ALL)
+        add = service.totals.add
+
+        def add_and_tell(*reports: Any) -> None:
+            add(*reports)
+            self._notify()
+
+        service.totals.add = add_and_tell  # type: ignore[method-assign,assignment]
+
+    def _notify(self, *_: Any) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
+    def until(self, check: Callable[[], bool], timeout: float = 8.0) -> None:
+        with self._changed:
+            assert self._changed.wait_for(check, timeout), "timed out"
+
+
+def gate(app: App, name: str, at: int) -> Gate:
+    feeder = app.feeders[name]
+    assert isinstance(feeder, TickFeeder)
+    feeder.gate = Gate(at)
+    return feeder.gate
+
+
+def move_next_run(stopped: Service, job_id: str, when: datetime) -> None:
+    """Rewrite a stopped service's stored job, with no scheduler running (a scheduler's
+    thread would process a job due in the past on its way out)."""
+    path = stopped.app.settings.local.root / "schedules.sqlite"
+    store = SQLAlchemyJobStore(url=f"sqlite:///{path}")
+    store.start(stopped.scheduler, "default")
+    try:
+        job = store.lookup_job(job_id)
+        assert job is not None
+        job.next_run_time = when
+        store.update_job(job)
+    finally:
+        store.shutdown()
+
+
+def poll_until(check: Callable[[], bool], timeout: float = 8.0) -> None:
+    """For another process's progress only: nothing in this process can tell about it."""
     deadline = time.monotonic() + timeout
     while not check():
         assert time.monotonic() < deadline, "timed out"
@@ -179,11 +255,12 @@ def test_service_feeds_on_schedule_and_workers_reach_succeeded(
 ) -> None:
     apps.append(app := make_app(tmp_path, t={"schedule": SECOND, "count": 6}))
     service = Service(app, workers=2)
+    told = Told(service)
 
     service.start()
     try:
-        until(lambda: len(runs(app)) >= 2 and runs(app)[0].status != "running")
-        until(lambda: all(state(app, tick(n)) is State.SUCCEEDED for n in range(6)))
+        told.until(lambda: len(runs(app)) >= 2 and runs(app)[0].status != "running")
+        told.until(lambda: all(state(app, tick(n)) is State.SUCCEEDED for n in range(6)))
     finally:
         service.stop()
 
@@ -199,20 +276,24 @@ def test_service_restart_runs_missed_job_once(tmp_path: Path, apps: list[App]) -
     """Given a stopped service whose next run time passed twice, a restart catches up once."""
     apps.append(app := make_app(tmp_path, t={"schedule": SECOND}))
     first = Service(app)
+    told = Told(first)
     first.start()
-    until(lambda: bool(runs(app)) and runs(app)[0].status != "running")
+    told.until(lambda: bool(runs(app)) and runs(app)[0].status != "running")
     first.stop()
-    time.sleep(2.3)  # two or three fire times pass while stopped
+    # Instead of waiting 2.3 s: the stored next run time is 2.3 s ago, so two or three fire
+    # times are due when the service comes back, exactly as after a stop that long.
+    move_next_run(first, "feed:t", datetime.now(UTC) - timedelta(seconds=2.3))
 
     apps.append(again := make_app(tmp_path, t={"schedule": SECOND}))
     second = Service(again)
     fired: list[datetime] = []
     second.scheduler.add_listener(lambda e: fired.append(e.scheduled_run_time), EVENT_JOB_EXECUTED)
+    told_again = Told(second)
     restarted = datetime.now(UTC)
     second.start()
     try:
-        until(lambda: len(fired) >= 1)
-        time.sleep(0.3)
+        # Until the first regular run after the restart: every catch-up run came before it.
+        told_again.until(lambda: any(t >= restarted for t in fired))
     finally:
         second.stop()
 
@@ -244,14 +325,17 @@ def test_service_keeps_unchanged_jobs_and_drops_unscheduled_ones(
 
 
 def test_service_never_runs_one_feeder_twice_at_once(tmp_path: Path, apps: list[App]) -> None:
-    slow = {"schedule": SECOND, "count": 12, "delay": 0.2}  # 2.4 s a run, due every 1 s
-    apps.append(app := make_app(tmp_path, t=slow))
+    apps.append(app := make_app(tmp_path, t={"schedule": SECOND, "count": 12}))
+    held = gate(app, "t", at=0)  # the first run holds until the next fire time was skipped
     service = Service(app)
+    told = Told(service)
 
     service.start()
     try:
-        until(lambda: service.events["max_instances"] >= 1)
+        told.until(lambda: service.events["max_instances"] >= 1)
     finally:
+        service.request_stop()  # before the held run goes on: no further run can start
+        held.opened.set()
         service.stop()
 
     assert len(runs(app)) == 1
@@ -260,24 +344,27 @@ def test_service_never_runs_one_feeder_twice_at_once(tmp_path: Path, apps: list[
 def test_service_stop_ends_running_feed_at_its_last_checkpoint(
     tmp_path: Path, apps: list[App]
 ) -> None:
-    slow = {"schedule": SECOND, "count": 40, "per_window": 4, "delay": 0.05}
-    apps.append(app := make_app(tmp_path, t=slow))
+    apps.append(app := make_app(tmp_path, t={"schedule": SECOND, "count": 40, "per_window": 4}))
     feeds = app.backends.feeds
     assert feeds is not None
+    held = gate(app, "t", at=4)  # just past the first checkpoint, 36 items to go
     service = Service(app, workers=1)
     service.start()
-    until(lambda: (feeds.get_cursor("t") or {}).get("next", 0) >= 4)
+    held.wait_held()
+    assert (feeds.get_cursor("t") or {}).get("next") == 4
     assert [t for t in threading.enumerate() if t.name.startswith("worker-")]
 
     began = time.monotonic()
-    service.stop()  # what SIGTERM does
+    service.request_stop()  # what SIGTERM does (then `stop`, which does not ask again)
+    held.opened.set()
+    service.stop()
 
-    assert time.monotonic() - began < 1.0  # not the rest of the 2 s run
+    assert time.monotonic() - began < 1.0  # not the rest of the run
     [run] = runs(app)
     assert run.status == "interrupted"
     cursor = feeds.get_cursor("t")
     assert cursor is not None
-    assert 4 <= cursor["next"] < 40
+    assert cursor["next"] == 8  # the first checkpoint after the stop request
     assert run.checkpoint == f"..{cursor['next']}"
     assert not service.scheduler.running
     assert not [t for t in threading.enumerate() if t.name.startswith("worker-")]
@@ -287,15 +374,17 @@ def test_service_second_stop_request_aborts_run_before_its_checkpoint(
     tmp_path: Path, apps: list[App]
 ) -> None:
     """Given a run whose next checkpoint is seconds away, a second signal stops it at once."""
-    slow = {"schedule": SECOND, "count": 40, "per_window": 100, "delay": 0.05}
-    apps.append(app := make_app(tmp_path, t=slow))
+    apps.append(app := make_app(tmp_path, t={"schedule": SECOND, "count": 40, "per_window": 100}))
+    held = gate(app, "t", at=1)  # one item taken; the only checkpoint is 39 items away
     service = Service(app)
     service.start()
-    until(lambda: bool(runs(app)))
+    held.wait_held()
+    assert runs(app)
 
     began = time.monotonic()
     service.request_stop()
     service.request_stop()  # the second Ctrl-C
+    held.opened.set()
     service.stop()
 
     assert time.monotonic() - began < 1.0
@@ -309,10 +398,11 @@ def test_service_logs_a_crashing_job_and_keeps_scheduling(
 ) -> None:
     apps.append(app := make_app(tmp_path, bad={"schedule": SECOND, "crash": True}))
     service = Service(app)
+    told = Told(service)
 
     service.start()
     try:
-        until(lambda: service.events["error"] >= 1)
+        told.until(lambda: service.events["error"] >= 1)
         job = service.scheduler.get_job("feed:bad")
         assert job is not None
         assert job.next_run_time > datetime.now(UTC)  # still scheduled after the crash
@@ -413,7 +503,7 @@ def test_serve_command_exits_zero_on_sigterm(tmp_path: Path) -> None:
     try:
         assert proc.stderr is not None
         assert proc.stderr.readline().startswith("serving:")
-        until(lambda: state(reader, "c/workflow-wf/x") is State.SUCCEEDED)
+        poll_until(lambda: state(reader, "c/workflow-wf/x") is State.SUCCEEDED)
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=10)
         tail = proc.stderr.read()

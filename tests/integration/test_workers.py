@@ -6,7 +6,6 @@ from __future__ import annotations
 import multiprocessing
 import sqlite3
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -29,19 +28,21 @@ from cirrus_feed.service.worker import (
     as_sqs_event,
     run_workers,
 )
+from cirrus_feed.support.clock import SYSTEM_CLOCK, Clock, FakeClock
 
 from .conftest import WORKFLOWS, LocalHarness, make_payload, outcomes_of, payload_id
 
 COPIES = 4  # each payload is enqueued this many times, in separate calls
 
 
-def local_app(root: Path, lease_seconds: int = 300) -> App:
+def local_app(root: Path, lease_seconds: int = 300, clock: Clock = SYSTEM_CLOCK) -> App:
     return build_app(
         Settings(
             local=LocalSettings(root=root, lease_seconds=lease_seconds),
             process=ProcessSettings(wait_seconds=0),
             workflows=WORKFLOWS,
-        )
+        ),
+        clock=clock,
     )
 
 
@@ -162,7 +163,8 @@ def test_local_worker_four_processes_start_each_payload_once(tmp_path: Path) -> 
 def test_local_worker_reruns_an_abandoned_execution_after_its_lease(tmp_path: Path) -> None:
     # Given two payloads whose executions were leased by workers that then died: one before
     # anything was recorded, one after update-state but before the execution was completed.
-    app = local_app(tmp_path, lease_seconds=1)
+    clock = FakeClock()
+    app = local_app(tmp_path, lease_seconds=1, clock=clock)
     try:
         runner = app.backends.runner
         assert isinstance(runner, InlineWorkflowRunner)
@@ -179,7 +181,7 @@ def test_local_worker_reruns_an_abandoned_execution_after_its_lease(tmp_path: Pa
         # When a worker drains while the leases hold, and again once they ran out.
         during = WorkTotals(keep_results=True)
         worker.drain(during)
-        time.sleep(1.1)
+        clock.advance(1.1)
         after = WorkTotals(keep_results=True)
         worker.drain(after)
 
@@ -214,7 +216,16 @@ def test_run_workers_once_on_an_empty_queue_returns_nothing(tmp_path: Path, work
         app.close()
 
 
-def test_run_workers_until_stop_is_set(tmp_path: Path) -> None:
+def test_run_workers_until_stop_is_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    batch_done = threading.Condition()  # the workers tell the test after every batch
+    add = WorkTotals.add
+
+    def add_and_tell(self: WorkTotals, *reports: Any) -> None:
+        add(self, *reports)
+        with batch_done:
+            batch_done.notify_all()
+
+    monkeypatch.setattr(WorkTotals, "add", add_and_tell)
     app = local_app(tmp_path)
     try:
         ids = enqueue_copies(app, 5)
@@ -226,10 +237,10 @@ def test_run_workers_until_stop_is_set(tmp_path: Path) -> None:
             )
         )
         thread.start()
-        deadline = time.monotonic() + 10
-        while app.backends.state.count(StateQuery(state=State.SUCCEEDED)) != 5:
-            assert time.monotonic() < deadline, "workers did not finish the payloads"
-            time.sleep(0.02)
+        with batch_done:
+            assert batch_done.wait_for(
+                lambda: app.backends.state.count(StateQuery(state=State.SUCCEEDED)) == 5, 10
+            ), "workers did not finish the payloads"
 
         stop.set()
         thread.join(timeout=10)

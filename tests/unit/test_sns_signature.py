@@ -25,6 +25,7 @@ from cirrus_feed.service.sns_signature import (
     SnsSignatureVerifier,
     string_to_sign,
 )
+from cirrus_feed.support.clock import FakeClock
 
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 CERT_URL = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-test.pem"
@@ -117,14 +118,6 @@ class Certificates:
         return self.pems[url]
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture(scope="module")
 def key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -141,12 +134,12 @@ def certs(key: rsa.RSAPrivateKey) -> Certificates:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FakeClock:
+    return FakeClock(NOW)
 
 
 @pytest.fixture
-def verifier(certs: Certificates, clock: Clock) -> SnsSignatureVerifier:
+def verifier(certs: Certificates, clock: FakeClock) -> SnsSignatureVerifier:
     return SnsSignatureVerifier(fetch=certs, clock=clock)
 
 
@@ -353,7 +346,7 @@ def test_cert_url_pattern_accepts_sns_hosts(url: str) -> None:
 
 
 def test_verifier_trust_override_accepts_local_cert_url(
-    key: rsa.RSAPrivateKey, clock: Clock
+    key: rsa.RSAPrivateKey, clock: FakeClock
 ) -> None:
     local = "http://127.0.0.1:8123/test-cert.pem"
     certs = Certificates({local: make_certificate(key)})
@@ -380,7 +373,7 @@ def test_verifier_rejects_foreign_subscribe_url(
     assert rejection(verifier, signed).field == "SubscribeURL"
 
 
-def test_verifier_rejects_expired_certificate(key: rsa.RSAPrivateKey, clock: Clock) -> None:
+def test_verifier_rejects_expired_certificate(key: rsa.RSAPrivateKey, clock: FakeClock) -> None:
     expired = make_certificate(key, NOW - timedelta(days=30), NOW - timedelta(days=1))
     verifier = SnsSignatureVerifier(fetch=Certificates({CERT_URL: expired}), clock=clock)
 
@@ -388,7 +381,7 @@ def test_verifier_rejects_expired_certificate(key: rsa.RSAPrivateKey, clock: Clo
 
 
 def test_verifier_rejects_url_that_is_not_a_certificate(
-    key: rsa.RSAPrivateKey, clock: Clock
+    key: rsa.RSAPrivateKey, clock: FakeClock
 ) -> None:
     verifier = SnsSignatureVerifier(fetch=Certificates({CERT_URL: b"<html>"}), clock=clock)
 
@@ -396,7 +389,7 @@ def test_verifier_rejects_url_that_is_not_a_certificate(
 
 
 def test_verifier_reports_unreachable_certificate_as_retryable(
-    key: rsa.RSAPrivateKey, clock: Clock
+    key: rsa.RSAPrivateKey, clock: FakeClock
 ) -> None:
     def unreachable(url: str) -> bytes:
         raise ConnectionRefusedError(url)
@@ -417,7 +410,7 @@ def test_verifier_fetches_certificate_once_for_two_messages(
 
 
 def test_verifier_cert_cache_evicts_least_recently_used(
-    certs: Certificates, key: rsa.RSAPrivateKey, clock: Clock
+    certs: Certificates, key: rsa.RSAPrivateKey, clock: FakeClock
 ) -> None:
     verifier = SnsSignatureVerifier(fetch=certs, cert_cache_size=1, clock=clock)
 
@@ -472,18 +465,18 @@ def test_verifier_forged_message_does_not_block_the_genuine_one(
 
 
 def test_verifier_replay_window_ends_with_max_age(
-    verifier: SnsSignatureVerifier, key: rsa.RSAPrivateKey, clock: Clock
+    verifier: SnsSignatureVerifier, key: rsa.RSAPrivateKey, clock: FakeClock
 ) -> None:
     signed = sign(notification(), key)
     verifier.verify(signed)
-    clock.now += timedelta(hours=1)
+    clock.advance(3600)
 
     # past the window the id is forgotten, and the message is refused for its age instead
     assert rejection(verifier, signed).field == "Timestamp"
 
 
 def test_verifier_rejects_topic_not_allowed(
-    certs: Certificates, key: rsa.RSAPrivateKey, clock: Clock
+    certs: Certificates, key: rsa.RSAPrivateKey, clock: FakeClock
 ) -> None:
     verifier = SnsSignatureVerifier(fetch=certs, allowed_topics=[TOPIC + "-other"], clock=clock)
 

@@ -8,9 +8,9 @@ record without a second read. There is no unconditional write path.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -36,6 +36,7 @@ from cirrus_feed.model.states import (
     state_from_state_updated,
 )
 from cirrus_feed.support.batching import chunks
+from cirrus_feed.support.clock import SYSTEM_CLOCK, Clock
 from cirrus_feed.support.retry import retry_entries
 
 _INDEXES = ("state_updated", "updated")
@@ -64,10 +65,6 @@ _TABLE_SCHEMA: dict[str, Any] = {  # spec §4.1, as in Cirrus's statedb-schema.j
     ],
     "BillingMode": "PAY_PER_REQUEST",
 }
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def _state_names(states: Iterable[State]) -> list[str]:
@@ -198,12 +195,10 @@ def _plan(query: StateQuery, now: datetime) -> _QueryPlan:
 class DynamoDbStateStore:
     """The Cirrus v2 state table (``collections_workflow``/``itemids`` keys, §4.1)."""
 
-    def __init__(
-        self, table: str, *, client: Any, clock: Callable[[], datetime] | None = None
-    ) -> None:
+    def __init__(self, table: str, *, client: Any, clock: Clock = SYSTEM_CLOCK) -> None:
         self.table = table
         self._client = client
-        self._clock = clock or _utcnow
+        self.clock = clock
 
     @staticmethod
     def create_table(client: Any, table: str) -> None:
@@ -270,7 +265,9 @@ class DynamoDbStateStore:
             )
             return unprocessed
 
-        if left := retry_entries(keys, send, attempts=_UNPROCESSED_ATTEMPTS):
+        if left := retry_entries(
+            keys, send, attempts=_UNPROCESSED_ATTEMPTS, sleep=self.clock.sleep
+        ):
             raise BackendUnavailableError(
                 f"DynamoDB BatchGetItem: {len(left)} keys still unprocessed after "
                 f"{_UNPROCESSED_ATTEMPTS} attempts"
@@ -288,7 +285,7 @@ class DynamoDbStateStore:
         """
         if limit < 1:
             raise ValueError(f"limit must be at least 1, not {limit}")
-        plan = _plan(query, self._clock())
+        plan = _plan(query, self.clock.now())
         request = plan.request(self.table)
         operation = "query" if plan.key_condition else "scan"
         if operation == "query":
@@ -309,7 +306,7 @@ class DynamoDbStateStore:
             request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     def count(self, query: StateQuery, *, limit: int | None = None) -> int | str:
-        plan = _plan(query, self._clock())
+        plan = _plan(query, self.clock.now())
         request = plan.request(self.table) | {"Select": "COUNT"}
         operation = "query" if plan.key_condition else "scan"
         total = 0
@@ -325,7 +322,7 @@ class DynamoDbStateStore:
     # -- conditional writes ---------------------------------------------------------------
 
     def claim(self, payload_id: str, execution_arn: str) -> StateRecord:
-        now = self._clock().isoformat()
+        now = self.clock.now().isoformat()
         expr = _Expr()
         state_updated, created, executions = (
             expr.name("state_updated"),
@@ -352,7 +349,7 @@ class DynamoDbStateStore:
             raise ClaimConflictError(payload_id, _maybe_record(payload_id, lost.old)) from None
 
     def set_processing(self, claimed: StateRecord) -> StateRecord:
-        now = self._clock().isoformat()
+        now = self.clock.now().isoformat()
         expr = _Expr()
         update = (
             f"SET {expr.name('state_updated')} = {expr.value(f'{State.PROCESSING.value}_{now}')}, "
@@ -379,7 +376,7 @@ class DynamoDbStateStore:
             raise ValueError(f"payload '{payload_id}': {state} is not a terminal state")
         if current.latest_execution != execution_arn:
             raise StaleExecutionError(payload_id, execution_arn, current)
-        now = self._clock().isoformat()
+        now = self.clock.now().isoformat()
         expr = _Expr()
         update = (
             f"SET {expr.name('state_updated')} = {expr.value(f'{state.value}_{now}')}, "

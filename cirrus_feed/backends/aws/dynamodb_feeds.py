@@ -22,9 +22,7 @@ updates) replaces its item, as long as its ``started`` does not change.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any, cast, get_args
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -33,6 +31,7 @@ from cirrus_feed.backends.aws.clients import call, error_code, translate
 from cirrus_feed.backends.base import FeedRun, RunStatus
 from cirrus_feed.backends.limits import DYNAMODB_MAX_SORT_KEY_BYTES, check_seen_keys
 from cirrus_feed.errors import BackendError
+from cirrus_feed.support.clock import SYSTEM_CLOCK, Clock
 
 Item = dict[str, Any]  # a low-level DynamoDB item: attribute name -> {"S": ...}
 
@@ -128,8 +127,9 @@ class DynamoDbFeedStore:
     become `BackendUnavailableError` after botocore's own retries).
     """
 
-    def __init__(self, table: str, *, client: Any) -> None:
+    def __init__(self, table: str, *, client: Any, clock: Clock = SYSTEM_CLOCK) -> None:
         self.table = table
+        self.clock = clock
         self._client = client
 
     @staticmethod
@@ -194,7 +194,7 @@ class DynamoDbFeedStore:
         item: Item = {
             **self._cursor_key(feeder),
             "cursor": {"S": _dump(cursor, f"cursor of feeder {feeder!r}")},
-            "updated": {"S": datetime.now(UTC).isoformat()},
+            "updated": {"S": self.clock.now().isoformat()},
         }
         self._call("put_item", f"DynamoDB PutItem cursor of {feeder!r}", Item=item)
 
@@ -210,7 +210,7 @@ class DynamoDbFeedStore:
         if ttl_seconds <= 0:
             raise ValueError(f"remember for feeder {feeder!r}: ttl_seconds must be positive")
         check_seen_keys(feeder, keys)  # before any put: all or nothing, as locally
-        now = int(time.time())
+        now = int(self.clock.time())
         seen: set[str] = set()
         for key in dict.fromkeys(keys):
             if not self._put_if_absent(feeder, key, now, now + ttl_seconds):

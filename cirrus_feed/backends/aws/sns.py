@@ -24,6 +24,7 @@ from cirrus_feed.backends.limits import (
 from cirrus_feed.errors import BackendError
 from cirrus_feed.model.item_attributes import item_attributes
 from cirrus_feed.support.batching import sized_chunks
+from cirrus_feed.support.clock import SYSTEM_CLOCK, Clock
 from cirrus_feed.support.retry import retry_entries
 
 Entry = dict[str, Any]  # one PublishBatchRequestEntry
@@ -57,7 +58,9 @@ class SnsNotifier:
         region: str,
         workflow_event_topic_arn: str | None = None,
         publish_topic_arn: str | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        self.clock = clock  # what retry backoff waits on
         self.region = region
         self.workflow_event_topic_arn = workflow_event_topic_arn
         self.publish_topic_arn = publish_topic_arn
@@ -123,5 +126,5 @@ class SnsNotifier:
                 errors.pop(int(succeeded["Id"]), None)
             return retryable_ids(response)
 
-        retry_entries(indexes, send, attempts=BATCH_ATTEMPTS)
+        retry_entries(indexes, send, attempts=BATCH_ATTEMPTS, sleep=self.clock.sleep)
         return [f"message {i}: {errors[i]}" for i in sorted(errors)]

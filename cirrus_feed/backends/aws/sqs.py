@@ -26,6 +26,7 @@ from cirrus_feed.backends.limits import (
 )
 from cirrus_feed.errors import BackendUnavailableError
 from cirrus_feed.support.batching import chunks, sized_chunks
+from cirrus_feed.support.clock import SYSTEM_CLOCK, Clock
 from cirrus_feed.support.retry import retry_entries
 
 # Receipts of messages already deleted or expired: the contract says ignore them.
@@ -39,8 +40,9 @@ class SqsPayloadQueue:
 
     max_message_bytes: int = SQS_MAX_MESSAGE_BYTES
 
-    def __init__(self, queue_url: str, *, client: Any) -> None:
+    def __init__(self, queue_url: str, *, client: Any, clock: Clock = SYSTEM_CLOCK) -> None:
         self.queue_url = queue_url
+        self.clock = clock  # what retry backoff waits on
         self._client = client
         self._dlq_url: str | None = None
         self._dlq_resolved = False
@@ -83,7 +85,7 @@ class SqsPayloadQueue:
                 results[int(entry["Id"])] = SendResult(None, error)
             return retryable_ids(response)
 
-        retry_entries(indexes, send, attempts=BATCH_ATTEMPTS)
+        retry_entries(indexes, send, attempts=BATCH_ATTEMPTS, sleep=self.clock.sleep)
 
     def receive(
         self,
@@ -118,7 +120,9 @@ class SqsPayloadQueue:
     def delete(self, receipts: Sequence[str]) -> None:
         """Delete in batches of 10; stale receipts are ignored, transient failures retried."""
         for batch in chunks(list(receipts), SQS_MAX_BATCH_ENTRIES):
-            if left := retry_entries(batch, self._delete_batch, attempts=BATCH_ATTEMPTS):
+            if left := retry_entries(
+                batch, self._delete_batch, attempts=BATCH_ATTEMPTS, sleep=self.clock.sleep
+            ):
                 raise BackendUnavailableError(
                     f"SQS DeleteMessageBatch on {self.queue_url}: {len(left)} entries still "
                     f"failing after {BATCH_ATTEMPTS} attempts"

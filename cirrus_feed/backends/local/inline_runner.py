@@ -9,7 +9,6 @@ Functions retry would be. The first ``complete`` wins; an execution ends once.
 from __future__ import annotations
 
 import json
-import time
 import traceback
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,6 +24,7 @@ from cirrus_feed.errors import (
     WorkflowNotFoundError,
 )
 from cirrus_feed.model.executions import execution_arn, state_machine_arn
+from cirrus_feed.support.clock import SYSTEM_CLOCK, Clock
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS executions (
@@ -74,8 +74,10 @@ class InlineWorkflowRunner:
         lease_seconds: int = 300,
         catalog: Path | None = None,
         store: PayloadStore | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.base_arn = base_arn
+        self.clock = clock
         self.region = region
         self.workflows = dict(workflows)
         self.lease_seconds = lease_seconds
@@ -97,7 +99,7 @@ class InlineWorkflowRunner:
             cursor = conn.execute(
                 "INSERT OR IGNORE INTO executions (arn, name, workflow, status, input, started_at) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                (arn, name, workflow, RUNNING, text, time.time()),
+                (arn, name, workflow, RUNNING, text, self.clock.time()),
             )
             if cursor.rowcount == 0:
                 raise ExecutionAlreadyExistsError(f"Execution Already Exists: '{arn}'")
@@ -105,7 +107,7 @@ class InlineWorkflowRunner:
 
     def claim_pending(self, max_count: int = 1) -> list[PendingExecution]:
         """Lease up to ``max_count`` running executions nobody holds (oldest first)."""
-        now = time.time()
+        now = self.clock.time()
         lease_until = now + self.lease_seconds
         with self._db.write() as conn:
             rows = conn.execute(_CLAIM, (lease_until, now, max_count)).fetchall()
@@ -135,6 +137,7 @@ class InlineWorkflowRunner:
                 self._payload(pending.input),
                 catalog=self.catalog,
                 execution_arn=pending.execution_arn,
+                clock=self.clock,
             )
         except Exception as exc:  # noqa: BLE001 - any task error is the execution's outcome
             return self._failed(pending, exc)
@@ -188,7 +191,7 @@ class InlineWorkflowRunner:
                     output,
                     outcome.error,
                     outcome.cause,
-                    time.time(),
+                    self.clock.time(),
                     outcome.execution_arn,
                     RUNNING,
                 ),

@@ -11,9 +11,7 @@ whole epoch seconds (the same clock as the DynamoDB adapter's TTL attribute).
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, get_args
 
@@ -21,6 +19,7 @@ from cirrus_feed.backends.base import FeedRun, RunStatus
 from cirrus_feed.backends.limits import check_seen_keys
 from cirrus_feed.backends.local.sqlite import SqliteDatabase
 from cirrus_feed.errors import BackendError
+from cirrus_feed.support.clock import SYSTEM_CLOCK, Clock
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS feed_runs (
@@ -104,7 +103,8 @@ class SqliteFeedStore:
     connections come from `SqliteDatabase`. sqlite3 errors surface as `BackendError`s.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.clock = clock
         self._db = SqliteDatabase(path, SCHEMA)
         self._remember_calls = 0
 
@@ -150,7 +150,7 @@ class SqliteFeedStore:
 
     def set_cursor(self, feeder: str, cursor: Mapping[str, Any]) -> None:
         text = _dump(cursor, f"cursor of feeder {feeder!r}")
-        updated = datetime.now(UTC).isoformat()
+        updated = self.clock.now().isoformat()
         with self._db.write() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO feed_cursors (feeder, cursor, updated) VALUES (?, ?, ?)",
@@ -168,7 +168,7 @@ class SqliteFeedStore:
         if ttl_seconds <= 0:
             raise ValueError(f"remember for feeder {feeder!r}: ttl_seconds must be positive")
         check_seen_keys(feeder, keys)  # DynamoDB's sort-key size, so both refuse the same
-        now = int(time.time())
+        now = int(self.clock.time())
         seen: set[str] = set()
         with self._db.write() as conn:
             if self._remember_calls % PRUNE_EVERY == 0:

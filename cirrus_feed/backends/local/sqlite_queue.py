@@ -9,7 +9,6 @@ index entries it just walked. A receive is one ``BEGIN IMMEDIATE`` + one
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from cirrus_feed.backends.limits import (
     message_too_large,
 )
 from cirrus_feed.backends.local.sqlite import SqliteDatabase
+from cirrus_feed.support.clock import SYSTEM_CLOCK, Clock
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -79,8 +79,10 @@ class SqlitePayloadQueue:
         name: str = "process",
         visibility_timeout: int = 180,
         max_receives: int = 5,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.name = name
+        self.clock = clock
         self.visibility_timeout = visibility_timeout
         self.max_receives = max_receives
         self._db = SqliteDatabase(path, SCHEMA)
@@ -98,7 +100,7 @@ class SqlitePayloadQueue:
                 results.append(None)
                 accepted.append((index, body))
         if accepted:
-            now = time.time()
+            now = self.clock.time()
             # One transaction for the batch: one fsync-equivalent instead of one per body.
             with self._db.write() as conn:
                 for index, body in accepted:
@@ -124,20 +126,20 @@ class SqlitePayloadQueue:
         timeout = clamp_visibility_timeout(
             self.visibility_timeout if visibility_timeout is None else visibility_timeout
         )
-        deadline = time.monotonic() + clamp_wait_seconds(wait_seconds)
+        deadline = self.clock.monotonic() + clamp_wait_seconds(wait_seconds)
         while True:
             messages = self._receive_once(max_messages, timeout)
-            if messages or time.monotonic() >= deadline:
+            if messages or self.clock.monotonic() >= deadline:
                 return messages
             # Short sleeps stand in for SQS long polling; no lock is held while sleeping.
-            time.sleep(min(_POLL_INTERVAL, max(0.0, deadline - time.monotonic())))
+            self.clock.sleep(min(_POLL_INTERVAL, max(0.0, deadline - self.clock.monotonic())))
 
     def _receive_once(self, max_messages: int, timeout: int) -> list[QueueMessage]:
         delivered: list[QueueMessage] = []
         after = 0  # ids already taken this call are never looked at again (timeout may be 0)
         with self._db.write() as conn:
             while len(delivered) < max_messages:
-                now = time.time()
+                now = self.clock.time()
                 wanted = max_messages - len(delivered)
                 rows = conn.execute(
                     _RECEIVE, (now + timeout, self.name, after, now, wanted)
@@ -195,11 +197,11 @@ class SqlitePayloadQueue:
         with self._db.write() as conn:
             conn.execute(
                 "UPDATE messages SET visible_at = ? WHERE id = ? AND receipt = ? AND queue = ?",
-                (time.time() + clamp_visibility_timeout(timeout), *key, self.name),
+                (self.clock.time() + clamp_visibility_timeout(timeout), *key, self.name),
             )
 
     def depth(self) -> QueueDepth:
-        now = time.time()
+        now = self.clock.time()
         with self._db.read() as conn:
             visible, in_flight = conn.execute(
                 "SELECT coalesce(sum(visible_at <= ?), 0), coalesce(sum(visible_at > ?), 0) "

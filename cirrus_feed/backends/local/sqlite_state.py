@@ -8,8 +8,7 @@ read-check-write inside ``BEGIN IMMEDIATE``: the check sees the row as it is in 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from cirrus_feed.model.states import (
     can_move,
     state_from_state_updated,
 )
+from cirrus_feed.support.clock import SYSTEM_CLOCK, Clock
 
 # payload_id is not a DynamoDB attribute: it is kept so ids whose workflow contains "_"
 # round-trip exactly (splitting collections_workflow on its last "_" cannot tell).
@@ -88,12 +88,12 @@ def _prefix_range(prefix: str) -> tuple[str, str]:
 class SqliteStateStore:
     """The state DB in one SQLite file; semantics of `cirrus_feed.backends.base.StateStore`."""
 
-    def __init__(self, path: Path, *, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(self, path: Path, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self._db = SqliteDatabase(path, SCHEMA)
-        self._clock = clock or (lambda: datetime.now(UTC))
+        self.clock = clock
 
     def _now(self) -> str:
-        return self._clock().isoformat()
+        return self.clock.now().isoformat()
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -246,7 +246,7 @@ class SqliteStateStore:
             clauses.append("collections_workflow = ?")
             params.append(query.collections_workflow)
         if query.since is not None:
-            now = self._clock()
+            now = self.clock.now()
             low, high = (now - query.since).isoformat(), now.isoformat()
             if query.state is not None:
                 column = "state_updated"

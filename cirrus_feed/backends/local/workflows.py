@@ -23,16 +23,15 @@ from __future__ import annotations
 import copy
 import importlib
 import json
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from cirrus_feed.errors import ConfigError
+from cirrus_feed.support.clock import SYSTEM_CLOCK, Clock
 from cirrus_feed.support.files import write_atomically
 
 # -- task model -----------------------------------------------------------------------------
@@ -47,6 +46,7 @@ class TaskContext:
     options: Mapping[str, Any]
     catalog: Path | None = None  # folder `publish` writes items to
     execution_arn: str | None = None
+    clock: Clock = SYSTEM_CLOCK  # `publish` stamps and `sleep` waits on it
 
 
 Task = Callable[[dict[str, Any], TaskContext], dict[str, Any]]
@@ -108,7 +108,7 @@ def publish(payload: dict[str, Any], context: TaskContext) -> dict[str, Any]:
     if context.catalog is None:
         raise TaskError(f"workflow '{context.workflow}': publish needs a catalog folder")
     output = copy.deepcopy(payload)
-    now = datetime.now(UTC).isoformat()
+    now = context.clock.now().isoformat()
     for index, item in enumerate(output.get("features") or []):
         if not isinstance(item, dict):
             raise InvalidInput(f"features[{index}] is not an object")
@@ -136,7 +136,7 @@ def sleep(payload: dict[str, Any], context: TaskContext) -> dict[str, Any]:
     seconds = context.options.get("seconds", 1)
     if not isinstance(seconds, int | float) or seconds < 0:
         raise InvalidInput(f"sleep: seconds must be a non-negative number, not {seconds!r}")
-    time.sleep(seconds)
+    context.clock.sleep(seconds)
     return payload
 
 
@@ -219,6 +219,7 @@ class Workflow(BaseModel):
         *,
         catalog: Path | None = None,
         execution_arn: str | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> dict[str, Any]:
         """The output payload of the chain. Task exceptions propagate unchanged."""
         for spec in self.tasks:
@@ -228,6 +229,7 @@ class Workflow(BaseModel):
                 options=spec.options_for(payload),
                 catalog=catalog,
                 execution_arn=execution_arn,
+                clock=clock,
             )
             result = spec(payload, context)
             if not isinstance(result, dict):
