@@ -5,7 +5,8 @@ Uses the S3 feeders' shared pieces (`feeders.s3.objects`): ``filter`` (prefix, s
 and href, ``key_regex`` groups as properties, ``datetime``: ``last_modified`` is the event
 time) builds the items. ``events`` are `fnmatch` patterns on the event name (S3
 notifications say ``ObjectCreated:Put``, EventBridge ``Object Created``); removals are
-skipped by default.
+skipped by default, and so are folder markers (keys ending in ``/``, which the S3 console
+writes for "Create folder": no file, so no item).
 
 Grouping (``item.group_by``) joins sibling files into one scene item, but only files named
 by *one* message (an S3 notification may carry several records): S3 sends one notification
@@ -86,6 +87,8 @@ class S3ObjectMapper(Mapper):
         where = f"s3://{event.bucket}/{event.key}"
         if not any(fnmatchcase(event.event_name, p) for p in self.settings.events):
             return Skip(f"{where}: event {event.event_name!r} is not one of the events fed")
+        if event.key.endswith("/"):
+            return Skip(f"{where}: a folder marker, not a file")
         obj = S3Object(
             bucket=event.bucket,
             key=event.key,
