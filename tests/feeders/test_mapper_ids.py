@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from cirrus_feed.app import build_app
+from cirrus_feed.config import LocalSettings, load_settings
 from cirrus_feed.errors import InvalidRecordError
 from cirrus_feed.feeding.contract import FeedRequest, SourceRejection, Tagged
+from cirrus_feed.feeding.plugins import FeederRegistry
 from cirrus_feed.model.envelopes import Envelope
 from cirrus_feed.model.payload import ProcessPayload
+from cirrus_feed.support.clock import FakeClock
 from cirrus_feed.testing import feeder_context
 from feeders.events.feeder import EventsConfig, EventsFeeder
 from feeders.events.mappers import Mapped, Mapper, Skip
@@ -26,6 +31,7 @@ from feeders.events.mappers.sentinel1 import Sentinel1Mapper
 from feeders.events.mappers.sentinel2 import Sentinel2Mapper
 from feeders.events.mappers.templating import rfc3339
 from feeders.events.sources import ListMessageSource
+from feeders.s3.objects import ItemTemplate, S3Object, build_items
 from feeders.s3.templates import Template
 
 # -- helpers --------------------------------------------------------------------------------
@@ -324,3 +330,98 @@ def test_md5_is_a_filter_and_a_call() -> None:
 
     assert Template("{md5(key)}").render({"key": "a/b"}) == digest
     assert Template("{key|md5|upper}").render({"key": "a/b"}) == digest.upper()
+
+
+# -- odd shapes -----------------------------------------------------------------------------
+
+
+def s3_notification(*keys: str) -> dict[str, Any]:
+    """An S3 → SQS event (the documented notification structure) with one record per key."""
+    records = [
+        {
+            "eventVersion": "2.1",
+            "eventSource": "aws:s3",
+            "awsRegion": "us-east-1",
+            "eventTime": "2024-05-01T12:00:00.000Z",
+            "eventName": "ObjectCreated:Put",
+            "s3": {
+                "s3SchemaVersion": "1.0",
+                "bucket": {"name": "uploads-bucket", "arn": "arn:aws:s3:::uploads-bucket"},
+                "object": {"key": key, "size": 0, "sequencer": f"0062A1B2C3D4E5F6{n:02d}"},
+            },
+        }
+        for n, key in enumerate(keys)
+    ]
+    body = json.dumps({"Records": records})
+    return {"Records": [{"messageId": "m-1", "receiptHandle": "r", "body": body}]}
+
+
+def test_s3_folder_marker_is_skipped_with_a_reason() -> None:
+    config = EventsConfig.model_validate(
+        {
+            "type": "events",
+            "process": {"workflow": "w"},
+            "mapper": "s3-object",
+            "options": {"item": {"collection": "c"}},
+        }
+    )
+    event = s3_notification("drops/2024/", "drops/2024/a.tif")
+    feeder = EventsFeeder("t", config, feeder_context()).with_source(ListMessageSource([event]))
+
+    outputs = list(feeder.feed(FeedRequest()))
+
+    payloads = [o for o in outputs if isinstance(o, Tagged)]
+    assert [dict(p.payload)["features"][0]["id"] for p in payloads] == ["drops-2024-a.tif"]
+    assert not [o for o in outputs if isinstance(o, SourceRejection)]
+    assert feeder.filtered == 1
+
+
+def test_s3_listing_object_without_a_file_name_is_rejected_not_an_empty_asset() -> None:
+    [rejection] = build_items([S3Object("b", "drops/2024/")], ItemTemplate(collection="c"))
+
+    assert isinstance(rejection, SourceRejection)
+    assert "asset name is empty" in rejection.reason
+
+
+# -- the shipped example reproduces Earth Search's payload ids --------------------------------
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "feeders" / "events-earth-search.yaml"
+
+
+def example_feeder(name: str, events: list[Any], tmp_path: Path) -> list[str]:
+    settings = load_settings(EXAMPLE, env={})
+    settings = settings.model_copy(update={"local": LocalSettings(root=tmp_path)})
+    app = build_app(settings, FeederRegistry(), clock=FakeClock())
+    try:
+        feeder = app.feeders[name]
+        assert isinstance(feeder, EventsFeeder)
+        outputs = list(feeder.with_source(ListMessageSource(events)).feed(FeedRequest()))
+    finally:
+        app.close()
+    return [ProcessPayload.from_dict(dict(o.payload)).id for o in outputs if isinstance(o, Tagged)]
+
+
+def test_example_config_gives_earth_search_sentinel2_payload_ids(tmp_path: Path) -> None:
+    product = s2_product(COMPACT_L2A, "tiles/1/C/CV/2025/1/7/0", "tiles/60/W/XV/2025/1/7/1")
+    base = "https://roda.sentinel-hub.com/sentinel-s2-l2a/tiles"
+    urls = [f"{base}/1/C/CV/2025/1/7/0/tileInfo.json", f"{base}/60/W/XV/2025/1/7/1/tileInfo.json"]
+
+    ids = example_feeder("earth-search-s2", [sns(S2_L2A, product)], tmp_path)
+
+    assert ids == [
+        f"roda-sentinel2/workflow-sentinel2-to-stac/{hashlib.md5(url.encode()).hexdigest()}"
+        for url in urls
+    ]
+
+
+def test_example_config_gives_earth_search_landsat_payload_ids(tmp_path: Path) -> None:
+    l2 = "LC09_L2SP_047027_20240502_20240503_02_T2"
+    l1 = "LC09_L1TP_047027_20240502_20240503_02_T2"
+    events = [
+        {"Records": [{"messageId": f"m-{n}", "receiptHandle": "r", "body": json.dumps(body)}]}
+        for n, body in enumerate([landsat(l2, "level-2"), landsat(l1)])
+    ]
+
+    ids = example_feeder("earth-search-landsat", events, tmp_path)
+
+    assert ids == [f"usgs-landsat-c2l2/workflow-landsat-to-stac/{l2}_SR"]  # level-1 not fed
