@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cirrus_feed.app import build_app
-from cirrus_feed.config import LocalSettings, load_settings
+from cirrus_feed.backends.local.workflows import TaskSpec, Workflow
+from cirrus_feed.config import LocalSettings, Settings, load_settings
 from cirrus_feed.errors import InvalidRecordError
 from cirrus_feed.feeding.contract import FeedRequest, SourceRejection, Tagged
 from cirrus_feed.feeding.plugins import FeederRegistry
+from cirrus_feed.feeding.runner import FeedRunner
 from cirrus_feed.model.envelopes import Envelope
 from cirrus_feed.model.payload import ProcessPayload
 from cirrus_feed.support.clock import FakeClock
@@ -425,3 +428,49 @@ def test_example_config_gives_earth_search_landsat_payload_ids(tmp_path: Path) -
     ids = example_feeder("earth-search-landsat", events, tmp_path)
 
     assert ids == [f"usgs-landsat-c2l2/workflow-landsat-to-stac/{l2}_SR"]  # level-1 not fed
+
+
+# -- counted skips --------------------------------------------------------------------------
+
+
+def test_skips_are_counted_by_kind_in_the_run_record_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = Settings(
+        local=LocalSettings(root=tmp_path),
+        workflows={"publish": Workflow(tasks=[TaskSpec(task="noop")])},
+    )
+    app = build_app(settings)
+    config = EventsConfig.model_validate(
+        {
+            "type": "events",
+            "process": {"workflow": "publish"},
+            "mapper": "landsat-c2",
+            "mappers": [
+                {
+                    "when": {"kind": "s3-object"},
+                    "mapper": "s3-object",
+                    "options": {"item": {"collection": "c"}},
+                }
+            ],
+        }
+    )
+    topic = "arn:aws:sns:us-west-2:673253540267:public-c2-notify-v2"
+    events = [
+        sns(topic, landsat("LC08_L1TP_029030_20250105_20250105_02_RT"), 1),
+        sns(topic, landsat("LC08_L1TP_029030_20241220_20250105_02_T1"), 2),
+        s3_notification("drops/2024/"),
+    ]
+    feeder = EventsFeeder("es", config, feeder_context()).with_source(ListMessageSource(events))
+
+    with caplog.at_level(logging.INFO, logger="cirrus_feed.feeding.runner"):
+        result = FeedRunner(app).run("es", feeder, FeedRequest())
+    [run] = app.backends.feeds.list_runs("es") if app.backends.feeds else []
+    app.close()
+
+    assert result.counts["enqueued"] == 1
+    assert run.counts["filtered"] == 2
+    assert (run.counts["filtered:tier"], run.counts["filtered:folder-marker"]) == (1, 1)
+    skipped = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert skipped[0].startswith("feed es: skipped 00000000-0000-4000-8000-000000000001 (tier):")
+    assert "m-1 (folder-marker): s3://uploads-bucket/drops/2024/" in skipped[1]

@@ -68,10 +68,12 @@ class LandsatC2Mapper(Mapper):
             raise InvalidRecordError(f"landsat-c2: {product_id!r} is not a C2 product id")
         options = self.settings
         if match["tier"] not in options.tiers:
-            yield Skip(f"landsat-c2 {product_id!r}: tier {match['tier']} is not fed")
+            yield Skip(f"landsat-c2 {product_id!r}: tier {match['tier']} is not fed", "tier")
             return
         if options.prefixes is not None and not location.startswith(tuple(options.prefixes)):
-            yield Skip(f"landsat-c2 {product_id!r}: {location!r} is not under a fed prefix")
+            yield Skip(
+                f"landsat-c2 {product_id!r}: {location!r} is not under a fed prefix", "prefix"
+            )
             return
         item = _item(product_id, location, match, body)
         fields = message_fields(body) | {

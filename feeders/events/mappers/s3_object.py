@@ -86,9 +86,11 @@ class S3ObjectMapper(Mapper):
             return SourceRejection(envelope.raw, f"s3-object: a {envelope.kind} event")
         where = f"s3://{event.bucket}/{event.key}"
         if not any(fnmatchcase(event.event_name, p) for p in self.settings.events):
-            return Skip(f"{where}: event {event.event_name!r} is not one of the events fed")
+            return Skip(
+                f"{where}: event {event.event_name!r} is not one of the events fed", "event"
+            )
         if event.key.endswith("/"):
-            return Skip(f"{where}: a folder marker, not a file")
+            return Skip(f"{where}: a folder marker, not a file", "folder-marker")
         obj = S3Object(
             bucket=event.bucket,
             key=event.key,
@@ -98,7 +100,7 @@ class S3ObjectMapper(Mapper):
             version_id=event.version_id,
         )
         if not self.settings.filter.matches(obj):
-            return Skip(f"{where}: not selected by the object filter")
+            return Skip(f"{where}: not selected by the object filter", "object-filter")
         return obj
 
 

@@ -86,7 +86,9 @@ class Sentinel1Mapper(Mapper):
             ("polarization", options.polarizations),
         ):
             if allowed is not None and product[field] not in allowed:
-                yield Skip(f"sentinel-1 product {product_id!r}: {field} {product[field]!r}")
+                yield Skip(
+                    f"sentinel-1 product {product_id!r}: {field} {product[field]!r}", "product"
+                )
                 return
         path = str(product["path"]).strip("/")
         base = f"s3://{options.bucket}/{path}"

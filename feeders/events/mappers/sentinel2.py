@@ -129,16 +129,18 @@ class Sentinel2Mapper(Mapper):
     def _skip_product(self, name: str, level: str, baseline: str | None) -> Skip | None:
         options = self.settings
         if options.levels is not None and level not in options.levels:
-            return Skip(f"sentinel-2 product {name!r}: level {level} is not fed")
+            return Skip(f"sentinel-2 product {name!r}: level {level} is not fed", "level")
         wants_baseline = options.min_baseline is not None or options.exclude_baselines
         if baseline is None and wants_baseline:
-            return Skip(f"sentinel-2 product {name!r}: no processing baseline to filter on")
+            return Skip(
+                f"sentinel-2 product {name!r}: no processing baseline to filter on", "baseline"
+            )
         if baseline is None:
             return None
         if options.min_baseline is not None and baseline < options.min_baseline:
-            return Skip(f"sentinel-2 product {name!r}: baseline {baseline} is too old")
+            return Skip(f"sentinel-2 product {name!r}: baseline {baseline} is too old", "baseline")
         if baseline in options.exclude_baselines:
-            return Skip(f"sentinel-2 product {name!r}: baseline {baseline} is excluded")
+            return Skip(f"sentinel-2 product {name!r}: baseline {baseline} is excluded", "baseline")
         return None
 
     def _tile_item(
@@ -158,7 +160,7 @@ class Sentinel2Mapper(Mapper):
             raise InvalidRecordError(f"{where}.path is not like 'tiles/24/V/UR/2024/4/30/0'")
         sequence = int(parts["seq"])
         if self.settings.max_sequence is not None and sequence > self.settings.max_sequence:
-            return Skip(f"{where}: sequence {sequence} > max_sequence")
+            return Skip(f"{where}: sequence {sequence} > max_sequence", "sequence")
         grid = f"{int(parts['utm'])}{parts['band']}{parts['square']}"  # zone unpadded
         date = f"{parts['y']}{int(parts['m']):02d}{int(parts['d']):02d}"
         bucket = self.settings.buckets.get(level, "")

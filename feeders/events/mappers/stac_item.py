@@ -51,7 +51,10 @@ class StacItemMapper(Mapper):
                 continue
             status = item_status(feature, envelope.attributes)
             if self.settings.accept not in ("all", status):
-                yield Skip(f"item '{feature['id']}' is {status}, accept is {self.settings.accept}")
+                yield Skip(
+                    f"item '{feature['id']}' is {status}, accept is {self.settings.accept}",
+                    "accept",
+                )
                 continue
             item = dict(feature)
             if self.settings.collection is not None and not item.get("collection"):
