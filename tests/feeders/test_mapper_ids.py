@@ -32,6 +32,7 @@ from feeders.events.mappers import Mapped, Mapper, Skip
 from feeders.events.mappers.landsat import LandsatC2Mapper
 from feeders.events.mappers.sentinel1 import Sentinel1Mapper
 from feeders.events.mappers.sentinel2 import Sentinel2Mapper
+from feeders.events.mappers.stac_item import StacItemMapper
 from feeders.events.mappers.templating import rfc3339
 from feeders.events.sources import ListMessageSource
 from feeders.s3.objects import ItemTemplate, S3Object, build_items
@@ -474,3 +475,20 @@ def test_skips_are_counted_by_kind_in_the_run_record_and_logged(
     skipped = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
     assert skipped[0].startswith("feed es: skipped 00000000-0000-4000-8000-000000000001 (tier):")
     assert "m-1 (folder-marker): s3://uploads-bucket/drops/2024/" in skipped[1]
+
+
+def test_stac_item_id_and_asset_templates() -> None:
+    mapper = StacItemMapper.from_config(
+        {"id": "{item_id}_{platform}", "assets": {"thumbnail": None}, "collection": "fallback"}
+    )
+    feature = {
+        "type": "Feature",
+        "id": "S2B_1CCV_20250107_0_L2A",
+        "properties": {"platform": "sentinel-2b", "eo:cloud_cover": 3.5},
+        "assets": {"thumbnail": {"href": "t.jpg"}, "visual": {"href": "v.tif"}},
+    }
+
+    [item] = items(mapper, feature)
+
+    assert item["id"] == "S2B_1CCV_20250107_0_L2A_sentinel-2b"
+    assert (item["collection"], list(item["assets"])) == ("fallback", ["visual"])

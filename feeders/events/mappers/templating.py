@@ -1,7 +1,8 @@
 """Id and asset templates shared by the new-scene mappers, and RFC 3339 timestamps.
 
 Every dataset mapper (``sentinel-2``, ``sentinel-1``, ``landsat-c2``) builds its item with
-the Earth Search id and collection by default; `TemplateOptions` lets a config replace them:
+the Earth Search id and collection by default; `TemplateOptions` lets a config replace them
+(``stac-item`` takes ``id`` and ``assets``; ``s3-object`` has its own ``item`` templates):
 
 * ``id``, ``collection``: templates (`feeders.s3.templates` syntax: ``{field}``,
   ``{field|lower}``, ``{field|md5}`` or ``{md5(field)}``, ``replace('a', 'b')``);
@@ -78,13 +79,16 @@ def apply_templates(
 
     ``fields`` gain ``item_id`` and ``item_collection`` (the item's own values) first.
     """
-    values = {**fields, "item_id": item["id"], "item_collection": item["collection"]}
+    values = dict(fields)
+    for name, key in (("item_id", "id"), ("item_collection", "collection")):
+        if isinstance(item.get(key), str):
+            values[name] = item[key]
     try:
         if options.id is not None:
             item["id"] = Template(options.id).render(values)
         if options.collection is not None:
             item["collection"] = Template(options.collection).render(values)
-        if options.assets:
+        if options.assets and isinstance(item.get("assets"), Mapping):
             item["assets"] = _renamed(item["assets"], options.assets, values)
     except KeyError as exc:
         return SourceRejection(item, f"{where}: no value for template field {exc}")
