@@ -88,6 +88,19 @@ class SourceRejection:
 
 
 @dataclass(frozen=True, slots=True)
+class Skipped:
+    """A source record left out on purpose (a tier or baseline rule, a folder marker, ...).
+
+    The runner counts it as ``filtered`` and as ``filtered:<kind>``, and logs it at INFO
+    with its ``tag`` (e.g. the message id) and ``reason``.
+    """
+
+    reason: str
+    kind: str = "filtered"
+    tag: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Tagged:
     """A payload with the source record it came from (e.g. an SQS message id), so the
     runner can tell a `Checkpoint.commit` which source records failed."""
@@ -96,7 +109,7 @@ class Tagged:
     tag: str
 
 
-FeedItem = ProcessPayload | Mapping[str, Any] | Tagged | Checkpoint | SourceRejection
+FeedItem = ProcessPayload | Mapping[str, Any] | Tagged | Checkpoint | SourceRejection | Skipped
 
 
 class FeederConfig(BaseModel):

@@ -22,6 +22,7 @@ from cirrus_feed.feeding.contract import (
     Checkpoint,
     Feeder,
     FeedRequest,
+    Skipped,
     SourceRejection,
     Tagged,
 )
@@ -39,7 +40,8 @@ COUNTS = ("seen", "filtered", "enqueued", "duplicate", "invalid", "failed")
 
 @dataclass
 class FeedResult:
-    """What one run did; ``counts`` keys: seen, enqueued, duplicate, invalid, failed."""
+    """What one run did; ``counts`` keys: seen, filtered (and ``filtered:<kind>``),
+    enqueued, duplicate, invalid, failed."""
 
     run: FeedRun
     counts: Counter[str] = field(default_factory=lambda: Counter(dict.fromkeys(COUNTS, 0)))
@@ -179,6 +181,11 @@ class _Batch:
         if isinstance(item, Checkpoint):
             self.flush()
             self._checkpoint(item)
+            return
+        if isinstance(item, Skipped):
+            self.result.counts["filtered"] += 1
+            self.result.counts[f"filtered:{item.kind}"] += 1
+            log.info("feed %s: skipped %s (%s): %s", self.name, item.tag, item.kind, item.reason)
             return
         if isinstance(item, SourceRejection):
             self.items.append((item.tag, Unreadable(item.raw, item.reason)))

@@ -2,8 +2,10 @@
 
 Behaviour follows cirrus-geo v2 (reference/cirrus-core-spec.md §1): the same checks in the
 same order with the same wording, raised as `PayloadValidationError` naming the payload and
-the field. One deliberate change (spec quirk Q6): an explicit `id` whose workflow segment
-differs from `process[0].workflow` is rejected instead of silently trusted.
+the field. Deliberate changes, each checked after the Cirrus rules it refines: an explicit
+`id` whose workflow segment differs from `process[0].workflow` is rejected instead of
+silently trusted (spec quirk Q6); a workflow name with a ``/`` and a feature id that is not a
+string are rejected by name (Cirrus builds an id it cannot parse back, or fails sorting).
 """
 
 from __future__ import annotations
@@ -228,6 +230,7 @@ def validate(data: Mapping[str, Any], payload_id: Any) -> None:
             "process[0].workflow",
             "Payload must contain a 'workflow' field specifying the workflow name",
         )
+    _check_workflow_name(process[0]["workflow"], payload_id)
     match = PAYLOAD_ID_REGEX.match(payload_id) if isinstance(payload_id, str) else None
     if match is None:
         raise _fail(
@@ -243,6 +246,32 @@ def validate(data: Mapping[str, Any], payload_id: Any) -> None:
             "process[0].workflow",
             f"workflow '{process[0]['workflow']}' does not match the id's workflow '{id_workflow}'",
         )
+    _check_feature_ids(data.get("features") or [], payload_id)
+
+
+def _check_workflow_name(workflow: Any, payload_id: Any) -> None:
+    """A ``/`` in the workflow name makes an id whose workflow segment is cut short."""
+    if isinstance(workflow, str) and "/" in workflow:
+        raise _fail(
+            payload_id,
+            "process[0].workflow",
+            f"workflow {workflow!r} contains '/', which a payload id cannot round-trip",
+        )
+
+
+def _check_feature_ids(features: list[Any], payload_id: Any) -> None:
+    """Feature ids are strings (STAC); Cirrus fails sorting anything else into an id."""
+    for index, item in enumerate(features):
+        if isinstance(item, dict) and "id" in item and not isinstance(item["id"], str):
+            raise _feature_id_error(index, item["id"], payload_id)
+
+
+def _feature_id_error(index: int, value: Any, payload_id: Any) -> PayloadValidationError:
+    return _fail(
+        payload_id,
+        f"features[{index}].id",
+        f"item id {value!r} is a {type(value).__name__}, not a string",
+    )
 
 
 # -- ids ------------------------------------------------------------------------------------
@@ -267,12 +296,15 @@ def derive_payload_id(data: Mapping[str, Any]) -> str:
         )
     if not isinstance(features, list):
         raise _fail(None, "features", "unable to parse 'features': must be type list")
+    _check_workflow_name(definition["workflow"], None)
     item_ids: list[str] = []
     collections: set[str] = set()
     for index, item in enumerate(features):
         if not isinstance(item, dict) or "id" not in item:
             raise _fail(None, f"features[{index}].id", "an item has no 'id'")
-        item_ids.append(str(item["id"]))
+        if not isinstance(item["id"], str):
+            raise _feature_id_error(index, item["id"], None)
+        item_ids.append(item["id"])
         if item.get("collection") is not None:
             collections.add(str(item["collection"]))
     if "collections" in definition:

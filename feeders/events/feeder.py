@@ -12,7 +12,8 @@ Outcomes per message: a message that is not JSON, or whose mapper raised, is one
 retryable `SourceRejection` (its reason is recorded and it stays on the queue, so the
 redrive policy moves it to the dead-letter queue) while its batch-mates are acked; a
 record no mapper takes is rejected without retry; mapper `Skip`s and items the filter
-drops are counted in `EventsFeeder.filtered`. After each batch a `Checkpoint` (no cursor)
+drops are counted in `EventsFeeder.filtered` and yielded as `Skipped` (kind and reason, with
+the message's tag), which the runner counts and logs. After each batch a `Checkpoint` (no cursor)
 settles it: the runner's ``commit`` acks every message but the failed ones.
 
 Idempotency: the seen cache (`FeederContext.seen`, the feeder's slice of the feed store) is asked
@@ -42,6 +43,7 @@ from cirrus_feed.feeding.contract import (
     FeederContext,
     FeedItem,
     FeedRequest,
+    Skipped,
     SourceRejection,
     Tagged,
 )
@@ -312,12 +314,14 @@ class EventsFeeder(Feeder[EventsConfig]):
     ) -> Iterator[FeedItem]:
         if isinstance(output, Skip):
             self.filtered += 1
+            yield Skipped(output.reason, output.kind, tag)
         elif isinstance(output, SourceRejection):
             yield replace(output, tag=tag)
         elif self._filter is None or self._filter.keeps(envelope, output):
             yield Tagged(to_payload(output, process), tag)
         else:
             self.filtered += 1
+            yield Skipped(f"item {output.get('id')!r}: dropped by the filter", "filter", tag)
 
     def _groups(
         self, envelopes: list[Envelope], topic: str | None

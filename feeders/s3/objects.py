@@ -384,6 +384,8 @@ class ItemBuilder:
             assets: dict[str, Any] = {}
             for obj, obj_values in entries:
                 name = self._t["asset"].render(obj_values)
+                if not name:
+                    raise ValueError("the asset name is empty (a folder marker?)")
                 if name in assets:
                     raise ValueError(f"two files make asset {name!r}")
                 assets[name] = _asset(self._t["href"].render(obj_values), obj)

@@ -1,6 +1,7 @@
 """The template syntax of the S3 feeders: ``{field}`` or ``{field|filter|filter(args)}``.
 
-``{{``/``}}`` are literal braces. Filters: ``lower``, ``upper``, ``replace('old', 'new')``.
+``{{``/``}}`` are literal braces. Filters: ``lower``, ``upper``, ``replace('old', 'new')``,
+``md5`` (the hex MD5 digest of the UTF-8 text); ``{md5(field)}`` is ``{field|md5}``.
 Arguments are Python string literals read with `ast.literal_eval`; nothing is evaluated.
 Templates are parsed once (bad syntax or unknown filters raise `ConfigError` at config
 load) and rendered per object from a mapping of field → text.
@@ -9,12 +10,14 @@ load) and rendered per object from a mapping of field → text.
 from __future__ import annotations
 
 import ast
+import hashlib
 import re
 from collections.abc import Mapping
 
 from cirrus_feed.errors import ConfigError
 
 _FILTER = re.compile(r"\s*(\w+)\s*(?:\((.*)\))?\s*$", re.DOTALL)
+_MD5_CALL = re.compile(r"^\s*md5\(\s*(\w+)\s*\)\s*$")
 
 
 def _split_outside_quotes(text: str, separator: str) -> list[str]:
@@ -42,7 +45,11 @@ def _apply(value: str, name: str, args: tuple[str, ...]) -> str:
         return value.upper()
     if name == "replace" and len(args) == 2:
         return value.replace(args[0], args[1])
-    raise ConfigError(f"template filter {name}{args!r}: use lower, upper or replace('a', 'b')")
+    if name == "md5" and not args:
+        return hashlib.md5(value.encode(), usedforsecurity=False).hexdigest()
+    raise ConfigError(
+        f"template filter {name}{args!r}: use lower, upper or replace('a', 'b'), or md5"
+    )
 
 
 class Template:
@@ -87,6 +94,8 @@ class Template:
     def _placeholder(self, body: str) -> tuple[str, list[tuple[str, tuple[str, ...]]]]:
         name, *filters = _split_outside_quotes(body, "|")
         name = name.strip()
+        if (call := _MD5_CALL.match(name)) is not None:
+            name, filters = call.group(1), ["md5", *filters]
         if not name.isidentifier():
             raise ConfigError(f"template {self.text!r}: {name!r} is not a field name")
         steps = []

@@ -93,7 +93,8 @@ def product(tile: str, sequence: int = 0) -> dict[str, Any]:
 
 
 def tile_id(tile: str, sequence: int = 0) -> str:
-    return f"sentinel-2-l2a/workflow-publish/S2B_{tile}_20240430_{sequence}_L2A"
+    grid = f"{int(tile[:2])}{tile[2:]}"  # Earth Search ids: the UTM zone unpadded
+    return f"sentinel-2-l2a/workflow-publish/S2B_{grid}_20240430_{sequence}_L2A"
 
 
 def sns_record(message: Any, message_id: str) -> dict[str, Any]:

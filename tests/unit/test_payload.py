@@ -528,3 +528,31 @@ def test_payload_fits_inline_boundary() -> None:
     assert double_encoded_size(at_limit) == MAX_INLINE_BYTES
     assert fits_inline(at_limit)
     assert not fits_inline(over)
+
+
+# -- ids cirrus-feed cannot round-trip: rejected by name ------------------------------------
+
+
+@pytest.mark.parametrize("with_id", [False, True], ids=["derived", "explicit"])
+def test_payload_workflow_with_a_slash_is_rejected_naming_the_field(with_id: bool) -> None:
+    data = derivable([{"id": "a", "collection": "c"}], workflow="to-stac/v2")
+    if with_id:
+        data["id"] = "c/workflow-to-stac/v2/a"
+
+    error = rejection(data)
+
+    assert error.field == "process[0].workflow"
+    assert error.reason == (
+        "workflow 'to-stac/v2' contains '/', which a payload id cannot round-trip"
+    )
+
+
+@pytest.mark.parametrize("with_id", [False, True], ids=["derived", "explicit"])
+def test_payload_non_string_feature_id_is_rejected_naming_the_field(with_id: bool) -> None:
+    data = derivable([{"id": "a", "collection": "c"}, {"id": 7, "collection": "c"}], workflow="w")
+    if with_id:
+        data["id"] = "c/workflow-w/7/a"
+
+    error = rejection(data)
+
+    assert (error.field, error.reason) == ("features[1].id", "item id 7 is a int, not a string")

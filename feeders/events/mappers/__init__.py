@@ -41,9 +41,11 @@ GROUP = "cirrus_feed.mappers"
 
 @dataclass(frozen=True, slots=True)
 class Skip:
-    """A message or item left out on purpose (the feeder counts it as filtered)."""
+    """A message or item left out on purpose (the feeder counts it as filtered, by ``kind``:
+    ``tier``, ``baseline``, ``folder-marker``, ...)."""
 
     reason: str
+    kind: str = "mapper"
 
 
 Mapped = dict[str, Any] | Skip | SourceRejection

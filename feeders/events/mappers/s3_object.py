@@ -5,7 +5,8 @@ Uses the S3 feeders' shared pieces (`feeders.s3.objects`): ``filter`` (prefix, s
 and href, ``key_regex`` groups as properties, ``datetime``: ``last_modified`` is the event
 time) builds the items. ``events`` are `fnmatch` patterns on the event name (S3
 notifications say ``ObjectCreated:Put``, EventBridge ``Object Created``); removals are
-skipped by default.
+skipped by default, and so are folder markers (keys ending in ``/``, which the S3 console
+writes for "Create folder": no file, so no item).
 
 Grouping (``item.group_by``) joins sibling files into one scene item, but only files named
 by *one* message (an S3 notification may carry several records): S3 sends one notification
@@ -85,7 +86,11 @@ class S3ObjectMapper(Mapper):
             return SourceRejection(envelope.raw, f"s3-object: a {envelope.kind} event")
         where = f"s3://{event.bucket}/{event.key}"
         if not any(fnmatchcase(event.event_name, p) for p in self.settings.events):
-            return Skip(f"{where}: event {event.event_name!r} is not one of the events fed")
+            return Skip(
+                f"{where}: event {event.event_name!r} is not one of the events fed", "event"
+            )
+        if event.key.endswith("/"):
+            return Skip(f"{where}: a folder marker, not a file", "folder-marker")
         obj = S3Object(
             bucket=event.bucket,
             key=event.key,
@@ -95,7 +100,7 @@ class S3ObjectMapper(Mapper):
             version_id=event.version_id,
         )
         if not self.settings.filter.matches(obj):
-            return Skip(f"{where}: not selected by the object filter")
+            return Skip(f"{where}: not selected by the object filter", "object-filter")
         return obj
 
 

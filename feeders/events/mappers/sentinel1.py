@@ -1,31 +1,59 @@
 """The ``sentinel-1`` mapper: Sinergise ``SentinelS1L1C`` messages → one stub item each.
 
 The topic (eu-central-1, Subject ``productAdded``) publishes the product's
-``productInfo.json``: ``id`` (the product name), ``path`` (``GRD/Y/M/D/<mode>/<pol>/<id>``),
-``missionId``, ``productType``, ``resolution``, ``mode``, ``polarization``, ``startTime``,
-``stopTime``, ``absoluteOrbitNumber``, ``missionDataTakeId``, ``footprint`` (GeoJSON,
-sometimes with a legacy ``crs`` member, dropped here) and more.
+``productInfo.json``: ``id`` (the product name), ``path`` (``GRD/Y/M/D/<mode>/<pol>/<id>``,
+``SLC/...`` alike), ``missionId``, ``productType``, ``resolution``, ``mode``,
+``polarization``, ``startTime``, ``stopTime``, ``absoluteOrbitNumber``,
+``missionDataTakeId``, ``productUniqueIdentifier``, ``footprint`` (GeoJSON, sometimes with a
+legacy ``crs`` member, dropped here) and more.
 
-The item id is the product id (stable: Sentinel-1 product names end with a unique id). Its
-assets are ``productInfo.json`` and ``manifest.safe`` under ``s3://<bucket>/<path>/``.
-``product_types`` / ``modes`` / ``polarizations`` skip other products (filtered).
+Product names follow ESA's Level-1 naming convention (Sentinel-1 SAR Technical Guide,
+"Level-1 Product Formatting"): ``MMM_BB_TTTR_LFPP_<start>_<stop>_OOOOOO_DDDDDD_CCCC``, e.g.
+``S1A_IW_GRDH_1SDV_…_053652_0684A3_6F1C`` (GRD) or ``S1A_IW_SLC__1SDV_…`` (SLC: no
+resolution class). ``CCCC`` is a CRC-16 of the product's manifest, so a reprocessed product
+gets a new one; the item id drops it (``…_053652_0684A3``), as Earth Search does, so a
+reprocessing replaces its item instead of adding a second. The full name stays in
+``s1:product_identifier``. Times are RFC 3339: a ``startTime`` without an offset is UTC.
+
+Collection: ``collection`` (a template), else ``sentinel-1-grd`` / ``sentinel-1-slc`` by
+product type. Assets are ``productInfo.json`` and ``manifest.safe`` under
+``s3://<bucket>/<path>/``. ``product_types`` / ``modes`` / ``polarizations`` skip other
+products (filtered).
+
+Template fields (`feeders.events.mappers.templating`): the message's scalars, and
+``mission``, ``mode``, ``product_type``, ``polarization``, ``start``, ``stop``, ``orbit``,
+``datatake``, ``unique_id``, ``product_name`` (the full name), ``path``, ``bucket``,
+``item_id``, ``item_collection``.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from cirrus_feed.errors import InvalidRecordError
 from cirrus_feed.model.envelopes import Envelope
 from feeders.events.mappers import Mapped, Mapper, MapperOptions, Skip
+from feeders.events.mappers.templating import (
+    TemplateOptions,
+    apply_templates,
+    message_fields,
+    rfc3339,
+)
 
+NAME = re.compile(
+    r"^(?P<stable>(?P<mission>S1[A-D])_(?P<mode>S[1-6]|IW|EW|WV|EN|AN|ZS|ZI|ZE|ZW)"
+    r"_(?P<type>RAW|SLC|GRD|OCN)(?P<resolution>[FHM_])_(?P<level>[0-2])(?P<klass>[SA])"
+    r"(?P<polarization>SH|SV|DH|DV|HH|HV|VV|VH)_(?P<start>\d{8}T\d{6})_(?P<stop>\d{8}T\d{6})"
+    r"_(?P<orbit>\d{6})_(?P<datatake>[0-9A-F]{6}))_(?P<unique>[0-9A-F]{4})$"
+)
+RESOLUTIONS = {"F": "full", "H": "high", "M": "medium"}
 POLARIZATIONS = {"SV": ["VV"], "SH": ["HH"], "DV": ["VV", "VH"], "DH": ["HH", "HV"]}
 REQUIRED = ("id", "path", "missionId", "productType", "mode", "polarization", "startTime")
 
 
-class Sentinel1Options(MapperOptions):
-    collection: str = "sentinel-1-grd"
+class Sentinel1Options(TemplateOptions):
     bucket: str = "sentinel-s1-l1c"
     product_types: list[str] | None = None  # e.g. ["GRD"]
     modes: list[str] | None = None  # e.g. ["IW", "EW"]
@@ -46,6 +74,11 @@ class Sentinel1Mapper(Mapper):
     def map(self, envelope: Envelope) -> Iterator[Mapped]:
         product = _product(envelope)
         product_id = product["id"]
+        name = NAME.match(product_id)
+        if name is None:
+            raise InvalidRecordError(
+                f"sentinel-1 product {product_id!r}: not an ESA Level-1 product name"
+            )
         options = self.settings
         for field, allowed in (
             ("productType", options.product_types),
@@ -53,17 +86,20 @@ class Sentinel1Mapper(Mapper):
             ("polarization", options.polarizations),
         ):
             if allowed is not None and product[field] not in allowed:
-                yield Skip(f"sentinel-1 product {product_id!r}: {field} {product[field]!r}")
+                yield Skip(
+                    f"sentinel-1 product {product_id!r}: {field} {product[field]!r}", "product"
+                )
                 return
-        base = f"s3://{options.bucket}/{str(product['path']).strip('/')}"
+        path = str(product["path"]).strip("/")
+        base = f"s3://{options.bucket}/{path}"
         geometry = _geometry(product.get("footprint"))
         item: dict[str, Any] = {
             "type": "Feature",
             "stac_version": "1.0.0",
-            "id": product_id,
-            "collection": options.collection,
+            "id": name["stable"],
+            "collection": f"sentinel-1-{name['type'].lower()}",
             "geometry": geometry,
-            "properties": _properties(product),
+            "properties": _properties(product, name),
             "assets": {
                 "product_metadata": {
                     "href": f"{base}/productInfo.json",
@@ -80,7 +116,21 @@ class Sentinel1Mapper(Mapper):
         }
         if geometry is not None:
             item["bbox"] = _bbox(geometry["coordinates"])
-        yield item
+        fields = message_fields(product) | {
+            "mission": name["mission"],
+            "mode": name["mode"],
+            "product_type": name["type"],
+            "polarization": name["polarization"],
+            "start": name["start"],
+            "stop": name["stop"],
+            "orbit": name["orbit"],
+            "datatake": name["datatake"],
+            "unique_id": name["unique"],
+            "product_name": product_id,
+            "path": path,
+            "bucket": options.bucket,
+        }
+        yield apply_templates(item, fields, options, f"sentinel-1 product {product_id!r}")
 
 
 def _product(envelope: Envelope) -> Mapping[str, Any]:
@@ -94,13 +144,20 @@ def _product(envelope: Envelope) -> Mapping[str, Any]:
     return body
 
 
-def _properties(product: Mapping[str, Any]) -> dict[str, Any]:
+def _properties(product: Mapping[str, Any], name: re.Match[str]) -> dict[str, Any]:
     mission = str(product["missionId"])
     polarization = str(product["polarization"])
+    datatake = product.get("missionDataTakeId")
+    start = rfc3339(product["startTime"])
+    if start is None:
+        raise InvalidRecordError(
+            f"sentinel-1 product {product['id']!r}: startTime {product['startTime']!r} "
+            "is not an ISO 8601 time"
+        )
     properties: dict[str, Any] = {
-        "datetime": product["startTime"],
-        "start_datetime": product["startTime"],
-        "end_datetime": product.get("stopTime"),
+        "datetime": start,
+        "start_datetime": start,
+        "end_datetime": rfc3339(product.get("stopTime")),
         "platform": f"sentinel-{mission[1:].lower()}",
         "constellation": "sentinel-1",
         "instruments": ["c-sar"],
@@ -108,10 +165,11 @@ def _properties(product: Mapping[str, Any]) -> dict[str, Any]:
         "sar:product_type": product["productType"],
         "sar:polarizations": POLARIZATIONS.get(polarization),
         "s1:polarization": polarization,
-        "s1:resolution": product.get("resolution"),
-        "s1:datatake_id": product.get("missionDataTakeId"),
-        "s1:product_identifier": product.get("productUniqueIdentifier"),
-        "sat:absolute_orbit": product.get("absoluteOrbitNumber"),
+        "s1:resolution": RESOLUTIONS.get(name["resolution"]),
+        "s1:processing_level": name["level"],
+        "s1:datatake_id": str(datatake) if isinstance(datatake, int | str) else None,
+        "s1:product_identifier": product["id"],
+        "sat:absolute_orbit": product.get("absoluteOrbitNumber") or int(name["orbit"]),
     }
     return {k: v for k, v in properties.items() if v is not None}
 

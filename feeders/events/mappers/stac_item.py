@@ -9,6 +9,10 @@ Created/updated awareness: Cirrus publishes with a ``status`` message attribute
 (``created``/``updated``); without it an item whose ``properties.updated`` differs from
 ``properties.created`` is an update. ``accept: created`` takes only new items (skipping
 re-publications of reprocessed ones), ``accept: updated`` only updates.
+
+``id`` and ``assets`` are templates (`feeders.events.mappers.templating`) over the item's
+scalar properties, ``item_id`` and ``item_collection``: a chained deployment can give the
+items it feeds its own ids (``id: "{item_id}_SR"``) or drop assets it does not want.
 """
 
 from __future__ import annotations
@@ -20,13 +24,14 @@ from cirrus_feed.errors import InvalidRecordError
 from cirrus_feed.feeding.contract import SourceRejection
 from cirrus_feed.model.envelopes import Envelope
 from feeders.events.mappers import Mapped, Mapper, MapperOptions, Skip
+from feeders.events.mappers.templating import TemplateOptions, apply_templates, message_fields
 
 Status = Literal["created", "updated"]
 
 
-class StacItemOptions(MapperOptions):
+class StacItemOptions(TemplateOptions):
     accept: Literal["all", "created", "updated"] = "all"
-    collection: str | None = None  # set on items that carry none
+    collection: str | None = None  # set on items that carry none (not a template here)
 
 
 class StacItemMapper(Mapper):
@@ -51,12 +56,24 @@ class StacItemMapper(Mapper):
                 continue
             status = item_status(feature, envelope.attributes)
             if self.settings.accept not in ("all", status):
-                yield Skip(f"item '{feature['id']}' is {status}, accept is {self.settings.accept}")
+                yield Skip(
+                    f"item '{feature['id']}' is {status}, accept is {self.settings.accept}",
+                    "accept",
+                )
                 continue
             item = dict(feature)
             if self.settings.collection is not None and not item.get("collection"):
                 item["collection"] = self.settings.collection
-            yield item
+            yield self._templated(item)
+
+    def _templated(self, item: dict[str, Any]) -> dict[str, Any] | SourceRejection:
+        options = self.settings
+        if options.id is None and not options.assets:
+            return item
+        properties = item.get("properties")
+        fields = message_fields(properties) if isinstance(properties, Mapping) else {}
+        renamed = TemplateOptions(id=options.id, assets=options.assets)
+        return apply_templates(item, fields, renamed, f"stac-item {item['id']!r}")
 
 
 def _features(body: Any) -> list[Any]:
