@@ -10,12 +10,13 @@ import io
 import json
 import time
 import uuid
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from message_data import item_of, load
 
 from cirrus_feed.app import App, build_app
 from cirrus_feed.backends.local.workflows import TaskSpec, Workflow
@@ -33,20 +34,7 @@ from feeders.events.sources import (
     SqsSettings,
 )
 
-FIXTURES = Path(__file__).parent.parent / "fixtures" / "messages"
 S2_TOPIC = "arn:aws:sns:eu-central-1:214830741341:SentinelS2L2A"
-
-
-def load(case: str) -> Any:
-    return json.loads((FIXTURES / f"{case}.json").read_text())
-
-
-def item_of(tagged: Tagged) -> dict[str, Any]:
-    """The one item of a tagged payload."""
-    payload = tagged.payload
-    assert isinstance(payload, Mapping)
-    item: dict[str, Any] = payload["features"][0]
-    return item
 
 
 def make_app(root: Path) -> App:

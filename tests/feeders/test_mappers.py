@@ -9,12 +9,12 @@ it is read with and the payloads, rejections and filtered count it must give.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from importlib.metadata import EntryPoint
-from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from message_data import FIXTURES, item_of, load
 
 from cirrus_feed.errors import ConfigError, InvalidRecordError
 from cirrus_feed.feeding.contract import FeedRequest, SourceRejection, Tagged
@@ -28,20 +28,7 @@ from feeders.events.mappers.sentinel2 import Sentinel2Mapper
 from feeders.events.mappers.stac_item import StacItemMapper
 from feeders.events.sources import ListMessageSource
 
-FIXTURES = Path(__file__).parent.parent / "fixtures" / "messages"
 CASES = sorted(p.name.removesuffix(".expected.json") for p in FIXTURES.glob("*.expected.json"))
-
-
-def load(case: str) -> Any:
-    return json.loads((FIXTURES / f"{case}.json").read_text())
-
-
-def item_of(tagged: Tagged) -> dict[str, Any]:
-    """The one item of a tagged payload."""
-    payload = tagged.payload
-    assert isinstance(payload, Mapping)
-    item: dict[str, Any] = payload["features"][0]
-    return item
 
 
 def make_feeder(events: list[Any], **settings: Any) -> EventsFeeder:
