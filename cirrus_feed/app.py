@@ -12,8 +12,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from cirrus_feed.backends.base import Backends
-from cirrus_feed.config import Settings, describe_validation_error
+from cirrus_feed.backends.base import Backends, PayloadQueue
+from cirrus_feed.config import AWS_REQUIRED, Settings, describe_validation_error
 from cirrus_feed.errors import ConfigError, PluginError
 from cirrus_feed.feeding.contract import ClientFactory, Feeder, FeederConfig, FeederContext
 from cirrus_feed.feeding.plugins import FeederRegistry
@@ -36,6 +36,8 @@ class App:
     feeders: dict[str, Feeder[Any]] = field(default_factory=dict)
     clock: Clock = SYSTEM_CLOCK
     clients: ClientFactory | None = None
+    # AWS: the SQS queue of execution events the update-state worker drains (if configured).
+    update_queue: PayloadQueue | None = None
 
     def build_feeder(self, name: str, cls: type[Feeder[Any]], config: FeederConfig) -> Feeder[Any]:
         """A feeder of type ``cls`` wired like the configured ones (the `rerun` command
@@ -47,6 +49,8 @@ class App:
 
     def close(self) -> None:
         self.backends.close()
+        if self.update_queue is not None:
+            self.update_queue.close()
 
 
 def build_app(
@@ -78,6 +82,7 @@ def build_app(
         feeders=feeders,
         clock=clock,
         clients=clients,
+        update_queue=build_update_queue(settings, clock=clock),
     )
 
 
@@ -202,6 +207,22 @@ def build_local(settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> Backends:
     )
 
 
+def build_update_queue(
+    settings: Settings, session: Any = None, *, clock: Clock = SYSTEM_CLOCK
+) -> PayloadQueue | None:
+    """The update-state worker's queue (``aws.update_state_queue_url``); None locally or
+    when unset."""
+    url = settings.aws.update_state_queue_url
+    if settings.backend != "aws" or not url:
+        return None
+    from cirrus_feed.backends.aws.clients import make_client
+    from cirrus_feed.backends.aws.sqs import SqsPayloadQueue
+
+    aws = settings.aws
+    client = make_client("sqs", region=aws.region, endpoint_url=aws.endpoint_url, session=session)
+    return SqsPayloadQueue(url, client=client, clock=clock)
+
+
 def build_aws(settings: Settings, session: Any = None, *, clock: Clock = SYSTEM_CLOCK) -> Backends:
     from cirrus_feed.backends.aws.clients import make_client
     from cirrus_feed.backends.aws.dynamodb import DynamoDbStateStore
@@ -212,7 +233,7 @@ def build_aws(settings: Settings, session: Any = None, *, clock: Clock = SYSTEM_
     from cirrus_feed.backends.aws.stepfunctions import StepFunctionsWorkflowRunner
 
     aws = settings.aws
-    aws.require("state_db", "payload_bucket", "base_workflow_arn", "process_queue_url")
+    aws.require(*AWS_REQUIRED)
     assert aws.state_db
     assert aws.payload_bucket
     assert aws.base_workflow_arn

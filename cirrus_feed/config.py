@@ -3,6 +3,13 @@
 Precedence: environment > YAML file > defaults. The AWS section can also be filled from
 Cirrus's own variables (``CIRRUS_STATE_DB``, ``CIRRUS_PAYLOAD_BUCKET``, …) so the Lambda
 handlers drop into an existing Cirrus deployment without a config file.
+
+Which backend (`resolve_backend`, one rule): an explicit ``backend:`` in the file or
+``CIRRUS_FEED_BACKEND`` wins; otherwise any of Cirrus's own variables (`CIRRUS_SELECTORS`)
+selects ``aws``, and then every required one must be set (a `ConfigError` names the missing);
+otherwise ``local`` — except inside a Lambda runtime (``AWS_LAMBDA_FUNCTION_NAME`` set), where
+the local backend is never chosen implicitly and ``config/local.yaml`` is not picked up from
+the working directory.
 """
 
 from __future__ import annotations
@@ -32,7 +39,16 @@ CIRRUS_ENV = {
     "AWS_REGION": "region",
     "CIRRUS_FEED_AWS_ENDPOINT_URL": "endpoint_url",
     "CIRRUS_FEED_FEED_TABLE": "feed_table",
+    "CIRRUS_FEED_UPDATE_STATE_QUEUE_URL": "update_state_queue_url",
 }
+
+# Cirrus's own variables (not ours, not the SDK's): any of them selects the aws backend.
+CIRRUS_SELECTORS = tuple(
+    var for var in CIRRUS_ENV if var.startswith("CIRRUS_") and not var.startswith("CIRRUS_FEED_")
+)
+# What the aws backend cannot run without.
+AWS_REQUIRED = ("state_db", "payload_bucket", "base_workflow_arn", "process_queue_url")
+LAMBDA_RUNTIME_VAR = "AWS_LAMBDA_FUNCTION_NAME"
 
 
 class _Strict(BaseModel):
@@ -60,6 +76,12 @@ class AwsSettings(_Strict):
     workflow_event_topic_arn: str | None = None
     allowed_buckets: list[str] = []
     feed_table: str | None = None  # DynamoDB pk/sk table of feed runs; unset = not recorded
+    # SQS queue of EventBridge "Step Functions Execution Status Change" events, drained by
+    # the update-state worker of `cirrus-feed process` / `serve`; unset = no such worker.
+    update_state_queue_url: str | None = None
+    # `serve` also runs the process (and update-state) workers on AWS; default: the Lambdas
+    # do that. `cirrus-feed process` always runs them.
+    serve_workers: bool = False
 
     def require(self, *names: str) -> None:
         missing = [n for n in names if not getattr(self, n)]
@@ -74,6 +96,9 @@ class ProcessSettings(_Strict):
     workers: int = Field(2, gt=0)
     batch_size: int = Field(10, ge=1, le=10)
     wait_seconds: float = Field(1.0, ge=0)
+    # AWS workers: a received batch stays invisible this long and is extended by as much
+    # every third of it while the batch is worked on (Cirrus's process queue: 180 s).
+    visibility_timeout: int = Field(180, ge=3, le=43200)
 
 
 class Settings(_Strict):
@@ -93,7 +118,7 @@ class Settings(_Strict):
     @model_validator(mode="after")
     def _check_backend(self) -> Settings:
         if self.backend == "aws":
-            self.aws.require("state_db", "payload_bucket", "base_workflow_arn", "process_queue_url")
+            self.aws.require(*AWS_REQUIRED)
         return self
 
 
@@ -107,17 +132,50 @@ def load_settings(path: Path | None = None, env: dict[str, str] | None = None) -
     env = dict(os.environ) if env is None else env
     if path is None and env.get("CIRRUS_FEED_CONFIG"):
         path = Path(env["CIRRUS_FEED_CONFIG"])
-    if path is None and DEFAULT_CONFIG.is_file():
+    if path is None and DEFAULT_CONFIG.is_file() and not env.get(LAMBDA_RUNTIME_VAR):
         path = DEFAULT_CONFIG
     data = _read_yaml(path) if path is not None else {}
     _apply_env(data, env)
     data["source"] = str(path) if path is not None else "defaults"
+    resolve_backend(data, env)
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"{data['source']}: {describe_validation_error(exc)}") from exc
     except ConfigError as exc:  # a cross-field check (aws.require): name the file too
         raise ConfigError(f"{data['source']}: {exc}") from exc
+
+
+def resolve_backend(data: dict[str, Any], env: dict[str, str]) -> None:
+    """Set ``data["backend"]`` by the one rule (module docstring) when nothing explicit did.
+
+    Raises:
+        ConfigError: Cirrus's variables select aws but required ones are missing (named), or
+            inside a Lambda runtime nothing selects a backend.
+    """
+    if data.get("backend"):
+        return
+    selectors = [var for var in CIRRUS_SELECTORS if env.get(var)]
+    if selectors:
+        data["backend"] = "aws"
+        aws = data.get("aws") or {}
+        missing = [var for var in _required_vars() if not aws.get(CIRRUS_ENV[var])]
+        if missing:
+            raise ConfigError(
+                f"{data['source']}: Cirrus's variables ({', '.join(selectors)}) select the aws "
+                f"backend, but {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+                "not set (or set backend / CIRRUS_FEED_BACKEND to choose explicitly)"
+            )
+    elif env.get(LAMBDA_RUNTIME_VAR):
+        raise ConfigError(
+            f"{data['source']}: inside a Lambda runtime ({LAMBDA_RUNTIME_VAR}="
+            f"{env[LAMBDA_RUNTIME_VAR]}) the local backend is not chosen implicitly: set "
+            f"Cirrus's variables ({', '.join(_required_vars())}) or CIRRUS_FEED_BACKEND"
+        )
+
+
+def _required_vars() -> list[str]:
+    return [var for var, field in CIRRUS_ENV.items() if field in AWS_REQUIRED]
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -20,8 +20,8 @@ from cirrus_feed.config import load_settings
 from cirrus_feed.errors import CirrusFeedError
 from cirrus_feed.feeding.push import push, push_target
 from cirrus_feed.model.envelopes import normalize
-from cirrus_feed.model.reports import Outcome, RecordResult, StageReport
-from cirrus_feed.pipeline.invalid import record_invalid
+from cirrus_feed.model.reports import Outcome, StageReport
+from cirrus_feed.pipeline.execution_events import apply_execution_events
 
 log = logging.getLogger(__name__)
 
@@ -56,23 +56,7 @@ def process_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any
 def update_state_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     app = _app()
     envelopes = normalize(event)
-    executions = [(i, e) for i, e in enumerate(envelopes) if e.kind == "execution"]
-    report = StageReport()
-    updated = app.updater.update(
-        [e.body for _, e in executions], [e.message_id for _, e in executions]
-    )
-    report.results.extend(updated.results)
-    for index, envelope in enumerate(envelopes):
-        if envelope.kind != "execution":
-            reason = envelope.error or f"a {envelope.kind} record is not an execution event"
-            url = record_invalid(
-                app.backends.store, envelope.raw, reason, stage="update-state", clock=app.clock
-            )
-            report.add(
-                RecordResult(
-                    index, Outcome.INVALID, message_id=envelope.message_id, reason=reason, url=url
-                )
-            )
+    report = apply_execution_events(app.updater, app.backends.store, envelopes, clock=app.clock)
     log.info("update-state: %s", report.counts)
     return _response(report, any(e.message_id for e in envelopes))
 

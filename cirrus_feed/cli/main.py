@@ -225,7 +225,7 @@ def process(ctx: Context, once: bool, workers: int | None, as_json: bool) -> Non
             signal.signal(sig, handler)
     summary = {"process": dict(totals.process.counts), "update_state": dict(totals.update.counts)}
     click.echo(json.dumps(summary) if as_json else _summary_text(summary))
-    if not (totals.process.ok and totals.update.ok):
+    if totals.crashed or not (totals.process.ok and totals.update.ok):
         sys.exit(1)
 
 

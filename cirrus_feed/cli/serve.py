@@ -20,7 +20,11 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @cli.command()
-@click.option("--workers", type=click.IntRange(min=1), help="Worker threads (local backend).")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    help="Worker threads (local; AWS with aws.serve_workers).",
+)
 @click.option("--no-workers", is_flag=True, help="Only feed; leave processing to others.")
 @click.option("--once", is_flag=True, help="Run each scheduled feeder now, drain, then exit.")
 @click.option(
@@ -40,7 +44,8 @@ def serve(
     http_address: str | None,
     http_feeder: str | None,
 ) -> None:
-    """Run every feeder that has a schedule and, on the local backend, the process workers.
+    """Run every feeder that has a schedule and the process workers (local backend; AWS when
+    aws.serve_workers is set).
 
     SIGTERM or Ctrl-C: running feeds stop at their next checkpoint, then exit 0; a second
     signal stops them after their current item.

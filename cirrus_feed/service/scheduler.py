@@ -1,4 +1,5 @@
-"""``cirrus-feed serve``: run every scheduled feeder (APScheduler 3) and, locally, the workers.
+"""``cirrus-feed serve``: run every scheduled feeder (APScheduler 3) and the workers (locally;
+on AWS when ``aws.serve_workers``).
 
 A feeder's ``schedule`` is ``{cron: "*/15 * * * *"}`` (5-field crontab, ``timezone`` default
 UTC) or ``{interval: "15m"}`` (``d``/``h``/``m``/``s`` units), plus optional ``jitter``
@@ -36,6 +37,7 @@ from cirrus_feed.errors import CirrusFeedError
 from cirrus_feed.feeding.contract import FeedRequest
 from cirrus_feed.feeding.runner import FeedResult, FeedRunner
 from cirrus_feed.feeding.schedules import Schedule
+from cirrus_feed.service.queue_worker import QueueWorker, queue_workers
 from cirrus_feed.service.worker import LocalWorker, WorkTotals, run_workers
 
 log = logging.getLogger(__name__)
@@ -85,7 +87,8 @@ class Service:
         self.app = app
         self.schedules = load_schedules(app)
         local = app.settings.backend == "local"
-        self.workers = workers if local else 0  # on AWS, processing is the Lambdas' job
+        # On AWS, processing is the Lambdas' job unless the config says serve does it.
+        self.workers = workers if local or app.settings.aws.serve_workers else 0
         root = app.settings.local.root.resolve()
         self.key = str(root) if local else f"aws:{app.settings.source}"
         self.events: Counter[str] = Counter()  # error / missed / max_instances, for metrics
@@ -241,13 +244,19 @@ class Service:
     # -- workers --------------------------------------------------------------------------------
 
     def _start_workers(self) -> None:
-        for i in range(self.workers):
-            worker = LocalWorker(self.app)  # raises ConfigError off the local backend
+        if not self.workers:
+            return
+        workers: list[LocalWorker | QueueWorker] = []
+        if self.app.settings.backend == "local":
+            workers += [LocalWorker(self.app) for _ in range(self.workers)]
+        else:
+            workers += queue_workers(self.app, self.workers)
+        for i, worker in enumerate(workers):
             thread = threading.Thread(target=self._work, args=(worker,), name=f"worker-{i}")
             thread.start()
             self._threads.append(thread)
 
-    def _work(self, worker: LocalWorker) -> None:
+    def _work(self, worker: LocalWorker | QueueWorker) -> None:
         """Until stopped; a retryable backend error backs off, any other error stops serve."""
         while not self._stop_workers.is_set():
             try:

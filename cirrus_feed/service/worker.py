@@ -52,6 +52,7 @@ class WorkTotals:
         self.process = StageTally(results=[] if keep_results else None)
         self.update = StageTally(results=[] if keep_results else None)
         self.lock = threading.Lock()
+        self.crashed = False  # AWS queue workers: one ended with an error
 
     def add(self, process: StageReport, update: StageReport) -> None:
         with self.lock:
@@ -139,7 +140,12 @@ class LocalWorker:
 def run_workers(
     app: App, workers: int, *, once: bool, stop: threading.Event, keep_results: bool = False
 ) -> WorkTotals:
-    """Run ``workers`` local workers as threads until drained (``once``) or ``stop`` is set."""
+    """Run ``workers`` local workers as threads until drained (``once``) or ``stop`` is set.
+    Off the local backend: the queue workers of `cirrus_feed.service.queue_worker`."""
+    if app.settings.backend != "local":
+        from cirrus_feed.service.queue_worker import run_queue_workers
+
+        return run_queue_workers(app, workers, once=once, stop=stop, keep_results=keep_results)
     totals = WorkTotals(keep_results=keep_results)
 
     def target() -> None:

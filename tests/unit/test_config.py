@@ -110,7 +110,9 @@ def test_load_settings_cirrus_env_fills_and_overrides_aws(tmp_path: Path) -> Non
 
 
 def test_load_settings_yaml_aws_fields_kept_when_env_sets_others(tmp_path: Path) -> None:
-    path = write(tmp_path, "aws:\n  region: us-west-2\n  allowed_buckets: [other]\n")
+    path = write(
+        tmp_path, "backend: local\naws:\n  region: us-west-2\n  allowed_buckets: [other]\n"
+    )
 
     settings = load_settings(path, env={"CIRRUS_STATE_DB": "env-state"})
 
@@ -255,3 +257,72 @@ def test_load_settings_default_path_is_config_local_yaml(
 
     assert settings.source == str(Path("config/local.yaml"))
     assert "publish-only" in settings.workflows
+
+
+# -- the backend rule ---------------------------------------------------------------------------
+
+
+def test_load_settings_cirrus_variables_select_aws(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, "feeders: {}\n"), env={**AWS_ENV})
+
+    assert settings.backend == "aws"
+    assert settings.aws.state_db == "env-state"
+
+
+def test_load_settings_cirrus_variables_select_aws_without_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no config/local.yaml here
+
+    assert load_settings(env={**AWS_ENV}).backend == "aws"
+
+
+def test_load_settings_explicit_backend_overrides_cirrus_variables(tmp_path: Path) -> None:
+    path = write(tmp_path, "backend: local\n")
+
+    assert load_settings(path, env={**AWS_ENV}).backend == "local"
+    assert load_settings(None, env={**AWS_ENV, "CIRRUS_FEED_BACKEND": "local"}).backend == "local"
+
+
+def test_load_settings_partial_cirrus_variables_name_the_missing(tmp_path: Path) -> None:
+    env = {"CIRRUS_STATE_DB": "s", "CIRRUS_PUBLISH_TOPIC_ARN": "arn:aws:sns:us-east-1:1:t"}
+
+    with pytest.raises(ConfigError) as raised:
+        load_settings(write(tmp_path, "{}\n"), env=env)
+
+    message = str(raised.value)
+    assert "select the aws backend" in message
+    assert "CIRRUS_PAYLOAD_BUCKET, CIRRUS_BASE_WORKFLOW_ARN, CIRRUS_PROCESS_QUEUE_URL" in message
+    assert "CIRRUS_STATE_DB is" not in message
+
+
+def test_load_settings_partial_cirrus_variables_completed_by_the_file(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "aws:\n  payload_bucket: b\n  base_workflow_arn: arn:x-\n  process_queue_url: q\n",
+    )
+
+    settings = load_settings(path, env={"CIRRUS_STATE_DB": "s"})
+
+    assert settings.backend == "aws"
+    assert (settings.aws.state_db, settings.aws.payload_bucket) == ("s", "b")
+
+
+def test_load_settings_our_own_and_sdk_variables_select_nothing(tmp_path: Path) -> None:
+    env = {"AWS_REGION": "eu-west-1", "CIRRUS_FEED_FEED_TABLE": "feeds"}
+
+    assert load_settings(write(tmp_path, "{}\n"), env=env).backend == "local"
+
+
+def test_load_settings_lambda_runtime_never_implies_local(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "local.yaml").write_text("backend: local\n")
+    monkeypatch.chdir(tmp_path)  # a packaged config/local.yaml is not picked up in a Lambda
+    lambda_env = {"AWS_LAMBDA_FUNCTION_NAME": "fn", "AWS_REGION": "us-east-1"}
+
+    with pytest.raises(ConfigError, match="local backend is not chosen implicitly"):
+        load_settings(env=lambda_env)
+    assert load_settings(env={**lambda_env, **AWS_ENV}).backend == "aws"
+    assert load_settings(env={**lambda_env, "CIRRUS_FEED_BACKEND": "local"}).backend == "local"

@@ -1,0 +1,41 @@
+"""Envelopes of execution events (EventBridge "Step Functions Execution Status Change",
+direct or through SQS) → the update-state stage; any other record is kept as invalid.
+
+Shared by the update-state Lambda and the update-state queue worker, so both report the same
+per-record outcomes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from cirrus_feed.backends.base import PayloadStore
+from cirrus_feed.model.envelopes import Envelope
+from cirrus_feed.model.reports import Outcome, RecordResult, StageReport
+from cirrus_feed.pipeline.invalid import record_invalid
+from cirrus_feed.pipeline.update_state import StateUpdater
+from cirrus_feed.support.clock import SYSTEM_CLOCK, Clock
+
+
+def apply_execution_events(
+    updater: StateUpdater,
+    store: PayloadStore,
+    envelopes: Sequence[Envelope],
+    *,
+    clock: Clock = SYSTEM_CLOCK,
+) -> StageReport:
+    """Apply every execution envelope; record the others invalid. One result per envelope."""
+    executions = [e for e in envelopes if e.kind == "execution"]
+    report = StageReport()
+    updated = updater.update([e.body for e in executions], [e.message_id for e in executions])
+    report.results.extend(updated.results)
+    for index, envelope in enumerate(envelopes):
+        if envelope.kind != "execution":
+            reason = envelope.error or f"a {envelope.kind} record is not an execution event"
+            url = record_invalid(store, envelope.raw, reason, stage="update-state", clock=clock)
+            report.add(
+                RecordResult(
+                    index, Outcome.INVALID, message_id=envelope.message_id, reason=reason, url=url
+                )
+            )
+    return report
