@@ -9,6 +9,12 @@ Decision table and start sequence of cirrus-geo v2 (spec §3.4-3.5), with its qu
 * Q5  an unknown workflow is recorded FAILED *and* reported failed, so the message is
       retried and ends in the dead-letter queue instead of vanishing.
 * Q7  a non-conditional state-DB error on claim does not attempt a second write.
+* Q8  exactly-once start: a start that fails ambiguously (timeout, reset, throttle, 5xx) is
+      resolved by describing the deterministically named execution before any state is
+      written. It exists → PROCESSING with that ARN; it does not (or cannot be told) → the
+      record stays CLAIMED and the message is reported failed, so the redelivery resumes the
+      same name. ``ExecutionAlreadyExists`` is "already started". A CLAIMED record is never
+      turned FAILED while its execution may exist (a permanent error is checked the same way).
 
 Every record ends in exactly one outcome (see `reports.Outcome`).
 """
@@ -24,8 +30,10 @@ from cirrus_feed.backends.base import Backends, StateRecord
 from cirrus_feed.errors import (
     PERMANENT_RECORD_ERRORS,
     BackendError,
+    BackendUnavailableError,
     ClaimConflictError,
     ExecutionAlreadyExistsError,
+    PayloadNotFoundError,
     PayloadValidationError,
     StaleExecutionError,
     WorkflowNotFoundError,
@@ -221,11 +229,41 @@ class Processor:
             resumed = True  # idempotent restart: someone started this very execution before
         except WorkflowNotFoundError as exc:
             return self._fail(intake, claimed, arn, str(exc), input_url, announcer)
+        except BackendUnavailableError as exc:
+            # Ambiguous: the start (or an earlier attempt's) may have gone through.
+            if self._started(arn) is not True:
+                return self._keep_claimed(intake, arn, f"failed starting workflow ({exc})")
         except BackendError as exc:
-            return self._fail(
-                intake, claimed, arn, f"failed starting workflow ({exc})", input_url, announcer
-            )
+            error = f"failed starting workflow ({exc})"
+            started = self._started(arn)
+            if started is None:
+                return self._keep_claimed(intake, arn, error)
+            if not started:
+                return self._fail(intake, claimed, arn, error, input_url, announcer)
         return self._set_processing(intake, claimed, arn, input_url, announcer, resumed=resumed)
+
+    def _started(self, arn: str) -> bool | None:
+        """Whether execution ``arn`` exists (the deterministic name makes it ours); None when
+        that cannot be told now."""
+        try:
+            self.b.runner.describe(arn)
+        except PayloadNotFoundError:
+            return False
+        except BackendError:
+            log.warning("could not tell whether %s was started", arn, exc_info=True)
+            return None
+        return True
+
+    def _keep_claimed(self, intake: _Intake, arn: str, error: str) -> RecordResult:
+        """Leave the record CLAIMED on ``arn`` and report the message failed: SQS redelivers
+        it and the retry resumes this very execution name, so it can never start twice."""
+        log.warning(
+            "start of %s not confirmed, left CLAIMED: %s",
+            arn,
+            error,
+            extra={"payload_id": intake.payload.id},
+        )
+        return self._result(intake, Outcome.FAILED, error)
 
     def _execution_input(self, payload: ProcessPayload) -> dict[str, Any]:
         data = payload.to_dict()

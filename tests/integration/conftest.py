@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from cirrus_feed.app import App, LocalPaths, build_app
+from cirrus_feed.app import App, LocalPaths, build_app, build_aws
 from cirrus_feed.backends.base import Backends, ExecutionOutcome, StateRecord
 from cirrus_feed.backends.local.event_log import EventLogNotifier
 from cirrus_feed.backends.local.inline_runner import InlineWorkflowRunner
@@ -190,7 +190,9 @@ class LocalHarness(Harness):
 class AwsHarness(Harness):
     name = "aws"
 
-    def __init__(self, client: Callable[[str], Any], endpoint: str) -> None:
+    def __init__(self, client: Callable[[str], Any], endpoint: str, session: Any = None) -> None:
+        """``session`` (a boto3 session) builds the app's clients, e.g. one carrying the
+        event hooks of `faults.FaultInjector`; ``client`` builds the test's own."""
         from cirrus_feed.backends.aws.dynamodb import DynamoDbStateStore
 
         tag = uuid.uuid4().hex[:10]
@@ -241,7 +243,18 @@ class AwsHarness(Harness):
                 },
             }
         )
-        super().__init__(build_app(settings))
+        if session is None:
+            app = build_app(settings)
+        else:
+            backends = build_aws(settings, session)
+            app = App(
+                settings,
+                backends,
+                Enqueuer(backends.queue, backends.store),
+                Processor(backends),
+                StateUpdater(backends),
+            )
+        super().__init__(app)
         self.applied: set[str] = set()
 
     def _tap(self, sns: Any, topic_arn: str, kind: str) -> str:
