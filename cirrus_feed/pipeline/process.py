@@ -233,6 +233,7 @@ class Processor:
             # Ambiguous: the start (or an earlier attempt's) may have gone through.
             if self._started(arn) is not True:
                 return self._keep_claimed(intake, arn, f"failed starting workflow ({exc})")
+            input_url = input_url or self._input_url(payload.id, name)
         except BackendError as exc:
             error = f"failed starting workflow ({exc})"
             started = self._started(arn)
@@ -240,6 +241,7 @@ class Processor:
                 return self._keep_claimed(intake, arn, error)
             if not started:
                 return self._fail(intake, claimed, arn, error, input_url, announcer)
+            input_url = input_url or self._input_url(payload.id, name)
         return self._set_processing(intake, claimed, arn, input_url, announcer, resumed=resumed)
 
     def _started(self, arn: str) -> bool | None:
@@ -253,6 +255,10 @@ class Processor:
             log.warning("could not tell whether %s was started", arn, exc_info=True)
             return None
         return True
+
+    def _input_url(self, payload_id: str, name: str) -> str:
+        """Where the started execution's input was put (by the attempt that started it)."""
+        return self.b.store.url_for(layout.input_key(payload_id, name))
 
     def _keep_claimed(self, intake: _Intake, arn: str, error: str) -> RecordResult:
         """Leave the record CLAIMED on ``arn`` and report the message failed: SQS redelivers

@@ -19,11 +19,13 @@ import boto3
 import pytest
 
 from cirrus_feed.backends.aws.stepfunctions import StepFunctionsWorkflowRunner
-from cirrus_feed.backends.base import ExecutionOutcome
+from cirrus_feed.backends.base import Backends, ExecutionOutcome, PayloadStore
+from cirrus_feed.errors import BackendError
 from cirrus_feed.model.envelopes import normalize
 from cirrus_feed.model.executions import execution_arn, execution_name
 from cirrus_feed.model.reports import StageReport
 from cirrus_feed.model.states import State
+from cirrus_feed.pipeline.process import Processor
 from cirrus_feed.support.batching import chunks
 
 from .conftest import REGION, AwsHarness, Harness, make_payload, outcomes_of, payload_id
@@ -292,3 +294,40 @@ def test_faults_every_payload_succeeds_with_exactly_one_execution(
     assert set(names.values()) == {1}  # exactly one execution per name and per payload
     assert {r.latest_execution for r in records.values()} == set(_all_arns(aws))
     assert faults.counts["lost sfn.StartExecution"] > 0  # the fault the issue is about
+
+
+class _FailingPuts:
+    """A payload store whose writes fail for good (an access-denied bucket)."""
+
+    def __init__(self, real: PayloadStore) -> None:
+        self.real = real
+
+    def put_json(self, key: str, data: Any) -> str:
+        raise BackendError(f"put {key} failed: AccessDenied")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+def _with_store(h: Harness, store: Any) -> Processor:
+    b = h.b
+    return Processor(Backends(b.state, b.queue, store, b.runner, b.notifier))
+
+
+@pytest.mark.parametrize("started", [True, False])
+def test_start_permanent_error_fails_only_when_nothing_was_started(
+    harness: Harness, started: bool
+) -> None:
+    """Both backends: a permanent error while resuming a CLAIMED record turns it FAILED only
+    when its execution does not exist; an execution that exists is recorded PROCESSING."""
+    arn = _planned_arn(harness)
+    harness.b.state.claim(PID, arn)
+    if started:
+        harness.b.runner.start("test-workflow1", arn.rsplit(":", 1)[-1], make_payload())
+    processor = _with_store(harness, _FailingPuts(harness.b.store))
+
+    report = processor.process(normalize(harness.sqs_event(make_payload())))
+
+    assert outcomes_of(report) == (["started"] if started else ["failed"])
+    assert harness.state_of(PID) is (State.PROCESSING if started else State.FAILED)
+    assert harness.executions("test-workflow1") == int(started)

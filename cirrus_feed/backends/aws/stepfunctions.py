@@ -36,7 +36,9 @@ class StepFunctionsWorkflowRunner:
 
         The `WorkflowNotFoundError` message is botocore's own ("An error occurred
         (StateMachineDoesNotExist) when calling the StartExecution operation: ..."), which
-        Cirrus stores as the payload's ``last_error``.
+        Cirrus stores as the payload's ``last_error``. A timeout, connection reset, throttle
+        or 5xx becomes `BackendUnavailableError` and is ambiguous: the call may have gone
+        through. The process stage resolves it with `describe` on the deterministic ARN.
         """
         machine = state_machine_arn(self.base_arn, workflow)
         text = json.dumps(payload)
