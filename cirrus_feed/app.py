@@ -169,7 +169,7 @@ class LocalPaths:
 
 
 def build_local(settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> Backends:
-    from cirrus_feed.backends.local.event_log import EventLogNotifier
+    from cirrus_feed.backends.local.event_log import EventLogMetricLog, EventLogNotifier
     from cirrus_feed.backends.local.files import FilePayloadStore
     from cirrus_feed.backends.local.inline_runner import InlineWorkflowRunner
     from cirrus_feed.backends.local.sqlite_feeds import SqliteFeedStore
@@ -199,11 +199,13 @@ def build_local(settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> Backends:
         ),
         notifier=EventLogNotifier(paths.events),
         feeds=SqliteFeedStore(paths.root / "feeds.sqlite", clock=clock),
+        metrics=EventLogMetricLog(paths.events, clock=clock),
     )
 
 
 def build_aws(settings: Settings, session: Any = None, *, clock: Clock = SYSTEM_CLOCK) -> Backends:
     from cirrus_feed.backends.aws.clients import make_client
+    from cirrus_feed.backends.aws.cloudwatch_logs import CloudWatchMetricLog
     from cirrus_feed.backends.aws.dynamodb import DynamoDbStateStore
     from cirrus_feed.backends.aws.dynamodb_feeds import DynamoDbFeedStore
     from cirrus_feed.backends.aws.s3 import S3PayloadStore
@@ -244,5 +246,8 @@ def build_aws(settings: Settings, session: Any = None, *, clock: Clock = SYSTEM_
         ),
         feeds=DynamoDbFeedStore(aws.feed_table, client=client("dynamodb"), clock=clock)
         if aws.feed_table
+        else None,
+        metrics=CloudWatchMetricLog(aws.workflow_log_group, client=client("logs"), clock=clock)
+        if aws.workflow_log_group
         else None,
     )
