@@ -94,6 +94,8 @@ def deploy(endpoint: str, workflows: list[str]) -> Settings:
     queue = client("sqs").create_queue(QueueName=f"{prefix}process")["QueueUrl"]
     sns = client("sns")
     topics = {kind: sns.create_topic(Name=f"{prefix}{kind}")["TopicArn"] for kind in ("ev", "pub")}
+    log_group = f"{prefix}workflow-event-metrics"
+    client("logs").create_log_group(logGroupName=log_group)
     sfn = client("stepfunctions")
     for workflow in workflows:
         sfn.create_state_machine(
@@ -113,6 +115,7 @@ def deploy(endpoint: str, workflows: list[str]) -> Settings:
                 "process_queue_url": queue,
                 "publish_topic_arn": topics["pub"],
                 "workflow_event_topic_arn": topics["ev"],
+                "workflow_log_group": log_group,  # metric log events, as Cirrus's metrics.yaml
             },
         }
     )

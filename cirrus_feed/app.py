@@ -174,7 +174,7 @@ class LocalPaths:
 
 
 def build_local(settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> Backends:
-    from cirrus_feed.backends.local.event_log import EventLogNotifier
+    from cirrus_feed.backends.local.event_log import EventLogMetricLog, EventLogNotifier
     from cirrus_feed.backends.local.files import FilePayloadStore
     from cirrus_feed.backends.local.inline_runner import InlineWorkflowRunner
     from cirrus_feed.backends.local.sqlite_feeds import SqliteFeedStore
@@ -204,6 +204,7 @@ def build_local(settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> Backends:
         ),
         notifier=EventLogNotifier(paths.events),
         feeds=SqliteFeedStore(paths.root / "feeds.sqlite", clock=clock),
+        metrics=EventLogMetricLog(paths.events, clock=clock),
     )
 
 
@@ -225,6 +226,7 @@ def build_update_queue(
 
 def build_aws(settings: Settings, session: Any = None, *, clock: Clock = SYSTEM_CLOCK) -> Backends:
     from cirrus_feed.backends.aws.clients import make_client
+    from cirrus_feed.backends.aws.cloudwatch_logs import CloudWatchMetricLog
     from cirrus_feed.backends.aws.dynamodb import DynamoDbStateStore
     from cirrus_feed.backends.aws.dynamodb_feeds import DynamoDbFeedStore
     from cirrus_feed.backends.aws.s3 import S3PayloadStore
@@ -265,5 +267,8 @@ def build_aws(settings: Settings, session: Any = None, *, clock: Clock = SYSTEM_
         ),
         feeds=DynamoDbFeedStore(aws.feed_table, client=client("dynamodb"), clock=clock)
         if aws.feed_table
+        else None,
+        metrics=CloudWatchMetricLog(aws.workflow_log_group, client=client("logs"), clock=clock)
+        if aws.workflow_log_group
         else None,
     )

@@ -36,6 +36,7 @@ CIRRUS_ENV = {
     "CIRRUS_PROCESS_QUEUE_URL": "process_queue_url",
     "CIRRUS_PUBLISH_TOPIC_ARN": "publish_topic_arn",
     "CIRRUS_WORKFLOW_EVENT_TOPIC_ARN": "workflow_event_topic_arn",
+    "CIRRUS_WORKFLOW_LOG_GROUP": "workflow_log_group",
     "AWS_REGION": "region",
     "CIRRUS_FEED_AWS_ENDPOINT_URL": "endpoint_url",
     "CIRRUS_FEED_FEED_TABLE": "feed_table",
@@ -74,6 +75,7 @@ class AwsSettings(_Strict):
     process_queue_url: str | None = None
     publish_topic_arn: str | None = None
     workflow_event_topic_arn: str | None = None
+    workflow_log_group: str | None = None  # CloudWatch Logs group of the metric log events
     allowed_buckets: list[str] = []
     feed_table: str | None = None  # DynamoDB pk/sk table of feed runs; unset = not recorded
     # SQS queue of EventBridge "Step Functions Execution Status Change" events, drained by
@@ -101,6 +103,28 @@ class ProcessSettings(_Strict):
     visibility_timeout: int = Field(180, ge=3, le=43200)
 
 
+class SnsEndpointSettings(_Strict):
+    """``serve --http``: the SNS topics allowed to deliver (required there).
+
+    ``topics`` are topic ARN patterns, ``*`` and ``?`` wildcards, exact case, e.g.
+    ``arn:aws:sns:us-west-2:123456789012:*``. A confirmation or notification from any other
+    topic is refused (403) and its ``SubscribeURL`` never fetched.
+    """
+
+    topics: list[str] = []
+
+    @model_validator(mode="after")
+    def _check_topics(self) -> SnsEndpointSettings:
+        for pattern in self.topics:
+            parts = pattern.split(":")
+            if len(parts) != 6 or parts[0] != "arn" or parts[2] != "sns" or not all(parts):
+                raise ValueError(
+                    f"{pattern!r} is not an SNS topic ARN pattern "
+                    "(arn:<partition>:sns:<region>:<account>:<topic>, wildcards * and ?)"
+                )
+        return self
+
+
 class Settings(_Strict):
     backend: Literal["local", "aws"] = "local"
     local: LocalSettings = LocalSettings()
@@ -110,6 +134,7 @@ class Settings(_Strict):
     # validated by its feeder type's Config when the app is built.
     feeders: dict[str, dict[str, Any]] = {}
     process: ProcessSettings = ProcessSettings()
+    sns_endpoint: SnsEndpointSettings = SnsEndpointSettings()
     # The events feeder that Lambda events and `serve --http` deliveries go to (needed only
     # when several are configured).
     events_feeder: str | None = None

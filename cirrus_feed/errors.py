@@ -77,7 +77,15 @@ class PayloadValidationError(CirrusFeedError, ValueError):
 
 
 class InvalidRecordError(CirrusFeedError, ValueError):
-    """A record from a queue or event could not be read as a payload."""
+    """A record from a queue or event could not be read as a payload.
+
+    The message names the record; ``reason`` is the bare cause, as Cirrus words it where it
+    has a wording (``json.loads``'s message for a body that is not JSON), for the wire.
+    """
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        self.reason = reason or message
+        super().__init__(message)
 
 
 class ForbiddenUrlError(InvalidRecordError):
@@ -145,6 +153,17 @@ class PayloadTooLargeError(LimitExceededError):
     def __init__(self, message: str, *, indexes: tuple[int, ...] = ()) -> None:
         self.indexes = indexes
         super().__init__(message)
+
+
+def wire_message(exc: BaseException) -> str:
+    """What a workflow event's ``error`` says about ``exc``: Cirrus's bare message.
+
+    Errors that name their payload or record keep that context in ``str(exc)`` (for logs and
+    the invalid store); on the wire Cirrus writes only ``str()`` of its own exception, which
+    is our ``reason``.
+    """
+    reason = getattr(exc, "reason", None)
+    return reason if isinstance(reason, str) and reason else str(exc)
 
 
 # Errors that mean a record can never be processed, however often it is retried: it is

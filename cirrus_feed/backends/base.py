@@ -320,16 +320,41 @@ class WorkflowEvent:
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def to_message(self) -> dict[str, str]:
+        """The SNS message body, keys in Cirrus's order: ``error`` before ``execution``.
+
+        cirrus-geo 2.0.0 serialises its dataclass fields in declaration order (``...,
+        output_payload_url, execution_arn, error``), then drops ``execution_arn`` and adds
+        the console URL as ``execution`` last.
+        """
         body = {
             "event_type": self.event_type,
             "payload_id": self.payload_id,
             "isotimestamp": self.isotimestamp,
             "input_payload_url": self.input_payload_url,
             "output_payload_url": self.output_payload_url,
-            "execution": self.execution,
             "error": self.error,
+            "execution": self.execution,
         }
         return {k: v for k, v in body.items() if v} | dict(self.extra)
+
+    @property
+    def execution_arn(self) -> str | None:
+        """The execution ARN, read back from the console URL as Cirrus does (the text after
+        the last ``/``)."""
+        return self.execution.rsplit("/", 1)[-1] if self.execution else None
+
+    def to_metric(self) -> dict[str, str | None]:
+        """The metric log event (spec §6.4), keys and values as cirrus-geo 2.0.0's
+        ``WorkflowEvent.log_metric_format``: ``event``, ``workflow`` (``"could not parse"``
+        when the id does not parse), ``source`` (the collections, else the raw id),
+        ``execution_arn`` (null when there is none)."""
+        parsed = parse_payload_id(self.payload_id)
+        return {
+            "event": self.event_type,
+            "workflow": parsed["workflow"] if parsed else "could not parse",
+            "source": parsed["collections"] if parsed else self.payload_id,
+            "execution_arn": self.execution_arn,
+        }
 
     def to_attributes(self) -> dict[str, tuple[str, str]]:
         """SNS message attributes (name → (data type, value)): ``event_type``,
@@ -364,6 +389,25 @@ class Notifier(Protocol):
         """Publish output STAC items, one message each, with Cirrus attributes (spec §6.2).
 
         Raises: PayloadTooLargeError (only those items were dropped), BackendError."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class MetricLog(Protocol):
+    """Workflow metric log events: one per workflow event, for Cirrus's metric filters and
+    ``/stats`` (spec §6.4; CloudWatch Logs on AWS, the event log locally).
+
+    Each event's message is ``json.dumps(event.to_metric())``, timestamped in milliseconds
+    (the events of one call get consecutive timestamps, in order). One call is one batch
+    (AWS: one ``PutLogEvents`` up to its 10,000 events / 1 MiB, `limits.LOGS_MAX_BATCH_*`).
+    Callers (`pipeline.announcer`) log a failure and go on: a metric never fails a payload.
+    """
+
+    def log(self, events: Sequence[WorkflowEvent]) -> None:
+        """Write one metric log event per workflow event, in order.
+
+        Raises: BackendError."""
         ...
 
     def close(self) -> None: ...
@@ -442,9 +486,18 @@ class Backends:
     runner: WorkflowRunner
     notifier: Notifier
     feeds: FeedStore | None = None  # None: feed runs are not recorded (AWS without a table)
+    metrics: MetricLog | None = None  # None: no metric log events (AWS without a log group)
 
     def close(self) -> None:
-        ports = (self.feeds, self.notifier, self.runner, self.store, self.queue, self.state)
+        ports = (
+            self.metrics,
+            self.feeds,
+            self.notifier,
+            self.runner,
+            self.store,
+            self.queue,
+            self.state,
+        )
         for port in ports:
             if port is not None:
                 port.close()

@@ -14,6 +14,8 @@ UTF-8 bytes, as AWS counts them. Sources (AWS documentation, 2025):
   wildcards or ``"#%\\^|~`$&,;:/``, no control characters) and "Step Functions service
   quotas" (256 KiB of execution input).
 * S3: "Naming Amazon S3 objects" (keys up to 1024 bytes).
+* CloudWatch Logs: ``PutLogEvents`` (10,000 events and 1,048,576 bytes a call, each event
+  counted as its UTF-8 message plus 26 bytes; chronological order).
 """
 
 from __future__ import annotations
@@ -46,6 +48,12 @@ DYNAMODB_MAX_BATCH_GET_KEYS = 100
 """Keys of one ``BatchGetItem``."""
 DYNAMODB_MAX_PARTITION_KEY_BYTES = 2048
 DYNAMODB_MAX_SORT_KEY_BYTES = 1024
+
+LOGS_MAX_BATCH_EVENTS = 10_000
+"""Events of one ``PutLogEvents``."""
+LOGS_MAX_BATCH_BYTES = 1_048_576
+"""Bytes of one ``PutLogEvents``: each event's UTF-8 message plus `LOGS_EVENT_OVERHEAD_BYTES`."""
+LOGS_EVENT_OVERHEAD_BYTES = 26
 
 SFN_MAX_EXECUTION_NAME_LENGTH = 80
 """Characters of a Step Functions execution name."""

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from cirrus_feed.cli.main import Context, cli, pass_context
-from cirrus_feed.errors import CirrusFeedError
+from cirrus_feed.errors import CirrusFeedError, ConfigError
 from cirrus_feed.feeding.push import push, push_target
 from cirrus_feed.service.scheduler import OnceResult, Service
 from cirrus_feed.service.sns_endpoint import SnsEndpoint, parse_http_address
@@ -31,7 +31,8 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
     "--http",
     "http_address",
     metavar="HOST:PORT",
-    help="Also receive SNS HTTP(S) deliveries here (signatures verified).",
+    help="Also receive SNS HTTP(S) deliveries here (signatures verified; only from the "
+    "topics in sns_endpoint.topics).",
 )
 @click.option("--http-feeder", help="The events feeder SNS deliveries go to (if several).")
 @pass_context
@@ -119,6 +120,12 @@ def _report(result: OnceResult) -> None:
 def _endpoint(ctx: Context, address: str, feeder_name: str | None) -> SnsEndpoint:
     """An SNS endpoint whose verified notifications go through the events feeder."""
     app = ctx.app
+    topics = app.settings.sns_endpoint.topics
+    if not topics:
+        raise ConfigError(
+            f"{app.settings.source}: serve --http needs sns_endpoint.topics, the SNS topic "
+            "ARN patterns allowed to deliver (e.g. arn:aws:sns:us-west-2:123456789012:*)"
+        )
     name, feeder = push_target(
         app.feeders, feeder_name or app.settings.events_feeder, app.settings.source
     )
@@ -135,4 +142,5 @@ def _endpoint(ctx: Context, address: str, feeder_name: str | None) -> SnsEndpoin
         if pushed.failed or pushed.result.run.status == "failed":
             raise CirrusFeedError(f"events {name}: message {message.get('MessageId')} failed")
 
-    return SnsEndpoint(handle, SnsSignatureVerifier(clock=app.clock), host=host, port=port)
+    verifier = SnsSignatureVerifier(allowed_topics=topics, clock=app.clock)
+    return SnsEndpoint(handle, verifier, host=host, port=port)

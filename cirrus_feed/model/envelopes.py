@@ -74,6 +74,7 @@ class Envelope:
     receipt: str | None = None  # SQS receiptHandle
     attributes: Mapping[str, str] = field(default_factory=dict)  # string message attributes
     error: str | None = None  # kind == "error": why, naming the record and the field
+    reason: str | None = None  # kind == "error": the bare cause, as Cirrus's events word it
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +88,12 @@ class _Transport:
     receipt: str | None = None
     attributes: Mapping[str, str] = field(default_factory=dict)
 
-    def envelope(self, kind: EnvelopeKind, body: Any = None, error: str | None = None) -> Envelope:
+    def envelope(
+        self,
+        kind: EnvelopeKind,
+        body: Any = None,
+        error: InvalidRecordError | None = None,
+    ) -> Envelope:
         return Envelope(
             kind=kind,
             body=body,
@@ -96,7 +102,8 @@ class _Transport:
             message_id=self.message_id,
             receipt=self.receipt,
             attributes=self.attributes,
-            error=error,
+            error=None if error is None else str(error),
+            reason=None if error is None else error.reason,
         )
 
 
@@ -110,7 +117,11 @@ def normalize(event: Any) -> list[Envelope]:
         records = event["Records"]
         if not isinstance(records, list):
             error = f"event: 'Records' is {_json_type(records)}, not an array"
-            return [Envelope(kind="error", body=None, raw=event, source="direct", error=error)]
+            return [
+                Envelope(
+                    kind="error", body=None, raw=event, source="direct", error=error, reason=error
+                )
+            ]
     else:
         records = [event]
     envelopes: list[Envelope] = []
@@ -126,7 +137,7 @@ def _record_envelopes(record: Any, index: int) -> list[Envelope]:
         transport = _with_notification(obj, transport)
         return _classify(unwrap_messages(obj, transport.label), transport)
     except InvalidRecordError as exc:
-        return [transport.envelope("error", error=str(exc))]
+        return [transport.envelope("error", error=exc)]
 
 
 def _transport(record: Any, index: int) -> _Transport:
@@ -201,7 +212,8 @@ def batch_pointer(obj: Any) -> Any:
 def _classify(obj: Any, transport: _Transport) -> list[Envelope]:
     label = transport.label
     if not isinstance(obj, Mapping):
-        raise InvalidRecordError(f"{label}: expected a JSON object, got {_json_type(obj)}")
+        expected = f"expected a JSON object, got {_json_type(obj)}"
+        raise InvalidRecordError(f"{label}: {expected}", reason=expected)
     if "Records" in obj:
         return _s3_notification(obj["Records"], transport)
     if obj.get("Event") == "s3:TestEvent":
@@ -226,7 +238,7 @@ def _s3_notification(records: Any, transport: _Transport) -> list[Envelope]:
                 raise InvalidRecordError(f"{entry_label}: not an S3 event record (no 's3')")
             envelopes.append(transport.envelope("s3-object", _s3_record(entry, entry_label)))
         except InvalidRecordError as exc:
-            envelopes.append(transport.envelope("error", error=str(exc)))
+            envelopes.append(transport.envelope("error", error=exc))
     return envelopes
 
 
@@ -355,11 +367,15 @@ def _execution_error(status: str, detail: Mapping[str, Any]) -> tuple[str | None
 def decode_json(value: Any, label: str) -> Any:
     """``json.loads(value)``; raises InvalidRecordError naming ``label`` when it is not JSON."""
     if not isinstance(value, str | bytes | bytearray):
-        raise InvalidRecordError(f"{label} is not a JSON string (got {_json_type(value)})")
+        raise InvalidRecordError(
+            f"{label} is not a JSON string (got {_json_type(value)})",
+            # json.loads's own wording, which is what Cirrus's event carries
+            reason=f"the JSON object must be str, bytes or bytearray, not {type(value).__name__}",
+        )
     try:
         return json.loads(value)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and bad UTF-8 are ValueErrors
-        raise InvalidRecordError(f"{label} is not JSON: {exc}") from exc
+        raise InvalidRecordError(f"{label} is not JSON: {exc}", reason=str(exc)) from exc
 
 
 _JSON_TYPES: tuple[tuple[type | UnionType, str], ...] = (

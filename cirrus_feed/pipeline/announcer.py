@@ -1,11 +1,18 @@
-"""Buffers workflow events for one stage call and sends them in batches."""
+"""Buffers workflow events for one stage call and sends them in batches: to the notifier
+(the event topic) and, when there is one, to the metric log (one log event per event)."""
 
 from __future__ import annotations
 
 import logging
 from types import TracebackType
 
-from cirrus_feed.backends.base import Notifier, PayloadStore, StateRecord, WorkflowEvent
+from cirrus_feed.backends.base import (
+    MetricLog,
+    Notifier,
+    PayloadStore,
+    StateRecord,
+    WorkflowEvent,
+)
 from cirrus_feed.errors import BackendError
 from cirrus_feed.model import layout
 from cirrus_feed.model.executions import console_url, name_from_arn
@@ -18,15 +25,23 @@ log = logging.getLogger(__name__)
 class Announcer:
     """Collects events during a batch; `flush` (also on exit, even after an error) sends them.
 
-    A failure to notify is logged, never turned into a record failure: the state DB, not the
-    event topic, is the record of truth.
+    A failure to notify or to log metrics is logged, never turned into a record failure: the
+    state DB, not the event topic, is the record of truth. Each flush is one
+    `Notifier.announce` and one `MetricLog.log` call: one batch per stage call (invocation).
     """
 
     def __init__(
-        self, notifier: Notifier, store: PayloadStore, region: str, *, clock: Clock = SYSTEM_CLOCK
+        self,
+        notifier: Notifier,
+        store: PayloadStore,
+        region: str,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        metrics: MetricLog | None = None,
     ) -> None:
         self.clock = clock
         self.notifier = notifier
+        self.metrics = metrics
         self.store = store
         self.region = region
         self.pending: list[WorkflowEvent] = []
@@ -73,6 +88,13 @@ class Announcer:
             output_url=output_url,
         )
 
+    def input_url_for(self, payload_id: str) -> str | None:
+        """The input URL last announced for ``payload_id`` in this batch, if any."""
+        for pending in reversed(self.pending):
+            if pending.payload_id == payload_id and pending.input_payload_url:
+                return pending.input_payload_url
+        return None
+
     def flush(self) -> None:
         events, self.pending = self.pending, []
         if not events:
@@ -81,6 +103,12 @@ class Announcer:
             self.notifier.announce(events)
         except BackendError:
             log.exception("could not announce %d workflow events", len(events))
+        if self.metrics is None:
+            return
+        try:
+            self.metrics.log(events)
+        except BackendError:
+            log.exception("could not log %d workflow metric events", len(events))
 
     def __enter__(self) -> Announcer:
         return self

@@ -43,17 +43,20 @@ class Enqueuer:
         self.clock = clock
         self.store = store
 
-    def enqueue(self, payloads: Iterable[Enqueueable]) -> StageReport:
+    def enqueue(self, payloads: Iterable[Enqueueable], *, send_ids: bool = True) -> StageReport:
         """Enqueue every payload; returns one result per input, in order.
 
         Invalid payloads are recorded in the payload store's invalid area with the reason;
         a payload id already seen in this call is reported ``duplicate`` and not sent.
+        With ``send_ids=False`` a payload that came without ``id`` is sent without one (the
+        id is still derived, to validate and dedupe): chained payloads, which Cirrus sends
+        without ``id`` for `process` to derive.
         """
         report = StageReport()
         seen: set[str] = set()
         iterator = enumerate(payloads)
         while chunk := list(islice(iterator, SEND_CHUNK)):
-            self._enqueue_chunk(chunk, seen, report)
+            self._enqueue_chunk(chunk, seen, report, send_ids)
         report.results.sort(key=lambda r: r.index)
         return report
 
@@ -62,6 +65,7 @@ class Enqueuer:
         chunk: list[tuple[int, Enqueueable]],
         seen: set[str],
         report: StageReport,
+        send_ids: bool,
     ) -> None:
         pending: list[tuple[int, str, str, str | None]] = []  # index, id, body, offload url
         for index, item in chunk:
@@ -79,8 +83,9 @@ class Enqueuer:
                 report.add(RecordResult(index, Outcome.DUPLICATE, payload.id, reason="in batch"))
                 continue
             seen.add(payload.id)
+            keep_id = send_ids or isinstance(item, ProcessPayload) or "id" in item
             try:
-                body, url = self._body(payload)
+                body, url = self._body(payload, keep_id=keep_id)
             except BackendError as exc:
                 report.add(RecordResult(index, Outcome.FAILED, payload.id, reason=str(exc)))
                 continue
@@ -95,11 +100,14 @@ class Enqueuer:
                 log.warning("enqueue failed", extra={"payload_id": payload_id, "error": sent.error})
                 report.add(RecordResult(index, Outcome.FAILED, payload_id, reason=sent.error))
 
-    def _body(self, payload: ProcessPayload) -> tuple[str, str | None]:
-        body = payload.to_json()
+    def _body(self, payload: ProcessPayload, *, keep_id: bool) -> tuple[str, str | None]:
+        data = payload.to_dict()
+        if not keep_id:
+            data = {key: value for key, value in data.items() if key != "id"}
+        body = json.dumps(data)
         if len(body.encode()) <= self.queue.max_message_bytes:
             return body, None
-        url = self.store.put_json(layout.oversized_key(), payload.to_dict())
+        url = self.store.put_json(layout.oversized_key(), data)
         return json.dumps({"url": url}), url
 
     def _invalid(self, index: int, raw: Any, reason: str, payload_id: str | None) -> RecordResult:

@@ -37,10 +37,11 @@ from cirrus_feed.errors import (
     PayloadValidationError,
     StaleExecutionError,
     WorkflowNotFoundError,
+    wire_message,
 )
 from cirrus_feed.model import layout
 from cirrus_feed.model.envelopes import Envelope
-from cirrus_feed.model.executions import execution_arn, execution_name
+from cirrus_feed.model.executions import execution_arn, execution_name, name_from_arn
 from cirrus_feed.model.payload import ProcessPayload, fits_inline
 from cirrus_feed.model.reports import Outcome, RecordResult, StageReport
 from cirrus_feed.model.states import SKIP_UNLESS_REPLACE, UNCLAIMABLE, State
@@ -68,7 +69,11 @@ class Processor:
     def process(self, envelopes: Sequence[Envelope]) -> StageReport:
         report = StageReport()
         with Announcer(
-            self.b.notifier, self.b.store, self.b.runner.region, clock=self.clock
+            self.b.notifier,
+            self.b.store,
+            self.b.runner.region,
+            clock=self.clock,
+            metrics=self.b.metrics,
         ) as announcer:
             accepted = [
                 intake
@@ -85,13 +90,35 @@ class Processor:
             for intake in accepted:
                 payload_id = intake.payload.id
                 if payload_id in seen:
-                    announcer.event("DUPLICATE_ID_ENCOUNTERED", payload_id)
+                    announcer.event(
+                        "DUPLICATE_ID_ENCOUNTERED",
+                        payload_id,
+                        input_url=self._duplicate_input_url(payload_id, records, announcer),
+                    )
                     report.add(self._result(intake, Outcome.DUPLICATE, "duplicate id in batch"))
                     continue
                 seen.add(payload_id)
                 report.add(self._decide(intake, records.get(payload_id), announcer))
         report.results.sort(key=lambda r: r.index)
         return report
+
+    def _duplicate_input_url(
+        self, payload_id: str, records: dict[str, StateRecord], announcer: Announcer
+    ) -> str | None:
+        """Where the input of this id's execution in this batch is (Cirrus sends it with
+        ``DUPLICATE_ID_ENCOUNTERED``): the URL the first occurrence announced, else that of
+        the execution planned from the record read before the batch, as Cirrus computes it.
+        """
+        announced = announcer.input_url_for(payload_id)
+        if announced is not None:
+            return announced
+        record = records.get(payload_id)
+        if record is not None and record.state is State.CLAIMED and record.latest_execution:
+            name = name_from_arn(record.latest_execution)
+        else:
+            history = record.executions if record else ()
+            name = execution_name(payload_id, history, self.b.runner.region)
+        return self.b.store.url_for(layout.input_key(payload_id, name))
 
     # -- intake ---------------------------------------------------------------------------
 
@@ -110,6 +137,7 @@ class Processor:
                 report,
                 announcer,
                 "RECORD_EXTRACT_FAILED",
+                wire=envelope.reason,
             )
             return None
         if envelope.kind != "payload":
@@ -131,7 +159,14 @@ class Processor:
         except PERMANENT_RECORD_ERRORS as exc:
             payload_id = exc.payload_id if isinstance(exc, PayloadValidationError) else None
             self._reject(
-                index, envelope, str(exc), payload_id, report, announcer, "NOT_A_PROCESS_PAYLOAD"
+                index,
+                envelope,
+                str(exc),
+                payload_id,
+                report,
+                announcer,
+                "NOT_A_PROCESS_PAYLOAD",
+                wire=wire_message(exc),
             )
         except BackendError as exc:  # transient read failure: retry this record only
             report.add(
@@ -148,7 +183,11 @@ class Processor:
         report: StageReport,
         announcer: Announcer,
         event_type: str,
+        *,
+        wire: str | None = None,
     ) -> None:
+        """Record ``envelope`` as invalid with the full ``reason`` (naming the record); the
+        event's ``error`` is ``wire``, the bare cause Cirrus would announce."""
         try:
             url = record_invalid(
                 self.b.store,
@@ -169,7 +208,7 @@ class Processor:
                 )
             )
             return
-        announcer.event(event_type, payload_id or "unknown", input_url=url, error=reason)
+        announcer.event(event_type, payload_id or "unknown", input_url=url, error=wire or reason)
         report.add(
             RecordResult(
                 index, Outcome.INVALID, payload_id, envelope.message_id, reason=reason, url=url

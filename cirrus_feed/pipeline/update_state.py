@@ -29,6 +29,7 @@ from cirrus_feed.errors import (
     InvalidRecordError,
     PayloadTooLargeError,
     StaleExecutionError,
+    wire_message,
 )
 from cirrus_feed.model import layout
 from cirrus_feed.model.payload import ProcessPayload
@@ -123,7 +124,11 @@ class StateUpdater:
         a queue-fed handler can report exactly the failed messages."""
         report = StageReport()
         with Announcer(
-            self.b.notifier, self.b.store, self.b.runner.region, clock=self.clock
+            self.b.notifier,
+            self.b.store,
+            self.b.runner.region,
+            clock=self.clock,
+            metrics=self.b.metrics,
         ) as announcer:
             completions = [
                 c for i, o in enumerate(outcomes) if (c := self._intake(i, o, report)) is not None
@@ -197,8 +202,11 @@ class StateUpdater:
             try:
                 self._archive(plan)
             except PERMANENT_RECORD_ERRORS as exc:
+                log.warning(
+                    "output payload rejected: %s", exc, extra={"payload_id": record.payload_id}
+                )
                 plan.state, plan.event_type = State.FAILED, "FAILED"
-                plan.error = f"InvalidOutput: output payload rejected: {exc}"
+                plan.error = f"InvalidOutput: output payload rejected: {wire_message(exc)}"
                 plan.items, plan.children = [], []
             except BackendError as exc:
                 return self._result(completion, Outcome.FAILED, str(exc))
@@ -233,7 +241,9 @@ class StateUpdater:
         sending = [p for p in plans if p.items or p.children]
         try:
             self._publish(sending)
-            chained = self.enqueuer.enqueue(child for p in sending for child in p.children)
+            chained = self.enqueuer.enqueue(
+                (child for p in sending for child in p.children), send_ids=False
+            )
             if chained.counts.get(Outcome.FAILED.value):
                 # Invalid children are already in the invalid store; failed sends retry.
                 raise BackendError(f"chaining failed: {chained.counts}")

@@ -1,8 +1,9 @@
 """An SNS HTTP(S) subscription endpoint on the standard library's threading HTTP server.
 
 Every POST is verified before anything else happens (`SnsSignatureVerifier`): unsigned,
-forged, tampered, stale, replayed or foreign-certificate messages get a 4xx and a log line and
-never reach the handler. Status codes follow SNS's retry rules: a 2xx means "delivered", a 5xx
+forged, tampered, stale, replayed or foreign-certificate messages, and messages from a topic
+outside the allow-list (``sns_endpoint.topics``), get a 4xx and a log line and never reach
+the handler. Status codes follow SNS's retry rules: a 2xx means "delivered", a 5xx
 makes SNS redeliver, so a notification is answered 200 only after the handler returned.
 
 ===================================  =====================================================
@@ -12,6 +13,7 @@ GET /healthz                         200
 POST, malformed message              400 (bad JSON, missing key, unknown Type/version,
                                      ``x-amz-sns-message-type`` header contradicting Type)
 POST, not authentic / replayed       403
+POST, topic not in the allow-list    403 (before any certificate or SubscribeURL fetch)
 POST, certificate host unreachable   503 (SNS redelivers)
 POST SubscriptionConfirmation        confirm(SubscribeURL) → 200, or 500 when it failed
 POST UnsubscribeConfirmation         200 (logged; nothing to do)

@@ -23,6 +23,7 @@ import urllib.request
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping
 from datetime import datetime, timedelta
+from fnmatch import fnmatchcase
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -34,10 +35,14 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cirrus_feed.errors import InvalidRecordError, SourceUnavailableError
 from cirrus_feed.support.clock import SYSTEM_CLOCK, Clock
 
-# Anchored on the host: the host must be followed directly by "/", so userinfo
-# (``...amazonaws.com@evil.com``), ports and look-alike suffixes (``.amazonaws.com.evil.io``)
-# never match. Applied with ``fullmatch``.
-_SNS_HOST = r"sns\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?"
+# Anchored on the host: the host must be exactly ``sns.<region>.amazonaws.com`` (or
+# ``.amazonaws.com.cn``), followed directly by "/" or the https port ":443", so userinfo
+# (``...amazonaws.com@evil.com``), other ports, look-alike suffixes (``.amazonaws.com.evil.io``)
+# and other services' names (``sns.s3.amazonaws.com``: "s3" is no region) never match.
+# A region is two letters, one or more words and a number: us-east-1, us-gov-west-1,
+# cn-north-1, ap-southeast-7. Applied with ``fullmatch``.
+_REGION = r"[a-z]{2}(?:-[a-z]+)+-[0-9]{1,2}"
+_SNS_HOST = rf"sns\.{_REGION}\.amazonaws\.com(?:\.cn)?(?::443)?"
 SNS_CERT_URL: Final = re.compile(rf"https://{_SNS_HOST}/[^?#\s\\]+\.pem")
 SNS_SUBSCRIBE_URL: Final = re.compile(rf"https://{_SNS_HOST}/\?[^#\s\\]*")
 
@@ -95,6 +100,12 @@ class InvalidSignatureError(InvalidRecordError):
         self.malformed = malformed
         where = f"SNS message '{message_id}'" if message_id else "SNS message"
         super().__init__(f"{where}: '{field}' {reason}")
+
+
+def topic_allowed(topic_arn: str, patterns: Collection[str]) -> bool:
+    """Whether ``topic_arn`` matches one of ``patterns`` (``fnmatch`` wildcards, exact case:
+    ``arn:aws:sns:us-west-2:123456789012:*`` is every topic of one account in one region)."""
+    return any(fnmatchcase(topic_arn, pattern) for pattern in patterns)
 
 
 def string_to_sign(message: Mapping[str, Any]) -> bytes:
@@ -216,7 +227,9 @@ class SnsSignatureVerifier:
             must ``fullmatch``; the defaults allow https SNS hosts only. Tests pass their own.
         max_age: oldest ``Timestamp`` accepted; ``MessageId``s are remembered this long.
         max_skew: how far in the future a ``Timestamp`` may be (clock differences).
-        allowed_topics: when given, only these ``TopicArn``s are accepted.
+        allowed_topics: when given, only a ``TopicArn`` matching one of these patterns is
+            accepted (`topic_allowed`: ``*`` and ``?`` wildcards, case-sensitive); any other
+            topic is refused before its certificate or ``SubscribeURL`` is touched.
         cert_cache_size / seen_ids_size: bounds of the two caches.
         clock: where the current time comes from.
     """
@@ -267,9 +280,10 @@ class SnsSignatureVerifier:
                 malformed=True,
             )
         signature = _signature(message, message_id)
-        if self._topics is not None and message["TopicArn"] not in self._topics:
+        topic = message["TopicArn"]
+        if self._topics is not None and not topic_allowed(topic, self._topics):
             raise InvalidSignatureError(
-                "is not an allowed topic", field="TopicArn", message_id=message_id
+                f"{topic!r} is not an allowed topic", field="TopicArn", message_id=message_id
             )
         if message["Type"] != "Notification":
             self._check_url(message, "SubscribeURL", self._subscribe_url_pattern)

@@ -211,6 +211,9 @@ class AwsHarness(Harness):
                 )
             },
         )["QueueUrl"]
+        self.logs = client("logs")
+        self.log_group = f"{self.prefix}workflow-event-metrics"  # as Cirrus's template names it
+        self.logs.create_log_group(logGroupName=self.log_group)
         sns = client("sns")
         topics = {
             kind: sns.create_topic(Name=f"{self.prefix}{kind}")["TopicArn"]
@@ -240,6 +243,7 @@ class AwsHarness(Harness):
                     "process_queue_url": queue,
                     "publish_topic_arn": topics["publish"],
                     "workflow_event_topic_arn": topics["events"],
+                    "workflow_log_group": self.log_group,
                 },
             }
         )

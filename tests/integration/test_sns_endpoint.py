@@ -431,3 +431,81 @@ def test_endpoint_rejects_replayed_and_tampered_moto_message(
     assert post(url, tampered) == 403
     assert post(url, fresh_id) == 403
     assert recorder.messages == [delivered]
+
+
+# -- the topic allow-list --------------------------------------------------------------------
+
+FOREIGN_TOPIC = "arn:aws:sns:us-east-1:999999999999:local-topic"
+
+
+@pytest.fixture
+def allow_listed_endpoint(local_sns: LocalSns, recorder: Recorder) -> Iterator[str]:
+    """An endpoint that accepts only the topics of account 123456789012 (a pattern)."""
+    local_sns.requests.clear()
+    verifier = SnsSignatureVerifier(
+        cert_url_pattern=LOCAL_URL,
+        subscribe_url_pattern=LOCAL_SUBSCRIBE_URL,
+        allowed_topics=["arn:aws:sns:us-east-1:123456789012:*"],
+    )
+    with SnsEndpoint(recorder, verifier) as endpoint:
+        host, port = endpoint.address
+        yield f"http://{host}:{port}/"
+
+
+def test_endpoint_rejects_confirmation_from_foreign_topic_without_fetching(
+    allow_listed_endpoint: str, local_sns: LocalSns, caplog: pytest.LogCaptureFixture
+) -> None:
+    message = local_sns.confirmation(TopicArn=FOREIGN_TOPIC)
+
+    with caplog.at_level(logging.WARNING, logger="cirrus_feed.service.sns_endpoint"):
+        status = post(allow_listed_endpoint, message)
+
+    assert status == 403
+    assert local_sns.requests == []  # neither the certificate nor the SubscribeURL
+    assert f"'{FOREIGN_TOPIC}' is not an allowed topic" in caplog.text
+
+
+def test_endpoint_rejects_notification_from_foreign_topic(
+    allow_listed_endpoint: str,
+    local_sns: LocalSns,
+    recorder: Recorder,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="cirrus_feed.service.sns_endpoint"):
+        status = post(allow_listed_endpoint, local_sns.notification(TopicArn=FOREIGN_TOPIC))
+
+    assert status == 403
+    assert recorder.messages == []
+    assert FOREIGN_TOPIC in caplog.text
+
+
+def test_endpoint_accepts_allow_listed_topic(
+    allow_listed_endpoint: str, local_sns: LocalSns, recorder: Recorder
+) -> None:
+    assert post(allow_listed_endpoint, local_sns.confirmation()) == 200
+    assert post(allow_listed_endpoint, local_sns.notification()) == 200
+    assert local_sns.requests == ["/cert.pem", "/?Action=ConfirmSubscription&Token=tok-1"]
+    assert [m["TopicArn"] for m in recorder.messages] == [TOPIC]
+
+
+@pytest.mark.aws
+def test_endpoint_ignores_moto_topic_not_allow_listed(
+    aws_endpoint: str, make_aws_client: Callable[[str], Any], recorder: Recorder
+) -> None:
+    # Given an endpoint allowing one topic, subscribed to two (messages signed by moto)
+    sns = make_aws_client("sns")
+    allowed = sns.create_topic(Name=f"allowed-{uuid.uuid4().hex[:8]}")["TopicArn"]
+    other = sns.create_topic(Name=f"other-{uuid.uuid4().hex[:8]}")["TopicArn"]
+    verifier = SnsSignatureVerifier(fetch=moto_certificates(aws_endpoint), allowed_topics=[allowed])
+    with SnsEndpoint(recorder, verifier) as endpoint:
+        host, port = endpoint.address
+        url = f"http://{host}:{port}/"
+        for topic in (allowed, other):
+            sns.subscribe(TopicArn=topic, Protocol="http", Endpoint=url)
+        # When both publish
+        for topic in (allowed, other):
+            sns.publish(TopicArn=topic, Message=json.dumps({"topic": topic}))
+    # Then only the allowed topic's message got through (moto sends no confirmations)
+    assert [m["TopicArn"] for m in recorder.messages] == [allowed]
+    for topic in (allowed, other):
+        sns.delete_topic(TopicArn=topic)

@@ -482,3 +482,65 @@ def test_verifier_rejects_topic_not_allowed(
 
     assert rejection(verifier, sign(notification(), key)).field == "TopicArn"
     assert certs.fetched == []
+
+
+@pytest.mark.parametrize(
+    ("patterns", "allowed"),
+    [
+        (["arn:aws:sns:us-east-1:123456789012:*"], True),
+        (["arn:aws:sns:*:123456789012:new-*"], True),
+        (["arn:aws:sns:us-east-1:123456789012:new-scenes"], True),
+        (["arn:aws:sns:us-east-1:999999999999:*"], False),
+        (["arn:aws:sns:us-east-1:123456789012:NEW-SCENES"], False),  # exact case
+        (["arn:aws:sns:us-east-1:123456789012:new"], False),  # no prefix matching
+        ([], False),
+    ],
+)
+def test_verifier_matches_topic_patterns(
+    certs: Certificates,
+    key: rsa.RSAPrivateKey,
+    clock: FakeClock,
+    patterns: list[str],
+    allowed: bool,
+) -> None:
+    verifier = SnsSignatureVerifier(fetch=certs, allowed_topics=patterns, clock=clock)
+    signed = sign(notification(), key)
+
+    if allowed:
+        assert verifier.verify(signed)["TopicArn"] == TOPIC
+    else:
+        assert rejection(verifier, signed).field == "TopicArn"
+        assert certs.fetched == []
+
+
+def test_verifier_rejects_foreign_topic_confirmation_before_any_url(
+    certs: Certificates, key: rsa.RSAPrivateKey, clock: FakeClock
+) -> None:
+    verifier = SnsSignatureVerifier(fetch=certs, allowed_topics=[TOPIC + "-other"], clock=clock)
+
+    error = rejection(verifier, sign(confirmation(), key))
+
+    assert (error.field, error.malformed) == ("TopicArn", False)
+    assert TOPIC in str(error)
+    assert certs.fetched == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://sns.s3.amazonaws.com/SimpleNotificationService-a1b2.pem",  # not a region
+        "https://sns.amazonaws.com/SimpleNotificationService-a1b2.pem",
+        "https://sns.us-east-1.s3.amazonaws.com/SimpleNotificationService-a1b2.pem",
+        "https://sns.us-east-1a.amazonaws.com/SimpleNotificationService-a1b2.pem",
+        "https://sns.us-east-1.amazonaws.com:80/SimpleNotificationService-a1b2.pem",
+        "https://sns.us-east-1.amazonaws.com.cn.evil.io/SimpleNotificationService-a1b2.pem",
+    ],
+)
+def test_cert_url_pattern_refuses_other_hosts_and_ports(url: str) -> None:
+    assert not SNS_CERT_URL.fullmatch(url)
+
+
+def test_cert_url_pattern_admits_the_explicit_https_port() -> None:
+    assert SNS_CERT_URL.fullmatch(
+        "https://sns.ap-southeast-2.amazonaws.com:443/SimpleNotificationService-a1b2.pem"
+    )

@@ -1,4 +1,4 @@
-"""AWS adapters of the five ports: DynamoDB, SQS, S3, Step Functions and SNS.
+"""AWS adapters of the ports: DynamoDB, SQS, S3, Step Functions, SNS and CloudWatch Logs.
 
 The only package (besides S3-reading feeders) that imports boto3/botocore. Clients are built
 by `clients.make_client` and injected; botocore errors are translated by `clients.translate`
@@ -11,4 +11,5 @@ into the `cirrus_feed.errors` tree.
 | `PayloadStore`   | `s3.S3PayloadStore`                           |
 | `WorkflowRunner` | `stepfunctions.StepFunctionsWorkflowRunner`   |
 | `Notifier`       | `sns.SnsNotifier`                             |
+| `MetricLog`      | `cloudwatch_logs.CloudWatchMetricLog`         |
 """

@@ -7,6 +7,7 @@
 | PayloadStore    | `FilePayloadStore`     | files, the Cirrus v2 bucket layout       |
 | WorkflowRunner  | `InlineWorkflowRunner` | SQLite execution log, tasks in-process   |
 | Notifier        | `EventLogNotifier`     | SQLite event log                         |
+| MetricLog       | `EventLogMetricLog`    | SQLite event log, ``metrics`` table      |
 
 Every SQLite file is safe to share between threads and processes (`sqlite.SqliteDatabase`).
 Import the adapters from their modules; this package imports nothing so that loading one

@@ -1,8 +1,9 @@
 """`Notifier` as an event log in SQLite: what the SNS topics would carry, kept to be read back.
 
 ``events`` holds workflow events (spec §6.1) with the exact message body SNS would get;
-``items`` holds published STAC items with the message attributes SNS would get (§6.2).
-Both are append-only and ordered by ``seq``, so the CLI and tests can replay them. A message
+``items`` holds published STAC items with the message attributes SNS would get (§6.2);
+``metrics`` (`EventLogMetricLog`) the metric log events CloudWatch Logs would get (§6.4).
+All are append-only and ordered by ``seq``, so the CLI and tests can replay them. A message
 SNS would refuse (over 256 KiB with its attributes) is refused here too: the others are
 kept and `PayloadTooLargeError` names it.
 """
@@ -10,6 +11,7 @@ kept and `PayloadTooLargeError` names it.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from cirrus_feed.backends.limits import (
 )
 from cirrus_feed.backends.local.sqlite import SqliteDatabase
 from cirrus_feed.model.item_attributes import item_attributes
+from cirrus_feed.support.clock import SYSTEM_CLOCK, Clock
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -32,6 +35,12 @@ CREATE TABLE IF NOT EXISTS events (
     message TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_by_payload ON events (payload_id, seq);
+CREATE TABLE IF NOT EXISTS metrics (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    stream TEXT NOT NULL,
+    timestamp INTEGER NOT NULL,
+    message TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS items (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     item_id TEXT,
@@ -141,6 +150,41 @@ class EventLogNotifier:
             {name: (kind, value) for name, (kind, value) in json.loads(row["attributes"]).items()}
             for row in rows
         ]
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class EventLogMetricLog:
+    """`MetricLog` in the event log's ``metrics`` table: each row one log event as the
+    CloudWatch adapter would put it (its stream, millisecond timestamp and message)."""
+
+    def __init__(self, path: Path, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.clock = clock
+        self.stream = f"workflow-metrics-{uuid.uuid4()}"  # named as Cirrus names its streams
+        self._db = SqliteDatabase(path, SCHEMA)
+
+    def log(self, events: Sequence[WorkflowEvent]) -> None:
+        if not events:
+            return
+        start = int(self.clock.now().timestamp() * 1000)
+        rows = [
+            (self.stream, start + i, json.dumps(event.to_metric()))
+            for i, event in enumerate(events)
+        ]
+        with self._db.write() as conn:
+            conn.executemany(
+                "INSERT INTO metrics (stream, timestamp, message) VALUES (?, ?, ?)", rows
+            )
+
+    def events(self) -> list[dict[str, Any]]:
+        """Every metric log event written so far (all streams), in order: ``stream``,
+        ``timestamp`` and ``message`` (the JSON text)."""
+        with self._db.read() as conn:
+            rows = conn.execute(
+                "SELECT stream, timestamp, message FROM metrics ORDER BY seq"
+            ).fetchall()
+        return [dict(row) for row in rows]
 
     def close(self) -> None:
         self._db.close()

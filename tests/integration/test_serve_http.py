@@ -1,0 +1,35 @@
+"""``cirrus-feed serve --http`` needs the topic allow-list (``sns_endpoint.topics``)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cirrus_feed.cli.main import cli
+from cirrus_feed.errors import ConfigError
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """`cli` installs a stderr handler on the root logger; CliRunner closes that stream."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_serve_http_without_topics_is_a_config_error(tmp_path: Path) -> None:
+    config = tmp_path / "cirrus-feed.yaml"
+    config.write_text(f"local:\n  root: {tmp_path / 'root'}\n")
+
+    result = CliRunner().invoke(
+        cli, ["--config", str(config), "serve", "--no-workers", "--http", "127.0.0.1:0"]
+    )
+
+    assert isinstance(result.exception, ConfigError)
+    assert "sns_endpoint.topics" in str(result.exception)
