@@ -22,6 +22,7 @@ from click.testing import CliRunner, Result
 
 from cirrus_feed.backends.base import PayloadQueue
 from cirrus_feed.cli.main import cli
+from cirrus_feed.errors import BackendUnavailableError
 from cirrus_feed.model.envelopes import Envelope
 from cirrus_feed.model.reports import Outcome, RecordResult, StageReport
 from cirrus_feed.model.states import State
@@ -245,3 +246,17 @@ def test_queue_worker_keeps_a_slow_batch_invisible(d: Deployment) -> None:
     assert report.counts == {"updated": 1}
     assert seen_meanwhile == [0]  # extended: nobody else got it while it was worked on
     assert d.depth(d.update_queue) == 0
+
+
+def test_queue_worker_whole_batch_failure_deletes_nothing(d: Deployment) -> None:
+    queue = queue_of(d)
+    d.send(d.update_queue, "a", "b")
+
+    def stage(envelopes: Sequence[Envelope]) -> StageReport:
+        raise BackendUnavailableError("state DB throttled")
+
+    worker = QueueWorker("test", queue, stage, wait_seconds=0, visibility_timeout=3)
+
+    with pytest.raises(BackendUnavailableError):
+        worker.step()
+    assert d.depth(d.update_queue) == 2  # both come back for another try
