@@ -47,6 +47,7 @@ def cirrus_env(h: AwsHarness, endpoint: str) -> dict[str, str]:
         "CIRRUS_PROCESS_QUEUE_URL": aws.process_queue_url,
         "CIRRUS_PUBLISH_TOPIC_ARN": aws.publish_topic_arn,
         "CIRRUS_WORKFLOW_EVENT_TOPIC_ARN": aws.workflow_event_topic_arn,
+        "CIRRUS_WORKFLOW_LOG_GROUP": aws.workflow_log_group,
     }
     env = {name: value for name, value in cirrus.items() if value is not None}
     return {
@@ -123,6 +124,17 @@ def test_lambda_handlers_run_on_aws_with_cirrus_variables_alone(
     events = h.event_types()  # reached the deployment's workflow-event topic
     assert "STARTED_PROCESSING" in events
     assert events[-1] == "SUCCEEDED"
+    # ... and one metric log event per workflow event in the deployment's log group (this
+    # harness's own, so nothing else writes there).
+    streams = h.logs.describe_log_streams(logGroupName=h.log_group)["logStreams"]
+    logged = [
+        json.loads(e["message"])["event"]
+        for stream in streams
+        for e in h.logs.get_log_events(
+            logGroupName=h.log_group, logStreamName=stream["logStreamName"]
+        )["events"]
+    ]
+    assert sorted(logged) == sorted(events)
 
     # events: the feeder comes from a file that names no backend; Cirrus's variables still
     # select aws, so the payload lands on the deployment's process queue.
