@@ -7,6 +7,7 @@ import logging
 from types import TracebackType
 
 from cirrus_feed.backends.base import (
+    Backends,
     MetricLog,
     Notifier,
     PayloadStore,
@@ -45,6 +46,17 @@ class Announcer:
         self.store = store
         self.region = region
         self.pending: list[WorkflowEvent] = []
+
+    @classmethod
+    def for_backends(cls, backends: Backends, clock: Clock) -> Announcer:
+        """The announcer of a stage running on ``backends``."""
+        return cls(
+            backends.notifier,
+            backends.store,
+            backends.runner.region,
+            clock=clock,
+            metrics=backends.metrics,
+        )
 
     def event(
         self,

@@ -68,13 +68,7 @@ class Processor:
 
     def process(self, envelopes: Sequence[Envelope]) -> StageReport:
         report = StageReport()
-        with Announcer(
-            self.b.notifier,
-            self.b.store,
-            self.b.runner.region,
-            clock=self.clock,
-            metrics=self.b.metrics,
-        ) as announcer:
+        with Announcer.for_backends(self.b, self.clock) as announcer:
             accepted = [
                 intake
                 for index, envelope in enumerate(envelopes)

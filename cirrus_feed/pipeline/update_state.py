@@ -123,13 +123,7 @@ class StateUpdater:
         """Apply each outcome; ``message_ids`` (parallel to ``outcomes``) tag the results so
         a queue-fed handler can report exactly the failed messages."""
         report = StageReport()
-        with Announcer(
-            self.b.notifier,
-            self.b.store,
-            self.b.runner.region,
-            clock=self.clock,
-            metrics=self.b.metrics,
-        ) as announcer:
+        with Announcer.for_backends(self.b, self.clock) as announcer:
             completions = [
                 c for i, o in enumerate(outcomes) if (c := self._intake(i, o, report)) is not None
             ]
