@@ -76,3 +76,14 @@ def make_aws_client(aws_endpoint: str) -> Callable[[str], Any]:
         return session.client(service, endpoint_url=aws_endpoint)  # type: ignore[call-overload]  # boto3-stubs type client() per literal service name
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """`cli` installs a stderr handler on the root logger; CliRunner closes that stream:
+    every test leaves the root logger as it found it."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)

@@ -8,8 +8,6 @@ then finished.
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,16 +30,6 @@ from cirrus_feed.testing import feeder_context
 from feeders.rerun.feeder import RerunConfig, RerunFeeder, deep_merge, rerun_payload
 
 CW = "c_wf"
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """`cli` installs a stderr handler on the root logger; CliRunner closes that stream."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def make_app(root: Path) -> App:

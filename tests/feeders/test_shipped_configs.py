@@ -8,10 +8,9 @@ through a copy of the file; everything else is the shipped text.
 from __future__ import annotations
 
 import json
-import logging
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,16 +40,6 @@ COVERED = {
     "feeders/s3-listing.yaml",
     "feeders/stac-api.yaml",
 }
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """`cli` installs a stderr handler on the root logger; CliRunner closes that stream."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def shipped(

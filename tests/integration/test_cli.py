@@ -7,12 +7,11 @@ are checked through the installed console script (`cli.main`) in a subprocess.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -59,16 +58,6 @@ VIEW_KEYS = {
     "input_payload_url",
     "output_payload_url",
 }
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """`cli` installs a stderr handler on the root logger; CliRunner closes that stream."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def write_config(folder: Path) -> Path:

@@ -5,7 +5,6 @@ the process queue and the update-state queue instead of the Lambdas; `serve` run
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import subprocess
@@ -35,16 +34,6 @@ from .test_lambdas import ending, status_change
 pytestmark = pytest.mark.aws
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """`cli` installs a stderr handler on the root logger; CliRunner closes that stream."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 class Deployment:

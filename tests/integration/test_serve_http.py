@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 
 from cirrus_feed.cli.main import cli
 from cirrus_feed.errors import ConfigError
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """`cli` installs a stderr handler on the root logger; CliRunner closes that stream."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def test_serve_http_without_topics_is_a_config_error(tmp_path: Path) -> None:
