@@ -47,26 +47,19 @@ SNS_CERT_URL: Final = re.compile(rf"https://{_SNS_HOST}/[^?#\s\\]+\.pem")
 SNS_SUBSCRIBE_URL: Final = re.compile(rf"https://{_SNS_HOST}/\?[^#\s\\]*")
 
 # The keys of the string to sign, in AWS's order. Subject is signed only when present.
+_CONFIRMATION_KEYS = (
+    "Message",
+    "MessageId",
+    "SubscribeURL",
+    "Timestamp",
+    "Token",
+    "TopicArn",
+    "Type",
+)
 SIGNED_KEYS: Final[Mapping[str, tuple[str, ...]]] = {
     "Notification": ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"),
-    "SubscriptionConfirmation": (
-        "Message",
-        "MessageId",
-        "SubscribeURL",
-        "Timestamp",
-        "Token",
-        "TopicArn",
-        "Type",
-    ),
-    "UnsubscribeConfirmation": (
-        "Message",
-        "MessageId",
-        "SubscribeURL",
-        "Timestamp",
-        "Token",
-        "TopicArn",
-        "Type",
-    ),
+    "SubscriptionConfirmation": _CONFIRMATION_KEYS,
+    "UnsubscribeConfirmation": _CONFIRMATION_KEYS,
 }
 _OPTIONAL_KEYS: Final = frozenset({"Subject"})
 _HASHES: Final[Mapping[str, Callable[[], hashes.HashAlgorithm]]] = {
