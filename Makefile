@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,demo,stac-servers]'
+	$(BIN)/pip install --quiet -e '.[all,dev,demo,stac-servers]'
 	touch $(STAMP)
 
 venv: $(STAMP)

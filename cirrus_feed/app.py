@@ -6,6 +6,7 @@ so a test that builds the app with a `FakeClock` drives all of them at once.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,19 @@ class App:
         builds its feeder from options)."""
         return build_feeder(name, cls, config, self.backends, self.client_factory(), self.clock)
 
+    def load_feeders(self, names: Collection[str] | None = None) -> dict[str, Feeder[Any]]:
+        """The configured feeders ``names`` (None: all), building those the app was built
+        without (``build_app(only=...)``) into `feeders` on first use.
+
+        Raises:
+            ConfigError: a name not configured, or its config (or type) is wrong.
+        """
+        wanted = set(self.settings.feeders) if names is None else set(names)
+        configs = feeder_configs(self.settings, FeederRegistry(), wanted - set(self.feeders))
+        for name, (cls, config) in configs.items():
+            self.feeders[name] = self.build_feeder(name, cls, config)
+        return {name: self.feeders[name] for name in sorted(wanted)}
+
     def client_factory(self) -> ClientFactory:
         return self.clients or client_factory(self.settings)
 
@@ -59,10 +73,13 @@ def build_app(
     *,
     clock: Clock = SYSTEM_CLOCK,
     clients: ClientFactory | None = None,
+    only: Collection[str] | None = None,
 ) -> App:
     """The app for ``settings``. ``clients`` builds the feeders' AWS clients (default: boto3
-    with the ``aws`` settings); tests pass `cirrus_feed.support.clock.FakeClock` as ``clock``."""
-    configs = feeder_configs(settings, registry or FeederRegistry())  # fail fast on config
+    with the ``aws`` settings); tests pass `cirrus_feed.support.clock.FakeClock` as ``clock``.
+    ``only`` names the configured feeders to build (default: all), so a Lambda handler loads
+    (and imports) only the feeders it runs."""
+    configs = feeder_configs(settings, registry or FeederRegistry(), only)  # fail fast
     backends = (
         build_local(settings, clock=clock)
         if settings.backend == "local"
@@ -120,15 +137,25 @@ def client_factory(settings: Settings, session: Any = None) -> ClientFactory:
 
 
 def feeder_configs(
-    settings: Settings, registry: FeederRegistry
+    settings: Settings, registry: FeederRegistry, only: Collection[str] | None = None
 ) -> dict[str, tuple[type[Feeder[Any]], FeederConfig]]:
-    """Every configured feeder's class and settings, validated by its type's ``Config``.
+    """Every configured feeder's class and settings (or those named in ``only``), validated
+    by its type's ``Config``.
 
     Raises:
-        ConfigError: naming the feeder and the field (or the unknown / broken type).
+        ConfigError: naming the feeder and the field (or the unknown / broken type, or a
+            name in ``only`` that is not configured).
     """
+    if only is not None and (unknown := sorted(set(only) - set(settings.feeders))):
+        configured = ", ".join(sorted(settings.feeders)) or "none"
+        raise ConfigError(
+            f"{settings.source}: no feeder {', '.join(map(repr, unknown))} "
+            f"(configured: {configured})"
+        )
     feeders = {}
     for name, raw in settings.feeders.items():
+        if only is not None and name not in only:
+            continue
         where = f"{settings.source}: feeders.{name}"
         if not isinstance(raw, dict) or "type" not in raw:
             raise ConfigError(f"{where}: needs a 'type' (one of {', '.join(registry.names())})")

@@ -4,6 +4,7 @@
 CirrusFeedError
 ├── ConfigError                 bad or missing setting → exit 2
 ├── PluginError                 feeder not found / failed to load / name conflict
+│   └── MissingExtraError       an optional dependency is missing (also ConfigError)
 ├── FeederError
 │   ├── SourceUnavailableError  retryable
 │   └── InvalidSourceDataError
@@ -44,6 +45,11 @@ class ConfigError(CirrusFeedError):
 
 class PluginError(CirrusFeedError):
     """A feeder plugin could not be found or loaded."""
+
+
+class MissingExtraError(PluginError, ConfigError):
+    """A feeder or command needs an optional dependency that is not installed; the message
+    names the ``cirrus-feed[extra]`` to install (`cirrus_feed.support.extras`)."""
 
 
 class FeederError(CirrusFeedError):

@@ -7,6 +7,16 @@
 * `events_handler`: SNS or SQS event sources for the configured ``events`` feeder (named by
   ``events_feeder`` / ``CIRRUS_FEED_EVENTS_FEEDER`` when there are several); returns
   ``batchItemFailures`` for exactly the failed messages.
+* `feed_handler`: an EventBridge Scheduler schedule whose input names the feeder
+  (``{"feeder": "NAME"}``, optionally ``since``/``until``/``limit``); runs it until a deadline
+  safely before the timeout and returns ``more: true`` when it stopped early at a checkpoint,
+  so the next invocation continues from the cursor (kept in ``aws.feed_table``).
+
+Each handler builds only the feeders it runs (`App.load_feeders`): importing this module, or
+a process or update-state invocation, loads no feeder and none of the optional dependencies
+(pyarrow, pystac-client, APScheduler), which keeps cold starts short and lets a Lambda zip
+leave out the extras its functions do not use. Naming the events feeder (``events_feeder``)
+keeps `events_handler` from loading the other configured feeders too.
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ from cirrus_feed.app import App, build_app
 from cirrus_feed.config import load_settings
 from cirrus_feed.errors import CirrusFeedError
 from cirrus_feed.feeding.push import push, push_target
+from cirrus_feed.feeding.scheduled import ScheduledInput, run_scheduled
 from cirrus_feed.model.envelopes import normalize
 from cirrus_feed.model.reports import Outcome, StageReport
 from cirrus_feed.pipeline.execution_events import apply_execution_events
@@ -28,7 +39,8 @@ log = logging.getLogger(__name__)
 
 @functools.cache
 def _app() -> App:
-    return build_app(load_settings())
+    """The app, without feeders: a handler loads those it runs (`App.load_feeders`)."""
+    return build_app(load_settings(), only=())
 
 
 def _response(report: StageReport, has_message_ids: bool) -> dict[str, Any]:
@@ -63,7 +75,9 @@ def update_state_handler(event: dict[str, Any], context: Any = None) -> dict[str
 
 def events_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     app = _app()
-    name, feeder = push_target(app.feeders, app.settings.events_feeder, app.settings.source)
+    named = app.settings.events_feeder
+    feeders = app.load_feeders(None if named is None else [named])
+    name, feeder = push_target(feeders, named, app.settings.source)
     pushed = push(app, name, feeder, [event])
     run = pushed.result.run
     log.info("events %s: %s %s", name, run.status, dict(run.counts))
@@ -77,3 +91,12 @@ def events_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]
         "batchItemFailures": [{"itemIdentifier": tag} for tag in sorted(pushed.failed)],
         "counts": dict(run.counts),
     }
+
+
+def feed_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    given = ScheduledInput.parse(event)
+    app = _app()
+    remaining = context.get_remaining_time_in_millis() if context is not None else None
+    summary = run_scheduled(app, app.load_feeders([given.feeder]), given, remaining)
+    log.info("feed %s: %s %s", given.feeder, summary["status"], summary["counts"])
+    return summary

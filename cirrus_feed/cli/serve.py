@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from cirrus_feed.cli.main import Context, cli, pass_context
 from cirrus_feed.errors import CirrusFeedError, ConfigError
 from cirrus_feed.feeding.push import push, push_target
-from cirrus_feed.service.scheduler import OnceResult, Service
-from cirrus_feed.service.sns_endpoint import SnsEndpoint, parse_http_address
-from cirrus_feed.service.sns_signature import SnsSignatureVerifier
+from cirrus_feed.support.extras import raise_missing_extra
+
+if TYPE_CHECKING:  # imported when serving: they need the `serve` extra
+    from cirrus_feed.service.scheduler import OnceResult, Service
+    from cirrus_feed.service.sns_endpoint import SnsEndpoint
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -53,6 +55,10 @@ def serve(
     """
     if workers is not None and no_workers:
         raise click.UsageError("--workers and --no-workers exclude each other")
+    try:
+        from cirrus_feed.service.scheduler import Service
+    except ModuleNotFoundError as exc:
+        raise_missing_extra(exc, "cirrus-feed serve")
     count = 0 if no_workers else workers or ctx.settings.process.workers
     service = Service(ctx.app, workers=count)
     if not service.schedules and not service.workers and not http_address:
@@ -119,6 +125,11 @@ def _report(result: OnceResult) -> None:
 
 def _endpoint(ctx: Context, address: str, feeder_name: str | None) -> SnsEndpoint:
     """An SNS endpoint whose verified notifications go through the events feeder."""
+    try:
+        from cirrus_feed.service.sns_endpoint import SnsEndpoint, parse_http_address
+        from cirrus_feed.service.sns_signature import SnsSignatureVerifier
+    except ModuleNotFoundError as exc:
+        raise_missing_extra(exc, "cirrus-feed serve --http")
     app = ctx.app
     topics = app.settings.sns_endpoint.topics
     if not topics:

@@ -13,6 +13,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
 from typing import IO, Any, Protocol
 
 from cirrus_feed.backends.base import Backends, FeedRun, RunStatus
@@ -76,10 +77,12 @@ class FeedRunner:
         *,
         clock: Clock | None = None,
         progress: Callable[[Mapping[str, int]], None] | None = None,
+        deadline: datetime | None = None,
     ) -> None:
         self.app = app
         self.clock = clock or app.clock  # run stamps and how pacing waits
         self.progress = progress
+        self.deadline = deadline  # past it (on `clock`), `stop` at the next checkpoint
         self.stopping = False  # set by `stop`: run on to the next checkpoint, then stop
         self.aborting = False  # `stop(now=True)`: stop after the current item
 
@@ -108,6 +111,8 @@ class FeedRunner:
         try:
             for item in feeder.feed(request):
                 batch.take(item)
+                if self.deadline is not None and not self.stopping:
+                    self._check_deadline(name)
                 # Stop at a checkpoint, so what was sent is covered and nothing is re-sent.
                 if self.stopping and (isinstance(item, Checkpoint) or self.aborting):
                     break
@@ -131,6 +136,14 @@ class FeedRunner:
             result.run, finished=self.clock.now().isoformat(), counts=dict(result.counts), **changes
         )
         self.save_run(result)
+
+    def _check_deadline(self, name: str) -> None:
+        assert self.deadline is not None
+        if self.clock.now() >= self.deadline:
+            log.info(
+                "feed %s: deadline %s passed, stopping at the next checkpoint", name, self.deadline
+            )
+            self.stop()
 
     def stop(self, *, now: bool = False) -> None:
         """Ask a running feed to stop at its next checkpoint (``now``: at once; what was sent

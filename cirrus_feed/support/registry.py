@@ -2,7 +2,8 @@
 
 Built-ins register the same way as third-party plugins, so there is one code path. Entry
 points are listed without importing them: a broken plugin fails only when it is loaded.
-Messages name the plugin with the registry's ``kind`` ("feeder type", "mapper").
+Messages name the plugin with the registry's ``kind`` ("feeder type", "mapper"); a plugin
+whose optional dependency is missing fails with one line naming the extra to install.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import Generic, TypeVar, cast
 
-from cirrus_feed.errors import PluginError
+from cirrus_feed.errors import MissingExtraError, PluginError
+from cirrus_feed.support.extras import install_hint
 
 T = TypeVar("T")
 
@@ -66,6 +68,11 @@ class EntryPointRegistry(Generic[T]):
         where = f"{self.kind} '{name}' ({point.value})"
         try:
             loaded = point.load()
+        except ModuleNotFoundError as exc:
+            missing = install_hint(exc)
+            if missing is None:
+                raise PluginError(f"{where} failed to load: {exc}") from exc
+            raise MissingExtraError(f"{self.kind} '{name}' {missing}") from exc
         except Exception as exc:  # any import-time error of a plugin is that plugin's fault
             raise PluginError(f"{where} failed to load: {exc}") from exc
         if not (isinstance(loaded, type) and issubclass(loaded, self.base)):

@@ -22,23 +22,25 @@ supplies the item-level fields (id, collection, datetime, regex properties).
 
 from __future__ import annotations
 
+import importlib.util
 import mimetypes
 import posixpath
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
-import pyarrow as pa
-import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cirrus_feed.errors import ConfigError
 from cirrus_feed.feeding.contract import SourceRejection
 from cirrus_feed.support.clock import utc
 from feeders.s3.templates import Template
+
+if TYPE_CHECKING:  # Arrow is the `inventory` extra: only `mask` (the inventory feeder) uses it
+    import pyarrow as pa
 
 __all__ = [
     "ItemBuilder",
@@ -105,8 +107,9 @@ class ObjectFilter(BaseModel):
 
     ``suffix`` may be a list (any of them); ``key_regex`` is searched (not anchored: use
     ``^``) with Python `re` for `matches` and RE2 in Arrow for `mask`, so it must be valid in
-    both; ``modified_after`` is inclusive, ``modified_before`` exclusive (naive times are
-    UTC); the size bounds are inclusive. Delete markers never match.
+    both (RE2 is checked where Arrow is installed, the only place `mask` runs);
+    ``modified_after`` is inclusive, ``modified_before`` exclusive (naive times are UTC); the
+    size bounds are inclusive. Delete markers never match.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -138,11 +141,16 @@ class ObjectFilter(BaseModel):
             return None
         try:
             re.compile(value)
-            pc.match_substring_regex(pa.array([""]), value)
-        except (re.error, pa.ArrowInvalid) as exc:
-            raise ValueError(
-                f"key_regex {value!r} must be valid in Python re and RE2: {exc}"
-            ) from exc
+        except re.error as exc:
+            raise ValueError(f"key_regex {value!r} must be valid in Python re: {exc}") from exc
+        if importlib.util.find_spec("pyarrow") is not None:
+            import pyarrow as pa
+            import pyarrow.compute as pc
+
+            try:
+                pc.match_substring_regex(pa.array([""]), value)
+            except pa.ArrowInvalid as exc:
+                raise ValueError(f"key_regex {value!r} must be valid in RE2: {exc}") from exc
         return value
 
     @property
@@ -172,6 +180,9 @@ class ObjectFilter(BaseModel):
 
     def mask(self, batch: pa.RecordBatch) -> pa.BooleanArray:
         """Per-row verdict for a batch with (some of) the `COLUMNS`; nulls never match."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
         self.check_columns(batch.schema.names, "record batch")
         keys = batch.column("key")
         conditions = []
@@ -203,6 +214,9 @@ class ObjectFilter(BaseModel):
         return pc.fill_null(verdict, False)
 
     def _time_conditions(self, column: pa.Array) -> list[pa.Array]:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
         unit = column.type.unit if pa.types.is_timestamp(column.type) else "ms"
         utc = pc.cast(column, pa.timestamp(unit, tz="UTC"))
         out = []
@@ -237,6 +251,8 @@ class ObjectFilter(BaseModel):
 
 
 def _any(arrays: list[pa.Array]) -> pa.Array:
+    import pyarrow.compute as pc
+
     out = arrays[0]
     for array in arrays[1:]:
         out = pc.or_kleene(out, array)
