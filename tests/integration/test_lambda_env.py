@@ -91,7 +91,7 @@ def deployment(make_aws_client: Any, aws_endpoint: str) -> Any:
 def test_lambda_handlers_are_all_covered_here() -> None:
     functions = inspect.getmembers(lambdas, inspect.isfunction)
     handlers = {name for name, _ in functions if name.endswith("_handler")}
-    assert handlers == {"process_handler", "update_state_handler", "events_handler"}
+    assert handlers == {"process_handler", "update_state_handler", "events_handler", "feed_handler"}
 
 
 def test_lambda_handlers_run_on_aws_with_cirrus_variables_alone(
@@ -172,8 +172,14 @@ def test_lambda_without_cirrus_variables_is_a_config_error(tmp_path: Path) -> No
         "AWS_LAMBDA_FUNCTION_NAME": "my-cirrus-process",
         "AWS_REGION": REGION,
     }
-    for handler in ("process_handler", "update_state_handler", "events_handler"):
-        response = invoke(handler, {"Records": []}, env, tmp_path)
+    calls = {
+        "process_handler": {"Records": []},
+        "update_state_handler": {"Records": []},
+        "events_handler": {"Records": []},
+        "feed_handler": {"feeder": "nightly"},  # the full run is in test_scheduled_feed.py
+    }
+    for handler, event in calls.items():
+        response = invoke(handler, event, env, tmp_path)
         assert response["error"] == "ConfigError"
         assert "local backend is not chosen implicitly" in response["message"]
         assert "CIRRUS_STATE_DB" in response["message"]

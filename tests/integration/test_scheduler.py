@@ -26,6 +26,7 @@ import yaml
 from apscheduler.events import EVENT_ALL, EVENT_JOB_EXECUTED
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from click.testing import CliRunner
+from pydantic import ValidationError
 
 from cirrus_feed.app import App, build_app
 from cirrus_feed.backends.local.workflows import TaskSpec, Workflow
@@ -517,3 +518,27 @@ def test_serve_command_exits_zero_on_sigterm(tmp_path: Path) -> None:
 
     assert code == 0, tail
     assert "stopped (process: 1 started; update_state: 1 updated)" in tail
+
+
+@pytest.mark.parametrize(
+    ("cron", "problem"),
+    [
+        ("0 24 * * *", "hour '24' is out of range 0-23"),
+        ("0 3 0 * *", "day '0' is out of range 1-31"),
+        ("0 3 * 13 *", "month '13'"),
+        ("5/10 * * * *", "use \\*, N or N-M"),
+        ("*/0 * * * *", "step must be"),
+        ("30-10 * * * *", "runs backwards"),
+        ("0 3 L * *", "day 'L'"),
+    ],
+)
+def test_schedule_crontab_is_checked_without_apscheduler(cron: str, problem: str) -> None:
+    with pytest.raises(ValidationError, match=problem):
+        Schedule.model_validate({"cron": cron})
+
+
+def test_schedule_crontab_names_and_steps_match_apscheduler() -> None:
+    schedule = Schedule.model_validate({"cron": "*/20 6-18/4 * jan-mar,dec mon-fri"})
+    fire = schedule.trigger().get_next_fire_time(None, datetime(2025, 1, 4, tzinfo=UTC))  # Sat
+    assert fire == datetime(2025, 1, 6, 6, 0, tzinfo=UTC)  # Monday 06:00
+    assert schedule.cron_fields()[4] == "mon,tue,wed,thu,fri"
