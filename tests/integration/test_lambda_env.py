@@ -172,7 +172,7 @@ def test_lambda_without_cirrus_variables_is_a_config_error(tmp_path: Path) -> No
         "AWS_LAMBDA_FUNCTION_NAME": "my-cirrus-process",
         "AWS_REGION": REGION,
     }
-    calls = {
+    calls: dict[str, dict[str, Any]] = {
         "process_handler": {"Records": []},
         "update_state_handler": {"Records": []},
         "events_handler": {"Records": []},
