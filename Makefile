@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+comma  := ,
 
-.PHONY: demo test lint services venv clean
+.PHONY: demo test lint services venv clean lambda-zip
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,5 +30,12 @@ services:
 test: lint services
 	$(BIN)/pytest -q
 
+# The Lambda deployment zip: `make lambda-zip PLATFORM=aarch64 EXTRAS=inventory,stac`.
+PLATFORM ?= x86_64
+EXTRAS   ?=
+lambda-zip: $(STAMP)
+	$(BIN)/cirrus-feed package --platform $(PLATFORM) --extras '$(EXTRAS)' \
+		--output dist/cirrus-feed-lambda-$(PLATFORM)$(if $(EXTRAS),-$(subst $(comma),-,$(EXTRAS))).zip
+
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var dist .pytest_cache .mypy_cache .ruff_cache
