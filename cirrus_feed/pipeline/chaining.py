@@ -13,8 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from jsonpath_ng.ext.parser import parse as jsonpath_parse
-
 from cirrus_feed.errors import PayloadValidationError
 
 
@@ -67,6 +65,9 @@ def next_payloads(output: Mapping[str, Any]) -> list[ChainedPayload]:
 def _filter_features(
     features: list[Any], chain_filter: str, output: Mapping[str, Any]
 ) -> list[Any]:
+    # Imported on first use: most payloads have no chain_filter (cold starts stay short).
+    from jsonpath_ng.ext.parser import parse as jsonpath_parse
+
     try:
         with warnings.catch_warnings():
             # jsonpath-ng ≥ 1.8 deprecates '&' in favour of '&&'; Cirrus users write '&'.
