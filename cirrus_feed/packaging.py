@@ -146,8 +146,8 @@ def build_lambda_zip(
         )  # fmt: skip
         result = LambdaZip(output, tag, chosen, 0, 0, compiled)
         if not with_boto3:
-            result.sdk_removed = _remove_sdk(tree, result)
-        _strip(tree, result)
+            result.sdk_removed = remove_sdk(tree, result)
+        strip_tree(tree, result)
         if compiled:
             _compile(tree)
         result.unzipped_bytes = sum(p.stat().st_size for p in _files(tree))
@@ -183,7 +183,7 @@ def _remove(path: Path, kind: str, result: LambdaZip) -> None:
         path.unlink()
 
 
-def _strip(tree: Path, result: LambdaZip) -> None:
+def strip_tree(tree: Path, result: LambdaZip) -> None:
     for path in sorted(tree.rglob("*"), reverse=True):  # children before their folders
         if not path.exists():
             continue
@@ -245,7 +245,7 @@ def _closure(dists: dict[str, _Dist], roots: Collection[str]) -> set[str]:
     return seen
 
 
-def _remove_sdk(tree: Path, result: LambdaZip) -> list[str]:
+def remove_sdk(tree: Path, result: LambdaZip) -> list[str]:
     """Remove the SDK and what nothing else needs; the names removed."""
     dists = _dists(tree)
     candidates = _closure(dists, SDK)
