@@ -48,6 +48,14 @@ print(json.dumps({
 }))
 """
 
+ALONE = """
+import json, sys
+sys.path[:0] = sys.argv[1:2]
+from cirrus_feed import lambdas
+handlers = [getattr(lambdas, h) for h in sys.argv[2].split(",")]
+print(json.dumps([lambdas.__file__, all(map(callable, handlers))]))
+"""
+
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
@@ -99,6 +107,18 @@ def test_every_handler_imports_from_the_unzipped_tree(
             (runtime / origin.name).symlink_to(origin)
     config = tmp_path / "config.yaml"
     config.write_text(json.dumps({"local": {"root": str(tmp_path / "var")}}))
+
+    # Only the tree on sys.path: the handlers import without even the SDK.
+    alone = subprocess.run(  # our interpreter, our script
+        [sys.executable, "-I", "-S", "-c", ALONE, str(tree), ",".join(HANDLERS)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
+    assert alone.returncode == 0, alone.stderr
+    assert json.loads(alone.stdout) == [str(tree / "cirrus_feed" / "lambdas.py"), True]
 
     done = subprocess.run(  # our interpreter, our script
         [sys.executable, "-I", "-S", "-c", CHECK, str(tree), str(runtime), ",".join(HANDLERS)],
