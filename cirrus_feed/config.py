@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from cirrus_feed.backends.local.workflows import Workflow
@@ -203,8 +204,6 @@ def _required_vars() -> list[str]:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    import yaml  # here: a Lambda configured by its environment alone never needs it
-
     try:
         loaded = yaml.safe_load(path.read_text())
     except OSError as exc:
