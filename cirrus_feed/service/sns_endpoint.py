@@ -102,9 +102,9 @@ class SnsEndpoint:
         self._limits = limits or HttpLimits(max_body=MAX_BODY_BYTES)
         self._server: HttpServer | None = None
 
-    def mount(self, server: HttpServer) -> None:
+    def mount(self, server: HttpServer, *, max_body: int = MAX_BODY_BYTES) -> None:
         """Take every POST of ``server`` (any path: the subscription's URL is the user's)."""
-        server.add("POST", ANY_PATH, self._post, max_body=MAX_BODY_BYTES)
+        server.add("POST", ANY_PATH, self._post, max_body=max_body)
 
     def start(self) -> tuple[str, int]:
         """Listen and serve on its own server; returns the bound ``(host, port)``."""
