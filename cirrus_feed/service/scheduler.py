@@ -108,7 +108,7 @@ class Service:
         self._threads: list[threading.Thread] = []
         self._lock_file: IO[str] | None = None
         self.totals = WorkTotals()
-        self._pulses: list[tuple[str, Pulse, threading.Thread]] = []
+        self.pulses: list[tuple[str, Pulse, threading.Thread]] = []
         self._scheduler_beat = app.clock.monotonic()
         http = app.settings.http
         self.summary = CachedSummary(
@@ -303,7 +303,7 @@ class Service:
                 {"running": self.scheduler.running, "last_heartbeat_seconds_ago": round(age, 1)},
             )
         }
-        for name, pulse, thread in self._pulses:
+        for name, pulse, thread in self.pulses:
             quiet = now - pulse.last_beat
             checks[name] = Check(
                 thread.is_alive() and quiet <= stale_after,
@@ -324,7 +324,7 @@ class Service:
         for i, worker in enumerate(workers):
             thread = threading.Thread(target=self._work, args=(worker,), name=f"worker-{i}")
             worker.pulse.observer = self.metrics
-            self._pulses.append((f"worker-{i}", worker.pulse, thread))
+            self.pulses.append((f"worker-{i}", worker.pulse, thread))
             thread.start()
             self._threads.append(thread)
 

@@ -23,6 +23,8 @@ PAGE_SIZE = 1000
 PREFIX_CHARS = 80  # an error prefix never longer than this
 BUCKETS = 24  # bars of the outcomes chart
 MIN_BUCKET = timedelta(minutes=1)
+# Bar widths a reader takes in at a glance, in minutes (then whole days).
+NICE_MINUTES = (1, 2, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1440)
 
 
 def error_prefix(error: str) -> str:
@@ -94,9 +96,13 @@ def _timeline(
     """`BUCKETS` equal bars ending now, wide enough to hold the oldest outcome scanned (at
     least a minute each)."""
     oldest = min((when for when, _ in finished), default=now)
-    width = max(MIN_BUCKET, (now - oldest) / BUCKETS)
-    width = timedelta(seconds=int(width.total_seconds()) + 1)
-    start = now - width * BUCKETS
+    needed = (now - oldest) / BUCKETS
+    nice = (timedelta(minutes=m) for m in NICE_MINUTES)
+    width = next((w for w in nice if w > needed), timedelta(days=needed.days + 1))
+    # Bars end at the next whole width after now, so a bar covers 10:00-10:05, not 10:02-10:07.
+    epoch = datetime(1970, 1, 1, tzinfo=now.tzinfo)
+    end = epoch + width * ((now - epoch) // width + 1)
+    start = end - width * BUCKETS
     bars = [(start + width * i, Counter[str]()) for i in range(BUCKETS)]
     for when, state in finished:
         index = min(BUCKETS - 1, max(0, int((when - start) / width)))

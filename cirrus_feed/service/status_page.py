@@ -57,6 +57,18 @@ def _e(value: Any) -> str:
     return escape("" if value is None else str(value))
 
 
+def _when(value: str | datetime | None) -> str:
+    """A timestamp to the second, in its own zone (UTC here), with the exact value as a tooltip."""
+    if value is None or value == "":
+        return ""
+    try:
+        when = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    except ValueError:
+        return _e(value)
+    exact = when.isoformat()
+    return f'<time datetime="{_e(exact)}" title="{_e(exact)}">{when:%Y-%m-%d %H:%M:%S}</time>'
+
+
 def _page(title: str, body: str) -> str:
     return (
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
@@ -118,13 +130,14 @@ def _feeders(feeders: Sequence[FeederRow]) -> str:
             for c in FEED_COUNTS
         )
         error = f"<br><code>{_e(run.error)}</code>" if run and run.error else ""
-        next_run = f.next_run.isoformat(timespec="seconds") if f.next_run else "not scheduled"
+        next_run = _when(f.next_run) if f.next_run else "not scheduled"
         rows.append(
             f'<tr data-feeder="{_e(f.name)}"><td class=name>{_e(f.name)}</td><td>{_e(f.type)}</td>'
             f"<td>{_e(f.schedule or 'manual')}</td>"
-            f"<td>{_e(run.started if run else '')}</td><td>{_e(run.finished if run else '')}</td>"
+            f"<td>{_when(run.started if run else None)}</td>"
+            f"<td>{_when(run.finished if run else None)}</td>"
             f'<td class="status {_e(status)}">{_e(status)}{error}</td>{counts}'
-            f"<td class=next>{_e(next_run)}</td></tr>"
+            f"<td class=next>{next_run}</td></tr>"
         )
     head = ["feeder", "type", "schedule", "last run", "finished", "status", *FEED_COUNTS]
     return _table("feeders", [*head, "next run"], rows) if rows else "<p>No feeders.</p>"
@@ -154,7 +167,8 @@ def _states(summary: StateSummary) -> str:
 def _chart(summary: StateSummary) -> str:
     bars = [(start.strftime("%m-%d %H:%M"), counts) for start, counts in summary.timeline]
     minutes = summary.bucket.total_seconds() / 60
-    title = f"Payloads reaching a final state, per {minutes:g} min (by last update)"
+    per = f"{minutes:g} min" if minutes < 60 else f"{minutes / 60:g} h"
+    title = f"Payloads reaching a final state, per {per} (by last update, UTC)"
     svg = stacked_bars(bars, COLORS, title=title)
     return f'<figure id="outcomes">{svg}<figcaption class=note>{_e(title)}</figcaption></figure>'
 
@@ -215,7 +229,7 @@ def render_payloads(page: StatePage, query: Mapping[str, str | None]) -> str:
     """One page of a state listing, with a link to the next."""
     rows = [
         f'<tr data-payload="{_e(r.payload_id)}"><td><code>{_e(r.payload_id)}</code></td>'
-        f'<td class="{r.state.value}">{r.state.value}</td><td>{_e(r.updated)}</td>'
+        f'<td class="{r.state.value}">{r.state.value}</td><td>{_when(r.updated)}</td>'
         f"<td><code>{_e((r.last_error or '')[:EXCERPT])}</code></td></tr>"
         for r in page.records
     ]
