@@ -18,16 +18,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from http import HTTPStatus
+from typing import Any
 
 from cirrus_feed.backends.base import FeedRun, PayloadQueue, QueueDepth, StateQuery
 from cirrus_feed.errors import CirrusFeedError
+from cirrus_feed.model import layout
 from cirrus_feed.model.states import parse_state
 from cirrus_feed.service.health import Readiness, backend_probes, health_response
 from cirrus_feed.service.http_server import HttpLimits, HttpServer, Request, Response
 from cirrus_feed.service.metrics import CONTENT_TYPE
 from cirrus_feed.service.scheduler import Service
 from cirrus_feed.service.sns_endpoint import SnsEndpoint, parse_http_address
-from cirrus_feed.service.status_page import DeadLetterSource, render_payloads, render_status
+from cirrus_feed.service.status_page import (
+    DeadLetterSource,
+    RejectedSource,
+    render_payloads,
+    render_status,
+)
 
 HTML = "text/html; charset=utf-8"
 PAGE_SIZE = 100
@@ -106,6 +113,7 @@ class ServiceHttp:
             summary=summary,
             queues=queues,
             dead_letters=letters,
+            rejected=self.rejected(),
         )
         return Response(HTTPStatus.OK, page, HTML)
 
@@ -123,6 +131,20 @@ class ServiceHttp:
             next_key=request.arg("next"),
         )
         return Response(HTTPStatus.OK, render_payloads(page, query), HTML)
+
+    def rejected(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The newest documents of the invalid store, where the store can list them."""
+        store = self.service.app.backends.store
+        if not isinstance(store, RejectedSource):
+            return []
+        documents = []
+        for key in store.list_keys(layout.INVALID_PREFIX, limit=limit):
+            try:
+                document = store.get_json(store.url_for(key))
+            except CirrusFeedError as exc:  # removed meanwhile, or not JSON after all
+                document = {"error": f"cannot read {key}: {exc}"}
+            documents.append(document if isinstance(document, dict) else {"record": document})
+        return documents
 
     def feeders(self) -> list[FeederStatus]:
         app, service = self.service.app, self.service

@@ -8,6 +8,7 @@ Elements carry ``id`` / ``data-`` attributes (``#feeders tr[data-feeder]``, ``td
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from html import escape
@@ -40,6 +41,13 @@ class DeadLetterSource(Protocol):
     def dead_letters(self) -> list[tuple[str, str]]: ...
 
 
+@runtime_checkable
+class RejectedSource(Protocol):
+    """A payload store that can list its invalid area, newest first (the local one)."""
+
+    def list_keys(self, prefix: str, *, limit: int = 100) -> list[str]: ...
+
+
 class FeederRow(Protocol):
     @property
     def name(self) -> str: ...
@@ -61,6 +69,8 @@ def _when(value: str | datetime | None) -> str:
     """A timestamp to the second, in its own zone (UTC here), with the exact value as a tooltip."""
     if value is None or value == "":
         return ""
+    if not isinstance(value, str | datetime):
+        return _e(value)
     try:
         when = value if isinstance(value, datetime) else datetime.fromisoformat(value)
     except ValueError:
@@ -93,8 +103,10 @@ def render_status(
     summary: StateSummary,
     queues: Mapping[str, QueueDepth | str],
     dead_letters: Sequence[tuple[str, str]],
+    rejected: Sequence[Mapping[str, Any]] = (),
 ) -> str:
-    """The whole status page; a queue whose depth could not be read maps to the error text."""
+    """The whole status page; a queue whose depth could not be read maps to the error text.
+    ``rejected`` are documents of the invalid store (`pipeline.invalid`), newest first."""
     taken = summary.taken_at.isoformat(timespec="seconds") if summary.taken_at else ""
     scan = f"{summary.scanned} state records scanned at {taken}"
     if summary.truncated:
@@ -115,7 +127,7 @@ def render_status(
         _queues(queues),
         _dead_letters(dead_letters),
         "<h2>Rejected records</h2>",
-        _rejected(summary),
+        _rejected(summary, rejected),
     ]
     return _page("cirrus-feed status", "".join(body))
 
@@ -215,14 +227,23 @@ def _dead_letters(letters: Sequence[tuple[str, str]]) -> str:
     return _table("dead-letters", ["reason", "body (excerpt)"], rows)
 
 
-def _rejected(summary: StateSummary) -> str:
+def _rejected(summary: StateSummary, rejected: Sequence[Mapping[str, Any]]) -> str:
     invalid = summary.total(State.INVALID)
     link = f'<a href="{_e(payloads_link(state="INVALID"))}">{invalid} INVALID payloads</a>'
-    return (
+    note = (
         f'<p id="rejected">{link} in the state DB. Records rejected before they became payloads '
         "are kept with their reason in the payload store under <code>tmp/invalid/</code>; "
         "each feeder's last run counts them (invalid column above).</p>"
     )
+    rows = [
+        f"<tr class=rejected><td>{_when(doc.get('rejected_at'))}</td><td>{_e(doc.get('stage'))}"
+        f"</td><td><code>{_e(str(doc.get('error'))[:EXCERPT])}</code></td>"
+        f"<td><code>{_e(json.dumps(doc.get('record'))[:EXCERPT])}</code></td></tr>"
+        for doc in rejected
+    ]
+    if not rows:
+        return note
+    return note + _table("rejected-records", ["rejected", "stage", "reason", "record"], rows)
 
 
 def render_payloads(page: StatePage, query: Mapping[str, str | None]) -> str:

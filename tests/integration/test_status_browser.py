@@ -73,6 +73,12 @@ def served(tmp_path: Path) -> Iterator[Served]:
         },
     )
     app = build_app(settings, FeederRegistry({"ticks": point}))
+    # A message received too often without being deleted, and a record enqueue rejects.
+    queue = app.backends.queue
+    queue.send(['{"not": "a payload, never deleted"}'])
+    for _ in range(settings.local.max_receives + 1):
+        queue.receive(10, visibility_timeout=0)
+    assert not app.enqueuer.enqueue([{"type": "FeatureCollection", "features": []}]).ok
     service = Service(app, workers=1)
     told = Told(service)
     http = ServiceHttp(service)
@@ -156,7 +162,7 @@ def test_metrics_match_the_state_db_and_the_feed_store(served: Served) -> None:
     assert found[("cirrus_feed_stage_seconds_count", frozenset({("stage", "process")}))] >= 1
     visible = ("cirrus_feed_queue_messages", frozenset({("queue", "process"), ("kind", "visible")}))
     assert found[visible] == app.backends.queue.depth().visible == 0
-    assert found[("cirrus_feed_dead_letters", frozenset({("queue", "process")}))] == 0
+    assert found[("cirrus_feed_dead_letters", frozenset({("queue", "process")}))] == 1
 
 
 def test_health_and_readiness_answer_ok_with_their_checks(served: Served) -> None:
@@ -219,6 +225,14 @@ def test_status_page_in_chromium_shows_the_state_db_numbers(
             assert int(cell.text) == count(app, workflow, state), (workflow, state)
     bars = browser.find_elements(By.CSS_SELECTOR, "#outcomes svg rect.bar")
     assert sum(int(str(bar.get_attribute("data-value"))) for bar in bars) == terminal(app)
+    dead = browser.find_element(
+        By.CSS_SELECTOR, '#queues tr[data-queue="process"] td[data-count="dead"]'
+    )
+    assert int(dead.text) == app.backends.queue.depth().dead == 1
+    [letter] = browser.find_elements(By.CSS_SELECTOR, "#dead-letters tbody tr")
+    assert "never deleted" in letter.text
+    [rejected] = browser.find_elements(By.CSS_SELECTOR, "#rejected-records tr.rejected")
+    assert "enqueue" in rejected.text
     [failure] = browser.find_elements(By.CSS_SELECTOR, "#failures tr[data-prefix]")
     assert failure.get_attribute("data-prefix") == ERROR
     shot = tmp_path / "status-page.png"
