@@ -21,7 +21,7 @@ from http import HTTPStatus
 from typing import Any
 
 from cirrus_feed.backends.base import FeedRun, PayloadQueue, QueueDepth, StateQuery
-from cirrus_feed.errors import CirrusFeedError
+from cirrus_feed.errors import CirrusFeedError, PayloadNotFoundError
 from cirrus_feed.model import layout
 from cirrus_feed.model.states import parse_state
 from cirrus_feed.service.health import Readiness, backend_probes, health_response
@@ -125,11 +125,16 @@ class ServiceHttp:
             state = parse_state(query["state"]) if query["state"] else None
         except ValueError as exc:
             return Response(HTTPStatus.BAD_REQUEST, f"state: {exc}")
-        page = self.service.app.backends.state.query(
-            StateQuery(query["collections_workflow"], state, error_prefix=query["error_prefix"]),
-            limit=PAGE_SIZE,
-            next_key=request.arg("next"),
-        )
+        try:
+            page = self.service.app.backends.state.query(
+                StateQuery(
+                    query["collections_workflow"], state, error_prefix=query["error_prefix"]
+                ),
+                limit=PAGE_SIZE,
+                next_key=request.arg("next"),
+            )
+        except PayloadNotFoundError as exc:  # a `next` key that names no record
+            return Response(HTTPStatus.BAD_REQUEST, f"next: {exc}")
         return Response(HTTPStatus.OK, render_payloads(page, query), HTML)
 
     def rejected(self, limit: int = 20) -> list[dict[str, Any]]:

@@ -85,16 +85,18 @@ def test_without_sns_a_post_is_not_found(app: App) -> None:
         server.stop()
 
 
-def test_payload_listing_refuses_an_unknown_state(app: App) -> None:
+def test_payload_listing_refuses_an_unknown_state_or_next_key(app: App) -> None:
     server = ServiceHttp(Service(app))
     host, port = server.start()
     try:
         status, text = get(f"http://{host}:{port}/payloads?state=LOST")
         listed = get(f"http://{host}:{port}/payloads?state=FAILED")
+        lost = get(f"http://{host}:{port}/payloads?next=c/workflow-wf/nothing")
     finally:
         server.stop()
     assert (status, "unknown payload state 'LOST'" in text) == (400, True)
     assert listed[0] == 200
+    assert lost[0] == 400
 
 
 def test_liveness_tells_a_quiet_worker_from_a_live_one(tmp_path: Path) -> None:
