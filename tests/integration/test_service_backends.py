@@ -61,7 +61,7 @@ def test_state_scan_and_queue_gauges_match_the_backend(harness: Harness) -> None
     workflow = "test-collection-input1_test-workflow1"  # Cirrus's collections_workflow
     for state in State:
         expected = harness.b.state.count(StateQuery(workflow, state))
-        assert summary.states.get(workflow, {}).get(state.value, 0) == expected
+        assert summary.states[workflow][state.value] == expected
     assert sum(summary.states[workflow].values()) == 2
     found = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
