@@ -21,7 +21,7 @@ from http import HTTPStatus
 from typing import Any
 
 from cirrus_feed.backends.base import FeedRun, PayloadQueue, QueueDepth, StateQuery
-from cirrus_feed.errors import CirrusFeedError, PayloadNotFoundError
+from cirrus_feed.errors import CirrusFeedError, ConfigError, PayloadNotFoundError
 from cirrus_feed.model import layout
 from cirrus_feed.model.states import parse_state
 from cirrus_feed.service.health import Readiness, backend_probes, health_response
@@ -71,7 +71,13 @@ class ServiceHttp:
             timeout=min(5.0, settings.deadline / 2),
             clock=app.clock,
         )
-        self.server = HttpServer(host=host, port=port, limits=limits)
+        try:
+            self.server = HttpServer(host=host, port=port, limits=limits)
+        except OSError as exc:
+            raise ConfigError(
+                f"http.address {host}:{port}: cannot listen ({exc.strerror or exc}); "
+                "choose another with http.address or serve --listen HOST:PORT"
+            ) from exc
         self.server.add("GET", "/", self._status)
         self.server.add("GET", "/payloads", self._payloads)
         self.server.add("GET", "/metrics", self._metrics)

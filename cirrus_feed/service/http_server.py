@@ -22,6 +22,7 @@ import io
 import logging
 import queue
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -290,4 +291,8 @@ class HttpServer(HTTPServer):
                 self.shutdown_request(request)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        log.exception("http: request from %s failed", client_address)
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError):  # the client went away or stalled: nothing to fix here
+            log.info("http: connection from %s ended: %s", client_address, error)
+        else:
+            log.exception("http: request from %s failed", client_address)

@@ -17,6 +17,7 @@ import pytest
 from cirrus_feed.app import App, build_app
 from cirrus_feed.backends.local.workflows import TaskSpec, Workflow
 from cirrus_feed.config import LocalSettings, Settings
+from cirrus_feed.errors import ConfigError
 from cirrus_feed.service.http_app import ServiceHttp
 from cirrus_feed.service.scheduler import Service
 from cirrus_feed.service.sns_endpoint import SnsEndpoint
@@ -120,3 +121,13 @@ def test_liveness_tells_a_quiet_worker_from_a_live_one(tmp_path: Path) -> None:
     assert (live.ok, quiet.ok) == (True, False)
     assert quiet.detail == {"alive": True, "last_loop_seconds_ago": 61.0}
     assert json.loads(json.dumps(quiet.detail))  # JSON-able, as /healthz sends it
+
+
+def test_an_address_in_use_is_a_config_error_naming_it(app: App) -> None:
+    first = ServiceHttp(Service(app))
+    host, port = first.start()
+    try:
+        with pytest.raises(ConfigError, match=f"http.address {host}:{port}: cannot listen"):
+            ServiceHttp(Service(app), address=f"{host}:{port}")
+    finally:
+        first.stop()
