@@ -12,7 +12,6 @@ import click
 from cirrus_feed.cli.main import Context, cli, pass_context
 from cirrus_feed.errors import CirrusFeedError, ConfigError
 from cirrus_feed.feeding.push import push, push_target
-from cirrus_feed.service.http_app import ServiceHttp
 from cirrus_feed.service.scheduler import OnceResult, Service
 from cirrus_feed.service.sns_endpoint import SnsEndpoint
 from cirrus_feed.service.sns_signature import SnsSignatureVerifier
@@ -70,6 +69,8 @@ def serve(
         raise click.UsageError("nothing to serve: no feeder has a schedule and no workers run")
     http = None
     if not once:
+        from cirrus_feed.service.http_app import ServiceHttp  # needs prometheus-client
+
         endpoint = _endpoint(ctx, http_feeder) if sns else None
         http = ServiceHttp(service, address=listen or http_address, sns=endpoint)
     # The handler only flags: the stopping itself happens on the main thread, below.
