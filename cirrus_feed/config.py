@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from cirrus_feed.backends.local.workflows import Workflow
 from cirrus_feed.errors import ConfigError
@@ -144,12 +151,13 @@ class HttpSettings(_Strict):
     # ...and reuse one scan for this long (a DynamoDB scan costs read capacity).
     status_cache_seconds: IntSeconds = Field(30, ge=0)
 
-    @model_validator(mode="after")
-    def _check_address(self) -> HttpSettings:
-        host, sep, port = self.address.rpartition(":")
+    @field_validator("address")
+    @classmethod
+    def _check_address(cls, address: str) -> str:
+        host, sep, port = address.rpartition(":")
         if not sep or not host or not port.isdigit() or int(port) > 65535:
-            raise ValueError(f"address: expected HOST:PORT, got {self.address!r}")
-        return self
+            raise ValueError(f"expected HOST:PORT, got {address!r}")
+        return address
 
 
 class MetricsSettings(_Strict):
