@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from cirrus_feed.app import App, build_app
 from cirrus_feed.backends.local.workflows import TaskSpec, Workflow
@@ -24,6 +25,9 @@ from cirrus_feed.service.sns_endpoint import SnsEndpoint
 from cirrus_feed.service.sns_signature import SnsSignatureVerifier
 from cirrus_feed.service.worker import Pulse
 from cirrus_feed.support.clock import FakeClock
+
+from .test_scheduler import SECOND, Told, runs
+from .test_scheduler import make_app as ticking_app
 
 
 def make_app(root: Path, clock: FakeClock | None = None, **http: Any) -> App:
@@ -131,3 +135,31 @@ def test_an_address_in_use_is_a_config_error_naming_it(app: App) -> None:
             ServiceHttp(Service(app), address=f"{host}:{port}")
     finally:
         first.stop()
+
+
+def test_scheduled_runs_reach_the_metrics_with_their_lag(tmp_path: Path) -> None:
+    # Given a feeder due every second: the scheduler, not the test, starts its runs
+    app = ticking_app(tmp_path, t={"schedule": SECOND, "count": 2})
+    service = Service(app)
+    told = Told(service)
+    service.start()
+    try:
+        told.until(lambda: len(runs(app)) >= 2 and runs(app)[0].status != "running")
+    finally:
+        service.stop()
+    text = service.metrics.render().decode()
+    finished = [r for r in runs(app) if r.status == "succeeded"]
+    app.close()
+
+    found = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    assert found[
+        ("cirrus_feed_feed_runs_total", (("feeder", "t"), ("status", "succeeded")))
+    ] == len(finished)
+    assert found[("cirrus_feed_feed_records_total", (("count", "enqueued"), ("feeder", "t")))] == 2
+    lag = found[("cirrus_feed_scheduler_lag_seconds_count", (("job", "feed:t"),))]
+    assert lag >= len(finished)  # one per scheduled start
+    assert found[("cirrus_feed_scheduler_lag_seconds_sum", (("job", "feed:t"),))] >= 0
