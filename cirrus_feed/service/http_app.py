@@ -107,7 +107,10 @@ class ServiceHttp:
 
     def _status(self, request: Request) -> Response:
         app = self.service.app
-        summary = self.service.summary.get(fresh=request.arg("fresh") == "1")
+        try:
+            summary = self.service.summary.get(fresh=request.arg("fresh") == "1")
+        except CirrusFeedError as exc:  # the page is for bad days too: say what is down
+            return Response(HTTPStatus.SERVICE_UNAVAILABLE, f"state DB not reachable: {exc}")
         queues: dict[str, QueueDepth | str] = {"process": _depth(app.backends.queue)}
         if app.update_queue is not None:
             queues["update-state"] = _depth(app.update_queue)
