@@ -33,6 +33,7 @@ from cirrus_feed.feeding.scheduled import ScheduledInput, run_scheduled
 from cirrus_feed.model.envelopes import normalize
 from cirrus_feed.model.reports import Outcome, StageReport
 from cirrus_feed.pipeline.execution_events import apply_execution_events
+from cirrus_feed.support.emf import metered
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,10 @@ log = logging.getLogger(__name__)
 def _app() -> App:
     """The app, without feeders: a handler loads those it runs (`App.load_feeders`)."""
     return build_app(load_settings(), only=())
+
+
+def _namespace() -> str | None:  # CloudWatch EMF lines of each call's counts (metrics.*)
+    return _app().settings.metrics.namespace if _app().settings.metrics.emf else None
 
 
 def _response(report: StageReport, has_message_ids: bool) -> dict[str, Any]:
@@ -58,6 +63,7 @@ def _response(report: StageReport, has_message_ids: bool) -> dict[str, Any]:
     }
 
 
+@metered("process", _namespace)
 def process_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     envelopes = normalize(event)
     report = _app().processor.process(envelopes)
@@ -65,6 +71,7 @@ def process_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any
     return _response(report, any(e.message_id for e in envelopes))
 
 
+@metered("update_state", _namespace)
 def update_state_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     app = _app()
     envelopes = normalize(event)
@@ -73,6 +80,7 @@ def update_state_handler(event: dict[str, Any], context: Any = None) -> dict[str
     return _response(report, any(e.message_id for e in envelopes))
 
 
+@metered("events", _namespace)
 def events_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     app = _app()
     named = app.settings.events_feeder
@@ -93,6 +101,7 @@ def events_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]
     }
 
 
+@metered("feed", _namespace)
 def feed_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     given = ScheduledInput.parse(event)
     app = _app()

@@ -16,6 +16,7 @@ EXTRAS = {
     "apscheduler": "serve",
     "sqlalchemy": "serve",
     "cryptography": "serve",
+    "prometheus_client": "serve",
 }
 
 
