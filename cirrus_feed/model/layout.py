@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 DEFAULT_ROOT = "cirrus"
+INVALID_PREFIX = "tmp/invalid/"  # rejected records (`cirrus_feed.model.rejections`)
 
 
 def input_key(payload_id: str, execution_name: str) -> str:
@@ -20,4 +21,4 @@ def oversized_key() -> str:
 
 
 def invalid_key() -> str:
-    return f"tmp/invalid/{uuid.uuid1()}.json"
+    return f"{INVALID_PREFIX}{uuid.uuid1()}.json"
