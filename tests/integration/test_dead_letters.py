@@ -240,5 +240,6 @@ def test_invalid_list_and_show(harness: Harness, config: Path, tmp_path: Path) -
     assert "1 of 1 invalid records" in listed.stderr
     assert shown.exit_code == 0
     assert json.loads(shown.stdout)["record"] == bad
-    assert "record:" in text.stdout and '"x"' in text.stdout
+    assert "record:" in text.stdout
+    assert '"x"' in text.stdout
     assert missing.exit_code == 1
