@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -26,28 +26,8 @@ from cirrus_feed.feeding.replay import DLQ_REPLAY, ReplayConfig, replay_dead_let
 from cirrus_feed.pipeline.enqueue import Enqueuer
 from cirrus_feed.support.clock import FakeClock
 
+from .cli_config import config as config
 from .conftest import Harness, make_payload, payload_id
-
-
-def settings_with_feeds(h: Harness, make_client: Callable[[str], Any] | None) -> dict[str, Any]:
-    """The harness's settings as a config file's mapping; AWS gets a feed-run table."""
-    data = h.app.settings.model_dump(mode="json", exclude={"source"})
-    if h.name == "aws":
-        from cirrus_feed.backends.aws.dynamodb_feeds import DynamoDbFeedStore
-
-        assert make_client is not None
-        table = f"feeds-{uuid.uuid4().hex[:10]}"
-        DynamoDbFeedStore.create_table(make_client("dynamodb"), table)
-        data["aws"]["feed_table"] = table
-    return data
-
-
-@pytest.fixture
-def config(harness: Harness, tmp_path: Path, request: pytest.FixtureRequest) -> Path:
-    make = request.getfixturevalue("make_aws_client") if harness.name == "aws" else None
-    path = tmp_path / "cirrus-feed.yaml"
-    path.write_text(yaml.safe_dump(settings_with_feeds(harness, make)))
-    return path
 
 
 def invoke(config: Path, *args: str) -> Result:
