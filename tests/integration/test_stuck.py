@@ -35,7 +35,7 @@ def plant(h: Harness) -> dict[str, str]:
     execution_base = h.b.runner.base_arn.replace(":stateMachine:", ":execution:")
     h.b.state.claim(ghost, f"{execution_base}test-workflow1:never-started")
     if h.name == "aws":  # a machine that waits, so its execution is running when asked
-        sfn: Any = getattr(h, "sfn")
+        sfn: Any = h.sfn
         sfn.create_state_machine(
             name=f"{h.b.runner.base_arn.rsplit(':', 1)[-1]}wf-wait",
             definition=json.dumps(WAIT),
