@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 from click.testing import CliRunner, Result
 
@@ -15,7 +14,7 @@ from cirrus_feed.pipeline.stuck import find_stuck
 from cirrus_feed.support.clock import FakeClock
 
 from .cli_config import config as config
-from .conftest import ACCOUNT, Harness, make_payload, payload_id
+from .conftest import ACCOUNT, AwsHarness, Harness, make_payload, payload_id
 
 WAIT = {"StartAt": "Hold", "States": {"Hold": {"Type": "Wait", "Seconds": 30, "End": True}}}
 
@@ -34,9 +33,8 @@ def plant(h: Harness) -> dict[str, str]:
     ghost = payload_id("ghost")
     execution_base = h.b.runner.base_arn.replace(":stateMachine:", ":execution:")
     h.b.state.claim(ghost, f"{execution_base}test-workflow1:never-started")
-    if h.name == "aws":  # a machine that waits, so its execution is running when asked
-        sfn: Any = h.sfn
-        sfn.create_state_machine(
+    if isinstance(h, AwsHarness):  # a machine that waits, so its execution runs when asked
+        h.sfn.create_state_machine(
             name=f"{h.b.runner.base_arn.rsplit(':', 1)[-1]}wf-wait",
             definition=json.dumps(WAIT),
             roleArn=f"arn:aws:iam::{ACCOUNT}:role/sfn",
