@@ -252,7 +252,7 @@ def build_aws(settings: Settings, session: Any = None, *, clock: Clock = SYSTEM_
             service, region=aws.region, endpoint_url=aws.endpoint_url, session=session
         )
 
-    s3 = client("s3")
+    s3, sqs = client("s3"), client("sqs")
     store = S3PayloadStore(
         aws.payload_bucket,
         client=s3,
@@ -261,7 +261,7 @@ def build_aws(settings: Settings, session: Any = None, *, clock: Clock = SYSTEM_
     )
     return Backends(
         state=DynamoDbStateStore(aws.state_db, client=client("dynamodb"), clock=clock),
-        queue=SqsPayloadQueue(aws.process_queue_url, client=client("sqs"), clock=clock),
+        queue=SqsPayloadQueue(aws.process_queue_url, client=sqs, clock=clock),
         store=store,
         runner=StepFunctionsWorkflowRunner(
             aws.base_workflow_arn, client=client("stepfunctions"), region=aws.region
@@ -280,7 +280,7 @@ def build_aws(settings: Settings, session: Any = None, *, clock: Clock = SYSTEM_
         if aws.workflow_log_group
         else None,
         dead_letters=SqsDeadLetterQueue(
-            client=client("sqs"),
+            client=sqs,
             source_queue_url=aws.process_queue_url,
             queue_url=aws.dead_letter_queue_url,
             clock=clock,
