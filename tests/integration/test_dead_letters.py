@@ -223,3 +223,18 @@ def test_invalid_list_and_show(harness: Harness, config: Path, tmp_path: Path) -
     assert "record:" in text.stdout
     assert '"x"' in text.stdout
     assert missing.exit_code == 1
+
+
+def test_dlq_replay_follows_url_pointers_and_keeps_broken_ones(harness: Harness) -> None:
+    stored = harness.b.store.put_json("tmp/oversized/replay-test.json", make_payload("big"))
+    gone = harness.b.store.url_for("tmp/oversized/gone.json")
+    pointer, broken = dead_letter(harness, json.dumps({"url": stored}), json.dumps({"url": gone}))
+
+    result, feeder = replay_dead_letters(harness.app, letters_of(harness))
+
+    assert result.counts["enqueued"] == 1
+    assert feeder.deleted == [pointer]
+    assert feeder.kept == [broken]  # the object may come back: the letter stays
+    [body] = drain(harness.b.queue)
+    assert json.loads(body) == make_payload("big") | {"id": payload_id("big")}
+    assert [letter.message_id for letter in letters_of(harness).peek()] == [broken]
