@@ -203,7 +203,9 @@ class LocalPaths:
 def build_local(settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> Backends:
     from cirrus_feed.backends.local.event_log import EventLogMetricLog, EventLogNotifier
     from cirrus_feed.backends.local.files import FilePayloadStore
+    from cirrus_feed.backends.local.files_invalid import FileInvalidStore
     from cirrus_feed.backends.local.inline_runner import InlineWorkflowRunner
+    from cirrus_feed.backends.local.sqlite_dead_letters import SqliteDeadLetterQueue
     from cirrus_feed.backends.local.sqlite_feeds import SqliteFeedStore
     from cirrus_feed.backends.local.sqlite_queue import SqlitePayloadQueue
     from cirrus_feed.backends.local.sqlite_state import SqliteStateStore
@@ -232,6 +234,8 @@ def build_local(settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> Backends:
         notifier=EventLogNotifier(paths.events),
         feeds=SqliteFeedStore(paths.root / "feeds.sqlite", clock=clock),
         metrics=EventLogMetricLog(paths.events, clock=clock),
+        dead_letters=SqliteDeadLetterQueue(paths.queue),
+        invalid=FileInvalidStore(store),
     )
 
 
@@ -257,8 +261,10 @@ def build_aws(settings: Settings, session: Any = None, *, clock: Clock = SYSTEM_
     from cirrus_feed.backends.aws.dynamodb import DynamoDbStateStore
     from cirrus_feed.backends.aws.dynamodb_feeds import DynamoDbFeedStore
     from cirrus_feed.backends.aws.s3 import S3PayloadStore
+    from cirrus_feed.backends.aws.s3_invalid import S3InvalidStore
     from cirrus_feed.backends.aws.sns import SnsNotifier
     from cirrus_feed.backends.aws.sqs import SqsPayloadQueue
+    from cirrus_feed.backends.aws.sqs_dead_letters import SqsDeadLetterQueue
     from cirrus_feed.backends.aws.stepfunctions import StepFunctionsWorkflowRunner
 
     aws = settings.aws
@@ -273,15 +279,17 @@ def build_aws(settings: Settings, session: Any = None, *, clock: Clock = SYSTEM_
             service, region=aws.region, endpoint_url=aws.endpoint_url, session=session
         )
 
+    s3, sqs = client("s3"), client("sqs")
+    store = S3PayloadStore(
+        aws.payload_bucket,
+        client=s3,
+        root=aws.payload_root,
+        allowed_buckets=aws.allowed_buckets,
+    )
     return Backends(
         state=DynamoDbStateStore(aws.state_db, client=client("dynamodb"), clock=clock),
-        queue=SqsPayloadQueue(aws.process_queue_url, client=client("sqs"), clock=clock),
-        store=S3PayloadStore(
-            aws.payload_bucket,
-            client=client("s3"),
-            root=aws.payload_root,
-            allowed_buckets=aws.allowed_buckets,
-        ),
+        queue=SqsPayloadQueue(aws.process_queue_url, client=sqs, clock=clock),
+        store=store,
         runner=StepFunctionsWorkflowRunner(
             aws.base_workflow_arn, client=client("stepfunctions"), region=aws.region
         ),
@@ -298,4 +306,11 @@ def build_aws(settings: Settings, session: Any = None, *, clock: Clock = SYSTEM_
         metrics=CloudWatchMetricLog(aws.workflow_log_group, client=client("logs"), clock=clock)
         if aws.workflow_log_group
         else None,
+        dead_letters=SqsDeadLetterQueue(
+            client=sqs,
+            source_queue_url=aws.process_queue_url,
+            queue_url=aws.dead_letter_queue_url,
+            clock=clock,
+        ),
+        invalid=S3InvalidStore(store, client=s3),
     )

@@ -80,6 +80,8 @@ class AwsSettings(_Strict):
     payload_root: str = "cirrus"
     base_workflow_arn: str | None = None
     process_queue_url: str | None = None
+    # `dlq` commands: the process queue's dead-letter queue; unset = its RedrivePolicy's target
+    dead_letter_queue_url: str | None = None
     publish_topic_arn: str | None = None
     workflow_event_topic_arn: str | None = None
     workflow_log_group: str | None = None  # CloudWatch Logs group of the metric log events

@@ -9,7 +9,7 @@ that would fail on AWS fails the same way locally.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -20,6 +20,7 @@ from cirrus_feed.model.payload import parse_payload_id
 from cirrus_feed.model.records import ExecutionOutcome as ExecutionOutcome
 from cirrus_feed.model.records import ExecutionStatus as ExecutionStatus
 from cirrus_feed.model.records import StateRecord as StateRecord
+from cirrus_feed.model.rejections import InvalidRecord as InvalidRecord
 from cirrus_feed.model.states import State
 
 # -- state store ----------------------------------------------------------------------------
@@ -205,6 +206,59 @@ class PayloadQueue(Protocol):
     def close(self) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """One message of the process queue's dead-letter queue.
+
+    ``receive_count``: receives before it was dead-lettered (SQS: before the read that
+    returned it). ``when``: ISO time it was dead-lettered (local) or first sent (SQS keeps
+    no time of the move). ``receipt``: what `DeadLetterQueue.delete`/``release`` need.
+    """
+
+    message_id: str
+    body: str
+    receive_count: int
+    reason: str
+    when: str | None = None
+    receipt: str = ""
+
+
+class DeadLetterQueue(Protocol):
+    """The process queue's dead letters (SQS: the redrive target; local: the queue file's
+    ``dead_letters`` table): look at them, lease them for a replay, delete what was replayed.
+
+    Reading an SQS queue means receiving: `peek` and `get` make every message they saw
+    visible again before returning (each read adds one to SQS's receive count); `lease`
+    keeps the letters it hands out invisible for ``lease_seconds`` unless deleted or
+    released. Locally a lease is not exclusive: run one replay at a time.
+    """
+
+    def peek(self, limit: int | None = None) -> list[DeadLetter]:
+        """Up to ``limit`` letters (all when None), oldest first; removes nothing."""
+        ...
+
+    def get(self, message_id: str) -> DeadLetter:
+        """The letter with ``message_id``. Raises: PayloadNotFoundError."""
+        ...
+
+    def lease(
+        self, message_ids: Collection[str] | None = None, *, lease_seconds: int = 300
+    ) -> Generator[list[DeadLetter], None, None]:
+        """Batches (at most 10 each) of every letter, or of those with ``message_ids``.
+        Letters seen but not asked for are released when the iterator ends or is closed."""
+        ...
+
+    def delete(self, letters: Sequence[DeadLetter]) -> None:
+        """Remove leased letters for good; unknown or stale ones are ignored."""
+        ...
+
+    def release(self, letters: Sequence[DeadLetter]) -> None:
+        """Make leased letters visible again now; unknown or stale ones are ignored."""
+        ...
+
+    def close(self) -> None: ...
+
+
 # -- payload store --------------------------------------------------------------------------
 
 
@@ -237,6 +291,24 @@ class PayloadStore(Protocol):
         ...
 
     def is_allowed(self, url: str) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class InvalidStore(Protocol):
+    """The rejected records of every stage (`cirrus_feed.pipeline.invalid` writes them)."""
+
+    def recent(self, limit: int = 100) -> list[InvalidRecord]:
+        """Up to ``limit`` records, newest first (by the time in their ``record_id``)."""
+        ...
+
+    def get(self, record_id: str) -> InvalidRecord:
+        """One record. Raises: PayloadNotFoundError."""
+        ...
+
+    def count(self) -> int:
+        """How many records there are."""
+        ...
 
     def close(self) -> None: ...
 
@@ -488,9 +560,13 @@ class Backends:
     notifier: Notifier
     feeds: FeedStore | None = None  # None: feed runs are not recorded (AWS without a table)
     metrics: MetricLog | None = None  # None: no metric log events (AWS without a log group)
+    dead_letters: DeadLetterQueue | None = None  # None: not wired (tests' hand-built backends)
+    invalid: InvalidStore | None = None
 
     def close(self) -> None:
         ports = (
+            self.invalid,
+            self.dead_letters,
             self.metrics,
             self.feeds,
             self.notifier,

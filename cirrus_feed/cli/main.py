@@ -308,9 +308,18 @@ def state_get(ctx: Context, payload_id: str, as_json: bool) -> None:
 @_query_options
 @click.option("--limit", type=click.IntRange(1, 50_000), default=100, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="NDJSON records.")
+@click.option("--stuck", is_flag=True, help="CLAIMED/PROCESSING with no live execution.")
+@click.option("--older-than", help="With --stuck: not updated for this long (default 1h).")
 @pass_context
-def state_list(ctx: Context, /, limit: int, as_json: bool, **filters: Any) -> None:
-    """List state records, newest first."""
+def state_list(
+    ctx: Context, /, limit: int, as_json: bool, stuck: bool, older_than: str | None, **filters: Any
+) -> None:
+    """List state records, newest first (--stuck: those whose execution is gone)."""
+    if stuck or older_than:
+        from cirrus_feed.cli.stuck import list_stuck
+
+        list_stuck(ctx, older_than, limit, as_json, filters)
+        return
     b = ctx.app.backends
     query, shown, next_key = _query(**filters), 0, None
     while shown < limit:
@@ -368,4 +377,4 @@ def demo(ctx: Context, root: Path | None) -> None:
 
 
 # Subcommands that live in their own modules; importing them registers them on `cli`.
-from cirrus_feed.cli import feeds, package, rerun, serve  # noqa: E402, F401
+from cirrus_feed.cli import dlq, feeds, package, reconcile, rerun, serve  # noqa: E402, F401

@@ -112,6 +112,23 @@ class Tagged:
 FeedItem = ProcessPayload | Mapping[str, Any] | Tagged | Checkpoint | SourceRejection | Skipped
 
 
+class ReconcileSettings(BaseModel):
+    """Where a feeder's items end up, for ``cirrus-feed reconcile``: a STAC API whose
+    ``collection`` (default: each item's own) must hold every item of a SUCCEEDED payload."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stac_api: str
+    collection: str | None = None
+
+    @field_validator("stac_api")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value.rstrip("/")
+
+
 class FeederConfig(BaseModel):
     """Settings every feeder shares; a feeder's ``Config`` extends it."""
 
@@ -126,6 +143,7 @@ class FeederConfig(BaseModel):
     max_rate: float | None = None  # payloads per second
     max_in_flight: int | None = None  # pause while this many of ours are queued or processing
     max_queue_depth: int | None = None  # pause while the process queue holds more than this
+    reconcile: ReconcileSettings | None = None  # `cirrus-feed reconcile`: the output catalog
 
     @field_validator("process", mode="before")
     @classmethod
@@ -229,6 +247,9 @@ class Feeder(ABC, Generic[ConfigT]):
     name: ClassVar[str]
     description: ClassVar[str]
     Config: ClassVar[type[FeederConfig]] = FeederConfig
+    # True when a dry run (no cursor) re-reads the source without changing it, so
+    # `cirrus-feed reconcile` may enumerate it (not so for a feeder that receives messages).
+    reconcilable: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 DEFAULT_ROOT = "cirrus"
+INVALID_PREFIX = "tmp/invalid/"  # rejected records (`cirrus_feed.model.rejections`)
 
 
 def input_key(payload_id: str, execution_name: str) -> str:

@@ -32,6 +32,8 @@ def record_invalid(
         "rejected_at": clock.now().isoformat(),
         "record": raw,
     }
+    if payload_id is not None:  # read back by `invalid list` (model.rejections)
+        document["payload_id"] = payload_id
     url = store.put_json(layout.invalid_key(), document)
     log.warning(
         "record rejected: %s",

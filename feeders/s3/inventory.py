@@ -140,6 +140,7 @@ class S3InventoryFeeder(Feeder[S3InventoryConfig]):
 
     name: ClassVar[str] = "s3-inventory"
     description: ClassVar[str] = "backfill from S3 Inventory reports (CSV.gz, ORC, Parquet)"
+    reconcilable: ClassVar[bool] = True
 
     def __init__(self, instance: str, config: S3InventoryConfig, context: FeederContext) -> None:
         super().__init__(instance, config, context)

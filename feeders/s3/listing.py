@@ -143,6 +143,7 @@ class S3ListingFeeder(Feeder[S3ListingConfig]):
 
     name: ClassVar[str] = "s3-listing"
     description: ClassVar[str] = "List an S3 prefix (sharded, resumable, incremental)"
+    reconcilable: ClassVar[bool] = True
 
     def __init__(self, instance: str, config: S3ListingConfig, context: FeederContext) -> None:
         super().__init__(instance, config, context)

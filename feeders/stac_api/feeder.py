@@ -286,6 +286,7 @@ class StacApiFeeder(Feeder[StacApiConfig]):
 
     name: ClassVar[str] = "stac-api"
     description: ClassVar[str] = "Items of a STAC API item search, in half-open time windows"
+    reconcilable: ClassVar[bool] = True
 
     def __init__(self, instance: str, config: StacApiConfig, context: FeederContext) -> None:
         super().__init__(instance, config, context)

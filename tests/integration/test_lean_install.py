@@ -119,3 +119,11 @@ def test_handlers_run_without_the_extras_of_feeders_they_do_not_run(config: Path
         {"batchItemFailures": [], "counts": {}},
         [],
     ]
+
+
+def test_every_command_loads_without_the_extras() -> None:
+    done = python(BLOCK + "from cirrus_feed.cli import main\nmain()", "--help")
+
+    assert done.returncode == 0, done.stderr
+    for command in ("feed", "serve", "package", "reconcile", "dlq", "demo"):
+        assert f"  {command} " in done.stdout

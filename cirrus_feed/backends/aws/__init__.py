@@ -12,4 +12,6 @@ into the `cirrus_feed.errors` tree.
 | `WorkflowRunner` | `stepfunctions.StepFunctionsWorkflowRunner`   |
 | `Notifier`       | `sns.SnsNotifier`                             |
 | `MetricLog`      | `cloudwatch_logs.CloudWatchMetricLog`         |
+| `DeadLetterQueue` | `sqs_dead_letters.SqsDeadLetterQueue`         |
+| `InvalidStore`   | `s3_invalid.S3InvalidStore`                   |
 """

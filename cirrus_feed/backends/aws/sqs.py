@@ -180,15 +180,7 @@ class SqsPayloadQueue:
         if self._dlq_resolved or not redrive_policy:
             return self._dlq_url
         arn = str(json.loads(redrive_policy)["deadLetterTargetArn"])
-        # arn:aws:sqs:<region>:<account>:<name>
-        _, _, _, _, account, name = arn.split(":", 5)
-        response = self._call(
-            "get_queue_url",
-            f"SQS GetQueueUrl for dead-letter queue {arn}",
-            QueueName=name,
-            QueueOwnerAWSAccountId=account,
-        )
-        self._dlq_url = str(response["QueueUrl"])
+        self._dlq_url = queue_url_for_arn(self._client, arn, f"redrive target of {self.queue_url}")
         self._dlq_resolved = True
         return self._dlq_url
 
@@ -204,3 +196,16 @@ class SqsPayloadQueue:
 
     def _call(self, operation: str, what: str, **kwargs: Any) -> dict[str, Any]:
         return call(self._client, operation, f"{what} on {self.queue_url}", **kwargs)
+
+
+def queue_url_for_arn(client: Any, arn: str, what: str) -> str:
+    """The URL of the queue ``arn:aws:sqs:<region>:<account>:<name>`` (GetQueueUrl)."""
+    _, _, _, _, account, name = arn.split(":", 5)
+    response = call(
+        client,
+        "get_queue_url",
+        f"SQS GetQueueUrl for {arn} ({what})",
+        QueueName=name,
+        QueueOwnerAWSAccountId=account,
+    )
+    return str(response["QueueUrl"])

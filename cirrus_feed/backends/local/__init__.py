@@ -8,6 +8,8 @@
 | WorkflowRunner  | `InlineWorkflowRunner` | SQLite execution log, tasks in-process   |
 | Notifier        | `EventLogNotifier`     | SQLite event log                         |
 | MetricLog       | `EventLogMetricLog`    | SQLite event log, ``metrics`` table      |
+| DeadLetterQueue | `SqliteDeadLetterQueue` | the queue file's ``dead_letters`` table   |
+| InvalidStore    | `FileInvalidStore`     | files under ``tmp/invalid/``             |
 
 Every SQLite file is safe to share between threads and processes (`sqlite.SqliteDatabase`).
 Import the adapters from their modules; this package imports nothing so that loading one
