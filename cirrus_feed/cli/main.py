@@ -23,6 +23,7 @@ from cirrus_feed.config import Settings, load_settings
 from cirrus_feed.errors import CirrusFeedError, ConfigError
 from cirrus_feed.model.reports import StageReport
 from cirrus_feed.model.states import State
+from cirrus_feed.model.storable import escape_unsafe
 from cirrus_feed.pipeline.enqueue import Unreadable
 from cirrus_feed.pipeline.execution_events import apply_execution_events
 from cirrus_feed.support.durations import parse_duration
@@ -99,7 +100,7 @@ def _note(message: str, level: str = "INFO", **fields: Any) -> None:
         line = {"level": level, "logger": __name__, "message": message, **fields}
         click.echo(json.dumps(line), err=True)
     else:
-        click.echo(message, err=True)
+        click.echo(escape_unsafe(message), err=True)
 
 
 def _report(report: StageReport, as_json: bool) -> None:
@@ -122,7 +123,8 @@ def _report(report: StageReport, as_json: bool) -> None:
             )
         else:
             line = f"{result.outcome.value:<9} {result.payload_id or '-'}"
-            click.echo(line + (f"  ({result.reason})" if result.reason else ""))
+            line += f"  ({result.reason})" if result.reason else ""
+            click.echo(escape_unsafe(line))  # one result, one line, whatever the input held
     summary = ", ".join(f"{n} {k}" for k, n in sorted(report.counts.items())) or "nothing"
     _note(summary, counts=report.counts)
     if not report.ok:

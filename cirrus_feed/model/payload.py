@@ -122,7 +122,9 @@ class ProcessPayload(BaseModel):
 
 
 def _fail(payload_id: Any, field: str, message: str) -> PayloadValidationError:
-    return PayloadValidationError(message, payload_id=_shown(payload_id), field=field)
+    return PayloadValidationError(
+        storable.escape_unsafe(message), payload_id=_shown(payload_id), field=field
+    )
 
 
 def _shown(payload_id: Any) -> str | None:
@@ -253,7 +255,7 @@ def validate(data: Mapping[str, Any], payload_id: Any) -> None:
             payload_id,
             "id",
             "Payload 'id' field must match "
-            f"'${{COLLECTIONS}}/workflow-${{WORKFLOW_NAME}}/${{ITEMIDS}}: {payload_id}",
+            f"'${{COLLECTIONS}}/workflow-${{WORKFLOW_NAME}}/${{ITEMIDS}}: {_shown(payload_id)}",
         )
     id_workflow = payload_id_to_key(payload_id).workflow
     if id_workflow != str(process[0]["workflow"]):

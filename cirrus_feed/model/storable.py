@@ -61,12 +61,21 @@ def utf8_size(text: str) -> int:
     return len(text.encode("utf-8", "surrogatepass"))
 
 
+def escape_unsafe(text: str) -> str:
+    """``text`` with every unsafe character escaped (``\\n``, ``\\ud800``): one line."""
+    if _UNSAFE.search(text) is None:
+        return text
+    return _UNSAFE.sub(_escaped, text)
+
+
+def _escaped(match: re.Match[str]) -> str:
+    return match.group().encode("unicode_escape").decode()
+
+
 def display(text: str) -> str:
-    """``text`` safe to show in one line of a message: unsafe characters escaped (``\\n``,
-    ``\\ud800``), long text cut to its start with the total size."""
-    shown = text[:_DISPLAY_CHARS]
-    if _UNSAFE.search(shown):
-        shown = _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode(), shown)
+    """``text`` safe to show in one line of a message: unsafe characters escaped, long text
+    cut to its start with the total size."""
+    shown = escape_unsafe(text[:_DISPLAY_CHARS])
     if len(text) > _DISPLAY_CHARS:
         shown += f"... ({utf8_size(text):,} bytes)"
     return shown

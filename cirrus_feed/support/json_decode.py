@@ -122,7 +122,8 @@ def decode_record(raw: bytes, limits: RecordLimits = DEFAULT_LIMITS) -> Any:
         raise RecordDecodeError(too_large(size, limits.max_bytes))
     depth = nesting_depth(raw)
     if depth > limits.max_depth:
-        raise RecordDecodeError(f"nested {depth} levels deep, over the limit of {limits.max_depth}")
+        limit = limits.max_depth
+        raise RecordDecodeError(f"nested {depth:,} levels deep, over the limit of {limit}")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
