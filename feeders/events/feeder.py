@@ -189,7 +189,7 @@ class EventsFeeder(Feeder[EventsConfig]):
         return feeder
 
     def from_file(self, path: str | Path) -> EventsFeeder:
-        """`PushTarget`: a copy reading NDJSON messages from ``path`` (``-``: stdin)."""
+        """`PushTarget`: a copy reading messages from ``path`` (``-``: stdin)."""
         return self.with_source(path)
 
     def pushed(self, events: Iterable[Any]) -> PushedEvents:
