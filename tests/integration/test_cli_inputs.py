@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from cirrus_feed.cli.logs import TextFormatter
 from cirrus_feed.config import load_settings
 
 from .conftest import make_payload, payload_id
@@ -133,3 +135,14 @@ def test_a_missing_input_file_is_a_usage_error(config: Path, tmp_path: Path) -> 
     assert result.exit_code == 2
     assert "cannot read" in result.output
     assert not isinstance(result.exception, FileNotFoundError)
+
+
+def test_text_logs_keep_one_record_a_line() -> None:
+    record = logging.makeLogRecord(
+        {"levelname": "WARNING", "msg": "rejected: %s", "args": ("a\nerror: forged",)}
+    )
+    record.payload_id = "c/workflow-w/x\r\n"
+
+    assert TextFormatter().format(record) == (
+        "warning: rejected: a\\nerror: forged [c/workflow-w/x\\r\\n]"
+    )
