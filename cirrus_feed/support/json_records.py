@@ -35,6 +35,7 @@ from cirrus_feed.support.json_decode import (
 _CHUNK = 1024 * 1024  # bytes read at a time while skipping the rest of an oversize line
 _BOM = b"\xef\xbb\xbf"
 _INDENT = frozenset(b" \t\r\n")
+_OPENER_LINE = 64  # a line holding only a bracket is shorter than this
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,12 +133,12 @@ class _Reader:
             if isinstance(line, _Oversize):
                 yield self._oversize(where, number, line.head, line.size)
                 continue
-            stripped = line.strip()
-            if not stripped:
+            if not line or line.isspace():
                 continue
-            if stripped == b"[":
+            opener = line.strip() if len(line) < _OPENER_LINE else b""  # no copy of big lines
+            if opener == b"[":
                 yield from self._array(number)
-            elif stripped == b"{":
+            elif opener == b"{":
                 yield from self._document(number, line)
             else:
                 yield from self._decoded(where, number, line, expand=True)
