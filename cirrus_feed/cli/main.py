@@ -159,7 +159,7 @@ def _each_payload(path: str, emit: Any) -> int:
     bad = 0
     for body in payload_inputs(path, _limits()):
         if isinstance(body, Unreadable):
-            _note(f"invalid: {body.reason}", "ERROR")
+            _note(f"invalid: {body.reason}", "ERROR", payload_id=body.payload_id)
             bad += 1
         else:
             emit(body)
