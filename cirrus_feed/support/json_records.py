@@ -8,8 +8,9 @@ One reader for every file and stdin input. Framing, decided line by line from th
   a pretty-printed array whose elements are the records. The lines inside are indented (as
   ``json.dumps(indent=...)``, jq and most tools write them); the first line at column 0 ends
   the document: included when it starts with the closing bracket, else read again as a record
-  of its own. So a stray bracket, a truncated document or an unreadable element costs only
-  itself, never the records after it.
+  of its own. In an array, a line that starts a value at the indentation of its first element
+  starts an element, whatever the brackets before it say. So a stray bracket, a truncated
+  document or an element with broken brackets costs only itself, never the records after it.
 
 Each record is decoded on its own (`decode_record`), and what fails is a `Rejection` naming
 the input and the line, with the reason and an excerpt of at most ``excerpt_bytes`` raw bytes.
@@ -193,6 +194,7 @@ class _Reader:
         scanner = BracketScanner()
         scanner.depth = 1
         index = 0
+        indent: bytes | None = None  # of the first element: every element starts there
         while (numbered := self._next()) is not None:
             line_number, line = numbered
             if _at_column_zero(line):
@@ -201,6 +203,13 @@ class _Reader:
             if isinstance(line, _Oversize):  # its commas are gone: the element takes it all
                 element.add_oversize(line_number, line)
                 continue
+            indent = indent if indent is not None or line.isspace() else _indent_of(line)
+            if not element.blank and _starts_element(line, indent):
+                # An element begins where the last one has not ended (its brackets are
+                # broken, or no comma came): that one ends here, alone.
+                yield from self._element(element, index)
+                element, index = _Element(self.limits), index + 1
+                scanner.depth, scanner.in_string = 1, False
             start = 0
             for offset, byte in scanner.tokens(line):
                 if byte == 0x2C and scanner.depth == 1:  # a comma between elements
@@ -290,6 +299,23 @@ class _Element:
         if self.blank:
             self.blank, self.line = False, line_number
         self.raw.add(line)
+
+
+_VALUE_START = frozenset(b'{["-0123456789tfn')
+
+
+def _indent_of(line: bytes) -> bytes:
+    return line[: len(line) - len(line.lstrip(b" \t"))]
+
+
+def _starts_element(line: bytes, indent: bytes | None) -> bool:
+    """Whether ``line`` starts a value at the indentation of the array's elements."""
+    return (
+        indent is not None
+        and line.startswith(indent)
+        and len(line) > len(indent)
+        and line[len(indent)] in _VALUE_START
+    )
 
 
 def _excerpt(head: bytes) -> str:

@@ -198,3 +198,15 @@ def test_a_huge_line_is_read_in_bounded_memory() -> None:
     assert rejection.size == 64 * 1024 * 1024 + 9
     assert len(rejection.excerpt) == 1024
     assert peak < 8 * 1024 * 1024
+
+
+def test_an_element_with_broken_brackets_costs_only_itself() -> None:
+    good = [json.dumps({"n": n, "x": [n]}, indent=2).replace("\n", "\n  ") for n in range(3)]
+    broken = '{\n    "n": "broken",\n    "x": [[[\n  }'
+    data = "[\n  " + ",\n  ".join([good[0], broken, good[1], good[2]]) + "\n]\n"
+
+    items = read(data.encode())
+
+    assert values(items) == [{"n": 0, "x": [0]}, {"n": 1, "x": [1]}, {"n": 2, "x": [2]}]
+    [rejection] = rejections(items)
+    assert rejection.where == "in.ndjson:8[1]"
