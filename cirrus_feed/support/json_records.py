@@ -200,16 +200,18 @@ class _Reader:
             if _at_column_zero(line):
                 yield from self._array_end(number, element, index, numbered)
                 return
-            if isinstance(line, _Oversize):  # its commas are gone: the element takes it all
-                element.add_oversize(line_number, line)
-                continue
-            indent = indent if indent is not None or line.isspace() else _indent_of(line)
-            if not element.blank and _starts_element(line, indent):
+            text = line.head if isinstance(line, _Oversize) else line
+            indent = indent if indent is not None or text.isspace() else _indent_of(text)
+            if not element.blank and _starts_element(text, indent):
                 # An element begins where the last one has not ended (its brackets are
-                # broken, or no comma came): that one ends here, alone.
+                # broken, no comma came, or the comma was in a line over the cap): that
+                # one ends here, alone.
                 yield from self._element(element, index)
                 element, index = _Element(self.limits), index + 1
                 scanner.depth, scanner.in_string = 1, False
+            if isinstance(line, _Oversize):  # its commas are gone: the element takes it all
+                element.add_oversize(line_number, line)
+                continue
             start = 0
             for offset, byte in scanner.tokens(line):
                 if byte == 0x2C and scanner.depth == 1:  # a comma between elements

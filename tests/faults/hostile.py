@@ -174,6 +174,12 @@ class HostileInput:
     def data(self) -> bytes:
         return b"".join(line + b"\n" for line in self.lines)
 
+    @property
+    def as_array(self) -> bytes:
+        """The same records as the elements of a pretty-printed array, one a line (line
+        ``n + 1`` holds record ``n``)."""
+        return b"[\n  " + b",\n  ".join(self.lines) + b"\n]\n"
+
 
 def generate(seed: int, bad: int = 10_000, good: int = 500) -> HostileInput:
     """``bad`` bad records (every class, shuffled) and ``good`` good payloads, in a

@@ -160,3 +160,22 @@ def test_feed_input_records_every_bad_message_and_queues_every_good_one(
     records = invalid_records(config)
     assert len(records) == len(hostile.bad_lines)
     assert all(record["error"] for record in records)
+
+
+def test_payload_validate_reads_the_same_records_as_a_pretty_printed_array(
+    config: Path, tmp_path: Path, hostile: HostileInput
+) -> None:
+    """Inside an array too, every bad element costs only itself."""
+    path = tmp_path / "hostile.json"
+    path.write_bytes(hostile.as_array)
+
+    result = CliRunner().invoke(cli, ["--config", str(config), "payload", "validate", str(path)])
+
+    assert result.exit_code == 1
+    assert_no_traceback(result.stdout, result.stderr)
+    ok = result.stdout.splitlines()
+    assert sorted(line.removeprefix("ok ") for line in ok) == sorted(hostile.good_ids)
+    reported = [line for line in result.stderr.splitlines() if line.startswith("invalid: ")]
+    pattern = rf"invalid: {re.escape(str(path))}:(\d+)\[\d+\]: "
+    lines = [re.match(pattern, line) for line in reported]
+    assert sorted(int(m.group(1)) - 1 for m in lines if m) == sorted(hostile.bad_lines)
