@@ -42,9 +42,9 @@ def test_update_state_records_every_record_that_is_not_an_execution_event(
         arn, "never-started", "SUCCEEDED", input=json.dumps(payload), output=json.dumps(payload)
     )
     lines = [
-        json.dumps(event),
         json.dumps(make_payload("p1")),  # a payload, not an event
         json.dumps({"Event": "s3:TestEvent"}),
+        json.dumps(event),
         "{not json",
         json.dumps({"foo": 1}),
     ]
@@ -54,20 +54,22 @@ def test_update_state_records_every_record_that_is_not_an_execution_event(
 
     assert result.exit_code == 1
     results = [json.loads(line) for line in result.stdout.splitlines()]
+    # one result per record, numbered as in the file
     assert [(r["index"], r["outcome"]) for r in results] == [
-        (0, "stale"),
+        (0, "invalid"),
         (1, "invalid"),
-        (2, "invalid"),
+        (2, "stale"),
         (3, "invalid"),
         (4, "invalid"),
     ]
-    wheres = [r["reason"].split(": ")[0] for r in results[1:]]
-    assert wheres == [f"{path}:{n}" for n in (2, 3, 4, 5)]
-    assert "a payload record is not an execution event" in results[1]["reason"]
+    rejected = [r for r in results if r["outcome"] == "invalid"]
+    wheres = [r["reason"].split(": ")[0] for r in rejected]
+    assert wheres == [f"{path}:{n}" for n in (1, 2, 4, 5)]
+    assert "a payload record is not an execution event" in rejected[0]["reason"]
     kept = invalid_records(config)
     assert len(kept) == 4
     assert {k["stage"] for k in kept} == {"update-state"}
-    assert sorted(k["error"] for k in kept) == sorted(r["reason"] for r in results[1:])
+    assert sorted(k["error"] for k in kept) == sorted(r["reason"] for r in rejected)
 
 
 def test_enqueue_and_payload_id_read_a_pretty_printed_array(config: Path) -> None:
