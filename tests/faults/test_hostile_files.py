@@ -156,6 +156,7 @@ def test_feed_input_records_every_bad_message_and_queues_every_good_one(
     assert run["counts"]["invalid"] == len(hostile.bad_lines)
     assert run["counts"]["enqueued"] == len(hostile.good_ids)
     assert run["counts"]["failed"] == 0
+    assert run["counts"]["invalid"] + run["counts"]["enqueued"] == len(hostile.lines)
     assert sorted(queued_ids(app)) == sorted(hostile.good_ids)
     records = invalid_records(config)
     assert len(records) == len(hostile.bad_lines)
