@@ -23,6 +23,7 @@ from cirrus_feed.pipeline.enqueue import Enqueuer
 from cirrus_feed.pipeline.process import Processor
 from cirrus_feed.pipeline.update_state import StateUpdater
 from cirrus_feed.support.clock import SYSTEM_CLOCK, Clock
+from cirrus_feed.support.json_decode import DEFAULT_LIMITS, RecordLimits
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,15 @@ class App:
     def build_feeder(self, name: str, cls: type[Feeder[Any]], config: FeederConfig) -> Feeder[Any]:
         """A feeder of type ``cls`` wired like the configured ones (the `rerun` command
         builds its feeder from options)."""
-        return build_feeder(name, cls, config, self.backends, self.client_factory(), self.clock)
+        return build_feeder(
+            name,
+            cls,
+            config,
+            self.backends,
+            self.client_factory(),
+            self.clock,
+            input_limits=self.settings.inputs.limits(),
+        )
 
     def load_feeders(self, names: Collection[str] | None = None) -> dict[str, Feeder[Any]]:
         """The configured feeders ``names`` (None: all), building those the app was built
@@ -87,7 +96,9 @@ def build_app(
     )
     clients = clients or client_factory(settings)
     feeders = {
-        name: build_feeder(name, cls, config, backends, clients, clock)
+        name: build_feeder(
+            name, cls, config, backends, clients, clock, input_limits=settings.inputs.limits()
+        )
         for name, (cls, config) in configs.items()
     }
     return App(
@@ -110,11 +121,18 @@ def build_feeder(
     backends: Backends,
     clients: ClientFactory,
     clock: Clock,
+    *,
+    input_limits: RecordLimits = DEFAULT_LIMITS,
 ) -> Feeder[Any]:
     """The one place a feeder is constructed: its context is wired here."""
     seen = FeedStoreSeenCache(backends.feeds, name) if backends.feeds is not None else None
     context = FeederContext(
-        state=backends.state, store=backends.store, clients=clients, clock=clock, seen=seen
+        state=backends.state,
+        store=backends.store,
+        clients=clients,
+        clock=clock,
+        seen=seen,
+        input_limits=input_limits,
     )
     return cls(name, config, context)
 

@@ -31,6 +31,7 @@ from pydantic import (
 from cirrus_feed.backends.local.workflows import Workflow
 from cirrus_feed.errors import ConfigError
 from cirrus_feed.support.durations import IntSeconds
+from cirrus_feed.support.json_decode import MIB, RecordLimits
 
 DEFAULT_CONFIG = Path("config/local.yaml")
 
@@ -112,6 +113,18 @@ class ProcessSettings(_Strict):
     visibility_timeout: int = Field(180, ge=3, le=43200)
 
 
+class InputSettings(_Strict):
+    """Files and stdin read by ``enqueue``, ``payload``, ``update-state`` and ``feed --input``
+    (`cirrus_feed.support.json_records`): a record over ``max_record_bytes`` or nested deeper
+    than ``max_depth`` is rejected with its line, not decoded."""
+
+    max_record_bytes: int = Field(10 * MIB, gt=0)
+    max_depth: int = Field(64, ge=1, le=512)
+
+    def limits(self) -> RecordLimits:
+        return RecordLimits(max_bytes=self.max_record_bytes, max_depth=self.max_depth)
+
+
 class SnsEndpointSettings(_Strict):
     """``serve --http``: the SNS topics allowed to deliver (required there).
 
@@ -181,6 +194,7 @@ class Settings(_Strict):
     sns_endpoint: SnsEndpointSettings = SnsEndpointSettings()
     http: HttpSettings = HttpSettings()
     metrics: MetricsSettings = MetricsSettings()
+    inputs: InputSettings = InputSettings()
     # The events feeder that Lambda events and `serve --http` deliveries go to (needed only
     # when several are configured).
     events_feeder: str | None = None

@@ -233,6 +233,9 @@ class DeadLetterQueue(Protocol):
     released. Locally a lease is not exclusive: run one replay at a time.
     """
 
+    # True where looking is receiving (SQS): a page that refreshes must not peek then.
+    reads_are_receives: bool
+
     def peek(self, limit: int | None = None) -> list[DeadLetter]:
         """Up to ``limit`` letters (all when None), oldest first; removes nothing."""
         ...

@@ -25,6 +25,18 @@ from collections.abc import Iterable, Mapping
 
 from cirrus_feed.errors import LimitExceededError, PayloadTooLargeError
 
+# Key limits live with the payload rules that enforce them at validation (the model may not
+# import this module); re-exported here, where every adapter looks for its limits.
+from cirrus_feed.model.storable import (
+    DYNAMODB_MAX_PARTITION_KEY_BYTES as DYNAMODB_MAX_PARTITION_KEY_BYTES,
+)
+from cirrus_feed.model.storable import (
+    DYNAMODB_MAX_SORT_KEY_BYTES as DYNAMODB_MAX_SORT_KEY_BYTES,
+)
+from cirrus_feed.model.storable import (
+    S3_MAX_KEY_BYTES as S3_MAX_KEY_BYTES,
+)
+
 KIB = 1024
 
 SQS_MAX_MESSAGE_BYTES = 256 * KIB
@@ -46,8 +58,6 @@ SNS_MAX_BATCH_ENTRIES = 10
 
 DYNAMODB_MAX_BATCH_GET_KEYS = 100
 """Keys of one ``BatchGetItem``."""
-DYNAMODB_MAX_PARTITION_KEY_BYTES = 2048
-DYNAMODB_MAX_SORT_KEY_BYTES = 1024
 
 LOGS_MAX_BATCH_EVENTS = 10_000
 """Events of one ``PutLogEvents``."""
@@ -60,8 +70,6 @@ SFN_MAX_EXECUTION_NAME_LENGTH = 80
 SFN_MAX_INPUT_BYTES = 256 * KIB
 """Bytes of a Step Functions execution input (its JSON text)."""
 
-S3_MAX_KEY_BYTES = 1024
-"""Bytes of an S3 object key (root prefix included)."""
 
 # StartExecution's forbidden characters: white space, brackets, wildcards, specials and
 # control characters (U+0000-001F, U+007F-009F).

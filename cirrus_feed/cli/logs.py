@@ -8,6 +8,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from cirrus_feed.model.storable import escape_unsafe
+
 # Attributes every LogRecord has; anything else came in through ``extra=``.
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
@@ -32,6 +34,7 @@ class TextFormatter(logging.Formatter):
         payload_id = getattr(record, "payload_id", None)
         if payload_id:
             text += f" [{payload_id}]"
+        text = escape_unsafe(text)  # one record, one line: input cannot forge log lines
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
         return text

@@ -9,25 +9,25 @@ import json
 import signal
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import click
 
 from cirrus_feed.app import App, build_app
 from cirrus_feed.backends.base import StateQuery
-from cirrus_feed.cli.inputs import read_documents
+from cirrus_feed.cli.inputs import execution_inputs, payload_inputs
 from cirrus_feed.cli.logs import setup_logging
 from cirrus_feed.cli.views import record_view
 from cirrus_feed.config import Settings, load_settings
-from cirrus_feed.errors import CirrusFeedError, ConfigError, PayloadValidationError
-from cirrus_feed.model.envelopes import normalize
-from cirrus_feed.model.payload import ProcessPayload
+from cirrus_feed.errors import CirrusFeedError, ConfigError
 from cirrus_feed.model.reports import StageReport
 from cirrus_feed.model.states import State
+from cirrus_feed.model.storable import escape_unsafe
 from cirrus_feed.pipeline.enqueue import Unreadable
+from cirrus_feed.pipeline.execution_events import apply_execution_events
 from cirrus_feed.support.durations import parse_duration
+from cirrus_feed.support.json_decode import RecordLimits
 
 
 class Context:
@@ -100,30 +100,7 @@ def _note(message: str, level: str = "INFO", **fields: Any) -> None:
         line = {"level": level, "logger": __name__, "message": message, **fields}
         click.echo(json.dumps(line), err=True)
     else:
-        click.echo(message, err=True)
-
-
-def _open(path: str) -> IO[str]:
-    return sys.stdin if path == "-" else Path(path).open()
-
-
-def _payload_bodies(path: str) -> Iterator[Any]:
-    """Every payload body in a file: plain payloads, NDJSON, or any supported envelope (SQS,
-    SNS, SNS-in-SQS, ...). What cannot be read comes back as `Unreadable` with the reason."""
-    with _open(path) as stream:
-        for document in read_documents(stream, path):
-            where = f"{path}:{document.line}"
-            if document.error:
-                yield Unreadable(document.text, document.error)
-                continue
-            for envelope in normalize(document.value):
-                if envelope.kind == "payload":
-                    yield envelope.body
-                elif envelope.kind == "error":
-                    yield Unreadable(envelope.raw, f"{where}: {envelope.error}")
-                elif envelope.kind != "ignored":
-                    reason = f"{where}: a {envelope.kind} record is not a process payload"
-                    yield Unreadable(envelope.raw, reason)
+        click.echo(escape_unsafe(message), err=True)
 
 
 def _report(report: StageReport, as_json: bool) -> None:
@@ -146,7 +123,8 @@ def _report(report: StageReport, as_json: bool) -> None:
             )
         else:
             line = f"{result.outcome.value:<9} {result.payload_id or '-'}"
-            click.echo(line + (f"  ({result.reason})" if result.reason else ""))
+            line += f"  ({result.reason})" if result.reason else ""
+            click.echo(escape_unsafe(line))  # one result, one line, whatever the input held
     summary = ", ".join(f"{n} {k}" for k, n in sorted(report.counts.items())) or "nothing"
     _note(summary, counts=report.counts)
     if not report.ok:
@@ -179,17 +157,18 @@ def payload_validate(path: str) -> None:
 
 def _each_payload(path: str, emit: Any) -> int:
     bad = 0
-    for body in _payload_bodies(path):
+    for body in payload_inputs(path, _limits()):
         if isinstance(body, Unreadable):
-            _note(body.reason, "ERROR")
+            _note(f"invalid: {body.reason}", "ERROR", payload_id=body.payload_id)
             bad += 1
-            continue
-        try:
-            emit(ProcessPayload.from_dict(body))
-        except PayloadValidationError as exc:
-            _note(f"invalid: {exc}", "ERROR", payload_id=exc.payload_id, field=exc.field)
-            bad += 1
+        else:
+            emit(body)
     return bad
+
+
+def _limits() -> RecordLimits:
+    context = click.get_current_context().find_object(Context)
+    return context.settings.inputs.limits() if context is not None else RecordLimits()
 
 
 # -- pipeline ---------------------------------------------------------------------------------
@@ -201,7 +180,7 @@ def _each_payload(path: str, emit: Any) -> int:
 @pass_context
 def enqueue(ctx: Context, path: str, as_json: bool) -> None:
     """Validate and put payloads (file, NDJSON or envelopes) on the process queue."""
-    _report(ctx.app.enqueuer.enqueue(_payload_bodies(path)), as_json)
+    _report(ctx.app.enqueuer.enqueue(payload_inputs(path, _limits())), as_json)
 
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -242,13 +221,12 @@ def _summary_text(summary: dict[str, dict[str, int]]) -> str:
 @pass_context
 def update_state(ctx: Context, path: str, as_json: bool) -> None:
     """Apply Step Functions status-change events (EventBridge JSON, NDJSON) to the state DB."""
-    outcomes = []
-    with _open(path) as stream:
-        for document in read_documents(stream, path):
-            if document.error:
-                raise click.BadParameter(document.error, param_hint="PATH")
-            outcomes += [e.body for e in normalize(document.value) if e.kind == "execution"]
-    _report(ctx.app.updater.update(outcomes), as_json)
+    envelopes = list(execution_inputs(path, _limits()))
+    app = ctx.app
+    _report(
+        apply_execution_events(app.updater, app.backends.store, envelopes, clock=app.clock),
+        as_json,
+    )
 
 
 # -- state ------------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from cirrus_feed.backends.base import StatePage, StateQuery, StateRecord
 from cirrus_feed.feeding.schedules import Schedule
 from cirrus_feed.model.payload import ProcessDefinition, ProcessPayload
 from cirrus_feed.support.clock import SYSTEM_CLOCK, Clock
+from cirrus_feed.support.json_decode import DEFAULT_LIMITS, RecordLimits
 
 # The runner dedupes and sends payloads in batches of at most this many (fewer with
 # ``max_in_flight``). A feeder that wants nothing enqueued without its cursor saved right
@@ -220,6 +221,8 @@ class FeederContext:
     clients: ClientFactory
     clock: Clock = SYSTEM_CLOCK
     seen: SeenCache | None = None  # None: this backend keeps no feed records
+    # what a record of a file source may be (`cirrus_feed.support.json_records`)
+    input_limits: RecordLimits = DEFAULT_LIMITS
 
 
 @runtime_checkable

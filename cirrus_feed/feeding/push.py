@@ -44,7 +44,9 @@ class PushTarget(Protocol):
         ...
 
     def from_file(self, path: str | Path) -> Feeder[Any]:
-        """A copy of this feeder reading NDJSON messages from ``path`` (``-``: stdin)."""
+        """A copy of this feeder reading messages from ``path`` (``-``: stdin): NDJSON,
+        documents or arrays, read by `cirrus_feed.support.json_records` with the limits of
+        ``FeederContext.input_limits``."""
         ...
 
 

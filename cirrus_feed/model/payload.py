@@ -2,10 +2,14 @@
 
 Behaviour follows cirrus-geo v2 (reference/cirrus-core-spec.md §1): the same checks in the
 same order with the same wording, raised as `PayloadValidationError` naming the payload and
-the field. Deliberate changes, each checked after the Cirrus rules it refines: an explicit
-`id` whose workflow segment differs from `process[0].workflow` is rejected instead of
-silently trusted (spec quirk Q6); a workflow name with a ``/`` and a feature id that is not a
-string are rejected by name (Cirrus builds an id it cannot parse back, or fails sorting).
+the field. After them, what every backend needs to store the payload
+(`cirrus_feed.model.storable`): ids and their parts without control characters or
+surrogates, within the DynamoDB key, S3 key and local file name limits.
+
+Deliberate changes, each checked after the Cirrus rules it refines: an explicit `id` whose
+workflow segment differs from `process[0].workflow` is rejected instead of silently trusted
+(spec quirk Q6); a workflow name with a ``/`` and a feature id that is not a string are
+rejected by name (Cirrus builds an id it cannot parse back, or fails sorting).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any, NamedTuple
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 from cirrus_feed.errors import PayloadValidationError
+from cirrus_feed.model import storable
 
 PAYLOAD_ID_REGEX = re.compile(r"(?P<collections>.+)/workflow-(?P<workflow>[^/]+)/(?P<itemids>.+)")
 
@@ -118,8 +123,21 @@ class ProcessPayload(BaseModel):
 
 def _fail(payload_id: Any, field: str, message: str) -> PayloadValidationError:
     return PayloadValidationError(
-        message, payload_id=payload_id if isinstance(payload_id, str) else None, field=field
+        storable.escape_unsafe(message), payload_id=_shown(payload_id), field=field
     )
+
+
+def _shown(payload_id: Any) -> str | None:
+    """The id as errors name it: unchanged when it is storable, else escaped and cut short,
+    so a hostile id cannot forge lines in output and logs or flood them."""
+    if not isinstance(payload_id, str):
+        return None
+    if (
+        storable.unsafe_character(payload_id) is None
+        and storable.utf8_size(payload_id) <= storable.MAX_PAYLOAD_ID_BYTES
+    ):
+        return payload_id
+    return storable.display(payload_id)
 
 
 def _process_definition(data: Mapping[str, Any], payload_id: Any) -> dict[str, Any]:
@@ -237,7 +255,7 @@ def validate(data: Mapping[str, Any], payload_id: Any) -> None:
             payload_id,
             "id",
             "Payload 'id' field must match "
-            f"'${{COLLECTIONS}}/workflow-${{WORKFLOW_NAME}}/${{ITEMIDS}}: {payload_id}",
+            f"'${{COLLECTIONS}}/workflow-${{WORKFLOW_NAME}}/${{ITEMIDS}}: {_shown(payload_id)}",
         )
     id_workflow = payload_id_to_key(payload_id).workflow
     if id_workflow != str(process[0]["workflow"]):
@@ -247,6 +265,14 @@ def validate(data: Mapping[str, Any], payload_id: Any) -> None:
             f"workflow '{process[0]['workflow']}' does not match the id's workflow '{id_workflow}'",
         )
     _check_feature_ids(data.get("features") or [], payload_id)
+    _check_storable(data, payload_id)
+
+
+def _check_storable(data: Mapping[str, Any], payload_id: str) -> None:
+    key = payload_id_to_key(payload_id)
+    problem = storable.payload_problem(data, payload_id, key.collections_workflow, key.itemids)
+    if problem is not None:
+        raise _fail(payload_id, *problem)
 
 
 def _check_workflow_name(workflow: Any, payload_id: Any) -> None:

@@ -28,6 +28,7 @@ class Unreadable:
 
     raw: Any
     reason: str
+    payload_id: str | None = None  # the id it claims, when it is a payload that failed validation
 
 
 Enqueueable = Mapping[str, Any] | ProcessPayload | Unreadable
@@ -70,7 +71,7 @@ class Enqueuer:
         pending: list[tuple[int, str, str, str | None]] = []  # index, id, body, offload url
         for index, item in chunk:
             if isinstance(item, Unreadable):
-                report.add(self._invalid(index, item.raw, item.reason, None))
+                report.add(self._invalid(index, item.raw, item.reason, item.payload_id))
                 continue
             try:
                 payload = (

@@ -8,6 +8,7 @@ per-record outcomes.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from cirrus_feed.backends.base import PayloadStore
 from cirrus_feed.model.envelopes import Envelope
@@ -25,10 +26,12 @@ def apply_execution_events(
     clock: Clock = SYSTEM_CLOCK,
 ) -> StageReport:
     """Apply every execution envelope; record the others invalid. One result per envelope."""
-    executions = [e for e in envelopes if e.kind == "execution"]
+    positions = [i for i, e in enumerate(envelopes) if e.kind == "execution"]
+    executions = [envelopes[i] for i in positions]
     report = StageReport()
     updated = updater.update([e.body for e in executions], [e.message_id for e in executions])
-    report.results.extend(updated.results)
+    # the updater numbers its results among the executions: number them among all envelopes
+    report.results.extend(replace(r, index=positions[r.index]) for r in updated.results)
     for index, envelope in enumerate(envelopes):
         if envelope.kind != "execution":
             reason = envelope.error or f"a {envelope.kind} record is not an execution event"
@@ -38,4 +41,5 @@ def apply_execution_events(
                     index, Outcome.INVALID, message_id=envelope.message_id, reason=reason, url=url
                 )
             )
+    report.results.sort(key=lambda r: r.index)
     return report

@@ -18,23 +18,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from http import HTTPStatus
-from typing import Any
 
-from cirrus_feed.backends.base import FeedRun, PayloadQueue, QueueDepth, StateQuery
+from cirrus_feed.backends.base import (
+    DeadLetter,
+    FeedRun,
+    InvalidRecord,
+    PayloadQueue,
+    QueueDepth,
+    StateQuery,
+)
 from cirrus_feed.errors import CirrusFeedError, ConfigError, PayloadNotFoundError
-from cirrus_feed.model import layout
 from cirrus_feed.model.states import parse_state
 from cirrus_feed.service.health import Readiness, backend_probes, health_response
 from cirrus_feed.service.http_server import HttpLimits, HttpServer, Request, Response
 from cirrus_feed.service.metrics import CONTENT_TYPE
 from cirrus_feed.service.scheduler import Service
 from cirrus_feed.service.sns_endpoint import SnsEndpoint, parse_http_address
-from cirrus_feed.service.status_page import (
-    DeadLetterSource,
-    RejectedSource,
-    render_payloads,
-    render_status,
-)
+from cirrus_feed.service.status_page import render_payloads, render_status
 
 HTML = "text/html; charset=utf-8"
 PAGE_SIZE = 100
@@ -114,8 +114,7 @@ class ServiceHttp:
         queues: dict[str, QueueDepth | str] = {"process": _depth(app.backends.queue)}
         if app.update_queue is not None:
             queues["update-state"] = _depth(app.update_queue)
-        queue = app.backends.queue
-        letters = queue.dead_letters() if isinstance(queue, DeadLetterSource) else []
+        letters = self.dead_letters()
         page = render_status(
             backend=app.settings.backend,
             feeders=self.feeders(),
@@ -146,19 +145,18 @@ class ServiceHttp:
             return Response(HTTPStatus.BAD_REQUEST, f"next: {exc}")
         return Response(HTTPStatus.OK, render_payloads(page, query), HTML)
 
-    def rejected(self, limit: int = 20) -> list[dict[str, Any]]:
-        """The newest documents of the invalid store, where the store can list them."""
-        store = self.service.app.backends.store
-        if not isinstance(store, RejectedSource):
+    def dead_letters(self, limit: int = 50) -> list[DeadLetter]:
+        """The oldest dead letters, where looking is free (local); SQS gives only a count,
+        since each look there is a receive that counts toward its retention."""
+        letters = self.service.app.backends.dead_letters
+        if letters is None or letters.reads_are_receives:
             return []
-        documents = []
-        for key in store.list_keys(layout.INVALID_PREFIX, limit=limit):
-            try:
-                document = store.get_json(store.url_for(key))
-            except CirrusFeedError as exc:  # removed meanwhile, or not JSON after all
-                document = {"error": f"cannot read {key}: {exc}"}
-            documents.append(document if isinstance(document, dict) else {"record": document})
-        return documents
+        return letters.peek(limit)
+
+    def rejected(self, limit: int = 20) -> list[InvalidRecord]:
+        """The newest records of the invalid store."""
+        invalid = self.service.app.backends.invalid
+        return invalid.recent(limit) if invalid is not None else []
 
     def feeders(self) -> list[FeederStatus]:
         app, service = self.service.app, self.service

@@ -12,10 +12,10 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from html import escape
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
-from cirrus_feed.backends.base import FeedRun, QueueDepth, StatePage
+from cirrus_feed.backends.base import DeadLetter, FeedRun, InvalidRecord, QueueDepth, StatePage
 from cirrus_feed.model.states import State
 from cirrus_feed.service.state_summary import StateSummary
 from cirrus_feed.service.svg_chart import stacked_bars
@@ -32,20 +32,6 @@ td.n{text-align:right;font-variant-numeric:tabular-nums}
 .failed,.FAILED{color:#c62828}.succeeded,.SUCCEEDED{color:#2e7d32}
 code{font-size:.85em;word-break:break-all}.note{color:#666}
 """
-
-
-@runtime_checkable
-class DeadLetterSource(Protocol):
-    """A queue that can list its dead letters (the local one); SQS tells only their count."""
-
-    def dead_letters(self) -> list[tuple[str, str]]: ...
-
-
-@runtime_checkable
-class RejectedSource(Protocol):
-    """A payload store that can list its invalid area, newest first (the local one)."""
-
-    def list_keys(self, prefix: str, *, limit: int = 100) -> list[str]: ...
 
 
 class FeederRow(Protocol):
@@ -102,11 +88,11 @@ def render_status(
     feeders: Sequence[FeederRow],
     summary: StateSummary,
     queues: Mapping[str, QueueDepth | str],
-    dead_letters: Sequence[tuple[str, str]],
-    rejected: Sequence[Mapping[str, Any]] = (),
+    dead_letters: Sequence[DeadLetter],
+    rejected: Sequence[InvalidRecord] = (),
 ) -> str:
     """The whole status page; a queue whose depth could not be read maps to the error text.
-    ``rejected`` are documents of the invalid store (`pipeline.invalid`), newest first."""
+    ``rejected`` are records of the invalid store (`pipeline.invalid`), newest first."""
     taken = summary.taken_at.isoformat(timespec="seconds") if summary.taken_at else ""
     scan = f"{summary.scanned} state records scanned at {taken}"
     if summary.truncated:
@@ -217,17 +203,17 @@ def _queues(queues: Mapping[str, QueueDepth | str]) -> str:
     return _table("queues", ["queue", "visible", "in flight", "oldest", "dead letters"], rows)
 
 
-def _dead_letters(letters: Sequence[tuple[str, str]]) -> str:
+def _dead_letters(letters: Sequence[DeadLetter]) -> str:
     if not letters:
         return "<p>No dead letters listed.</p>"
     rows = [
-        f"<tr><td>{_e(reason)}</td><td><code>{_e(body[:EXCERPT])}</code></td></tr>"
-        for body, reason in letters[-50:]
+        f"<tr><td>{_e(letter.reason)}</td><td><code>{_e(letter.body[:EXCERPT])}</code></td></tr>"
+        for letter in letters
     ]
     return _table("dead-letters", ["reason", "body (excerpt)"], rows)
 
 
-def _rejected(summary: StateSummary, rejected: Sequence[Mapping[str, Any]]) -> str:
+def _rejected(summary: StateSummary, rejected: Sequence[InvalidRecord]) -> str:
     invalid = summary.total(State.INVALID)
     link = f'<a href="{_e(payloads_link(state="INVALID"))}">{invalid} INVALID payloads</a>'
     note = (
@@ -236,10 +222,10 @@ def _rejected(summary: StateSummary, rejected: Sequence[Mapping[str, Any]]) -> s
         "each feeder's last run counts them (invalid column above).</p>"
     )
     rows = [
-        f"<tr class=rejected><td>{_when(doc.get('rejected_at'))}</td><td>{_e(doc.get('stage'))}"
-        f"</td><td><code>{_e(str(doc.get('error'))[:EXCERPT])}</code></td>"
-        f"<td><code>{_e(json.dumps(doc.get('record'))[:EXCERPT])}</code></td></tr>"
-        for doc in rejected
+        f"<tr class=rejected><td>{_when(r.rejected_at)}</td><td>{_e(r.stage)}"
+        f"</td><td><code>{_e(str(r.reason)[:EXCERPT])}</code></td>"
+        f"<td><code>{_e(json.dumps(r.record)[:EXCERPT])}</code></td></tr>"
+        for r in rejected
     ]
     if not rows:
         return note

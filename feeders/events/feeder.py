@@ -179,13 +179,17 @@ class EventsFeeder(Feeder[EventsConfig]):
     def with_source(self, source: MessageSource | str | Path) -> EventsFeeder:
         """A copy reading ``source`` (a `MessageSource`, or an NDJSON path / ``-``)."""
         feeder = copy.copy(self)
-        feeder._source = FileMessageSource(source) if isinstance(source, str | Path) else source
+        feeder._source = (
+            FileMessageSource(source, limits=self.context.input_limits)
+            if isinstance(source, str | Path)
+            else source
+        )
         feeder.filtered = feeder.duplicates = 0
         feeder._remembered = {}
         return feeder
 
     def from_file(self, path: str | Path) -> EventsFeeder:
-        """`PushTarget`: a copy reading NDJSON messages from ``path`` (``-``: stdin)."""
+        """`PushTarget`: a copy reading messages from ``path`` (``-``: stdin)."""
         return self.with_source(path)
 
     def pushed(self, events: Iterable[Any]) -> PushedEvents:
@@ -200,7 +204,7 @@ class EventsFeeder(Feeder[EventsConfig]):
         if settings is None:
             raise ConfigError(f"feeder '{self.instance}': no 'source' (give it messages)")
         if settings.file is not None:
-            return FileMessageSource(settings.file)
+            return FileMessageSource(settings.file, limits=self.context.input_limits)
         assert settings.sqs is not None  # one of the two, by validation
         client = self.context.clients(
             "sqs", region=settings.sqs.region_name(), endpoint_url=settings.sqs.endpoint_url

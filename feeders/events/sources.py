@@ -12,15 +12,14 @@ ones (a run limit was reached) are made visible again at once.
   background thread extends its visibility every half ``visibility_timeout``, so a slow
   batch is never delivered twice; a crash or a stop before ``settle`` loses nothing: the
   messages reappear when their visibility runs out.
-* `FileMessageSource`: NDJSON, one event per line (``-`` is stdin), for replaying real
-  message shapes on the local backend.
+* `FileMessageSource`: NDJSON, documents or arrays of events (``-`` is stdin), for
+  replaying real message shapes on the local backend.
 * `ListMessageSource`: events given by a caller (a Lambda handler, the SNS endpoint); it
   records which tags failed (``failed``), for ``batchItemFailures``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import threading
@@ -36,6 +35,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from cirrus_feed.errors import SourceUnavailableError
 from cirrus_feed.support.aws_errors import translate
 from cirrus_feed.support.batching import chunks
+from cirrus_feed.support.json_decode import DEFAULT_LIMITS, RecordLimits
+from cirrus_feed.support.json_records import Rejection, read_records
 
 log = logging.getLogger(__name__)
 
@@ -161,34 +162,43 @@ def _record_tag(record: Mapping[str, Any], default: str) -> str:
 
 
 class FileMessageSource(_Recording):
-    """NDJSON events, one a line (blank lines skipped); ``"-"`` reads stdin. Tags are
-    ``<file>:<line>`` (Lambda-style batches are split as by `messages_of`); a line that is
-    not JSON becomes a message with an ``error``."""
+    """Events read by `cirrus_feed.support.json_records` (NDJSON, pretty-printed documents,
+    arrays: the shapes ``payload id`` reads); ``"-"`` reads stdin. Tags are ``<file>:<line>``
+    (``[index]`` for an element of an array; Lambda-style batches are split as by
+    `messages_of`); a record that cannot be read becomes a message with an ``error``, its
+    event what the invalid store keeps of it (an excerpt, the line and the size)."""
 
     def __init__(
-        self, path: str | Path, *, batch_size: int = SQS_BATCH, stdin: IO[str] | None = None
+        self,
+        path: str | Path,
+        *,
+        batch_size: int = SQS_BATCH,
+        stdin: IO[bytes] | None = None,
+        limits: RecordLimits = DEFAULT_LIMITS,
     ) -> None:
         super().__init__()
         self.path = str(path)
         self._batch_size = batch_size
         self._stdin = stdin
+        self._limits = limits
 
     def batches(self, budget: Budget | None = None) -> Iterator[MessageBatch]:
         if self.path == "-":
-            yield from self._read(self._stdin or sys.stdin, "stdin")
+            yield from self._read(self._stdin or sys.stdin.buffer, "stdin")
             return
         try:
-            with Path(self.path).open(encoding="utf-8") as lines:
-                yield from self._read(lines, self.path)
+            with Path(self.path).open("rb") as stream:
+                yield from self._read(stream, self.path)
         except OSError as exc:
             raise SourceUnavailableError(f"message file {self.path!r}: {exc}") from exc
 
-    def _read(self, lines: IO[str], name: str) -> Iterator[MessageBatch]:
+    def _read(self, stream: IO[bytes], name: str) -> Iterator[MessageBatch]:
         batch: list[Message] = []
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            batch.extend(_line_messages(line, f"{name}:{number}"))
+        for item in read_records(stream, name, self._limits):
+            if isinstance(item, Rejection):
+                batch.append(Message(item.raw(), item.where, error=item.message))
+            else:
+                batch.extend(messages_of(item.value, item.where))
             if len(batch) >= self._batch_size:
                 yield _RecordedBatch(batch, self)
                 batch = []
@@ -197,14 +207,6 @@ class FileMessageSource(_Recording):
 
     def close(self) -> None:
         """Nothing to release (the file is closed when reading ends)."""
-
-
-def _line_messages(line: str, tag: str) -> list[Message]:
-    try:
-        event = json.loads(line)
-    except ValueError as exc:
-        return [Message(line.rstrip("\n"), tag, error=f"{tag}: not JSON: {exc}")]
-    return messages_of(event, tag)
 
 
 # -- SQS ------------------------------------------------------------------------------------

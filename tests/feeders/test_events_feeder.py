@@ -142,7 +142,8 @@ def test_events_file_source_through_the_runner(tmp_path: Path) -> None:
 
 def test_events_stdin_source_and_with_source(tmp_path: Path) -> None:
     sns_event = load("sentinel2_l2a_sns")
-    stdin = io.StringIO(f"{json.dumps(sns_event['Records'][0]['Sns'])}\n{json.dumps(sns_event)}\n")
+    lines = f"{json.dumps(sns_event['Records'][0]['Sns'])}\n{json.dumps(sns_event)}\n"
+    stdin = io.BytesIO(lines.encode())
     feeder = EventsFeeder("s2", events_config(), feeder_context())
     with pytest.raises(ConfigError, match="no 'source'"):
         list(feeder.feed(FeedRequest()))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cirrus_feed.backends.base import FeedRun, QueueDepth, StateQuery
+from cirrus_feed.backends.base import DeadLetter, FeedRun, InvalidRecord, QueueDepth, StateQuery
 from cirrus_feed.backends.local.sqlite_state import SqliteStateStore
 from cirrus_feed.model.states import State
 from cirrus_feed.service.http_app import FeederStatus
@@ -126,7 +126,8 @@ def test_status_page_escapes_every_value(store: SqliteStateStore, clock: FakeClo
         feeders=feeders,
         summary=summary,
         queues={evil: QueueDepth(1, 0), "down": evil},
-        dead_letters=[(evil, evil)],
+        dead_letters=[DeadLetter(evil, evil, 1, evil)],
+        rejected=[InvalidRecord(evil, evil, {"id": evil}, reason=evil, stage=evil)],
     )
     listing = render_payloads(store.query(StateQuery()), {"state": evil})
 

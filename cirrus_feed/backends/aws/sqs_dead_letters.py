@@ -30,6 +30,8 @@ WAIT_SECONDS = 1  # long polling: a short poll may answer empty while messages r
 class SqsDeadLetterQueue:
     """Dead letters of ``source_queue_url`` (via its redrive policy) or at ``queue_url``."""
 
+    reads_are_receives = True
+
     def __init__(
         self,
         *,

@@ -36,6 +36,8 @@ def _letter(row: sqlite3.Row) -> DeadLetter:
 class SqliteDeadLetterQueue:
     """The dead letters of queue ``name`` in the SQLite file at ``path``."""
 
+    reads_are_receives = False
+
     def __init__(self, path: Path, *, name: str = "process") -> None:
         self.name = name
         self._db = SqliteDatabase(path, SCHEMA)
