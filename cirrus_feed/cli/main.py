@@ -368,4 +368,4 @@ def demo(ctx: Context, root: Path | None) -> None:
 
 
 # Subcommands that live in their own modules; importing them registers them on `cli`.
-from cirrus_feed.cli import feeds, rerun, serve  # noqa: E402, F401
+from cirrus_feed.cli import deploy, feeds, rerun, serve  # noqa: E402, F401
