@@ -29,7 +29,12 @@ EXECUTIONS = {
     "Fn::Join": [
         "",
         [
-            {"Fn::Join": [":execution:", {"Fn::Split": [":stateMachine:", {"Ref": "BaseWorkflowArn"}]}]},
+            {
+                "Fn::Join": [
+                    ":execution:",
+                    {"Fn::Split": [":stateMachine:", {"Ref": "BaseWorkflowArn"}]},
+                ]
+            },
             "*",
         ],
     ]

@@ -96,9 +96,7 @@ PARAMETERS: dict[str, Json] = {
 CONDITIONS: dict[str, Json] = {
     "ReplaceStages": {"Fn::Equals": [{"Ref": "ReplaceCirrusStages"}, "true"]},
     "HasPublishTopic": {"Fn::Not": [{"Fn::Equals": [{"Ref": "PublishTopicArn"}, ""]}]},
-    "HasWorkflowEventTopic": {
-        "Fn::Not": [{"Fn::Equals": [{"Ref": "WorkflowEventTopicArn"}, ""]}]
-    },
+    "HasWorkflowEventTopic": {"Fn::Not": [{"Fn::Equals": [{"Ref": "WorkflowEventTopicArn"}, ""]}]},
     "HasWorkflowLogGroup": {"Fn::Not": [{"Fn::Equals": [{"Ref": "WorkflowLogGroup"}, ""]}]},
     "HasEventSources": {
         "Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", {"Ref": "EventSourceArns"}]}, ""]}]
@@ -119,7 +117,10 @@ def render_template(settings: Settings, registry: FeederRegistry | None = None) 
         "FeedTable": _feed_table(),
         "FeederConfig": _config_parameter(settings),
     }
-    scheduled, pushed, unscheduled, ids = [], [], [], {}
+    scheduled: list[str] = []
+    pushed: list[str] = []
+    unscheduled: list[str] = []
+    ids: dict[str, str] = {}  # logical id → feeder name
     for name, (cls, config) in sorted(configs.items()):
         logical = _logical_id(name)
         if logical in ids:
