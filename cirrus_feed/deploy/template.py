@@ -142,6 +142,9 @@ def render_template(settings: Settings, registry: FeederRegistry | None = None) 
     if scheduled:
         out["SchedulerRole"] = _scheduler_role(_function_ids(out))
     out |= stage_resources(settings.aws.allowed_buckets)
+    # cfn-lint warns of unused parameters and conditions: leave out what no feeder needs.
+    unused = set() if scheduled else {"FeederTimeout"}
+    unused |= set() if pushed else {"EventSourceArns", "HasEventSources"}
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": "cirrus-feed feeders next to a Cirrus deployment (docs/deploy-aws.md)",
@@ -152,8 +155,8 @@ def render_template(settings: Settings, registry: FeederRegistry | None = None) 
                 "not deployed (no schedule)": unscheduled,
             }
         },
-        "Parameters": PARAMETERS,
-        "Conditions": CONDITIONS,
+        "Parameters": {k: v for k, v in PARAMETERS.items() if k not in unused},
+        "Conditions": {k: v for k, v in CONDITIONS.items() if k not in unused},
         "Resources": out,
         "Outputs": _outputs(pushed, ids),
     }
