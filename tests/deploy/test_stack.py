@@ -76,6 +76,7 @@ def stac_items() -> list[dict[str, Any]]:
 
 @pytest.fixture
 def stack(
+    request: pytest.FixtureRequest,
     cirrus: AwsHarness,
     make_aws_client: Callable[[str], Any],
     aws_endpoint: str,
@@ -84,6 +85,7 @@ def stack(
     stac_items: list[dict[str, Any]],
     tmp_path: Path,
 ) -> Stack:
+    """The stack; replacing Cirrus's stages unless the test parametrizes it with "false"."""
     config = tmp_path / "feeders.yaml"
     config.write_text(yaml.safe_dump(feeder_config(serve_items(stac_items))))
     template = render_template(load_settings(config, env={}))
@@ -112,7 +114,7 @@ def stack(
         "WorkflowLogGroup": cirrus.log_group,
         "FeederConfigParameterName": f"/{cirrus.prefix}cirrus-feed/feeders",
         "EventSourceArns": f"arn:aws:s3:::{uploads}",
-        "ReplaceCirrusStages": "true",
+        "ReplaceCirrusStages": getattr(request, "param", "true"),
     }
     return Stack.create(
         make_aws_client, aws_endpoint, f"{cirrus.prefix}stack", template, parameters
@@ -269,3 +271,31 @@ def test_stack_s3_notification_to_succeeded(
     assert cirrus.state_of(pid) is State.SUCCEEDED
     assert cirrus.event_types()[-1] == "SUCCEEDED"
     assert not (tmp_path / "var").exists()
+
+
+@pytest.mark.parametrize("stack", ["false"], indirect=True)
+def test_stack_next_to_cirrus_feeds_its_process_queue(
+    cirrus: AwsHarness,
+    stack: Stack,
+    stac_items: list[dict[str, Any]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    # Cirrus keeps its own process and update-state: the stack has none of them.
+    functions = {r for r in stack.physical if r.endswith("Function")}
+    assert functions == {"FeedS2ScenesFunction", "EventsUploadsFunction"}
+    assert not {"UpdateStateQueue", "WorkflowStatusRule", "ProcessMapping"} & set(stack.physical)
+    stack.take_over_mappings()
+    schedule = stack.create_schedules()["FeedS2ScenesSchedule"]
+
+    fed = stack.invoke(
+        "FeedS2ScenesFunction", json.loads(schedule["Target"]["Input"]), LambdaContext(600_000)
+    )
+
+    # Then: the payloads wait on Cirrus's process queue for Cirrus's process Lambda.
+    assert fed["more"] is False
+    messages = cirrus.b.queue.receive(10)
+    assert sorted(json.loads(m.body)["features"][0]["id"] for m in messages) == sorted(
+        item["id"] for item in stac_items
+    )
