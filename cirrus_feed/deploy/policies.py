@@ -144,11 +144,10 @@ def describe_executions() -> Json:
     return statement("DescribeExecutions", ["states:DescribeExecution"], [EXECUTIONS])
 
 
-def announce(topics: list[tuple[str, str]]) -> list[Json]:
-    """sns:Publish (PublishBatch) to each ``(condition, topic parameter)`` that is set."""
+def announce(topics: list[tuple[str, str, str]]) -> list[Json]:
+    """sns:Publish (PublishBatch) to each ``(sid, condition, topic parameter)`` that is set."""
     return [
-        when(cond, statement(f"Publish{param}", ["sns:Publish"], [{"Ref": param}]))
-        for cond, param in topics
+        when(cond, statement(sid, ["sns:Publish"], [{"Ref": param}])) for sid, cond, param in topics
     ]
 
 

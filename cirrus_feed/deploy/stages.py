@@ -11,8 +11,8 @@ REPLACE = "ReplaceStages"
 STAGE_TIMEOUT = 60  # below Cirrus's process queue visibility (180 s), as Lambda requires
 # The outcomes update-state records (cirrus_feed.pipeline.execution_events).
 FINAL_STATUSES = ["SUCCEEDED", "FAILED", "ABORTED", "TIMED_OUT"]
-TOPICS = [("HasWorkflowEventTopic", "WorkflowEventTopicArn")]
-ALL_TOPICS = [*TOPICS, ("HasPublishTopic", "PublishTopicArn")]
+TOPICS = [("AnnounceWorkflowEvents", "HasWorkflowEventTopic", "WorkflowEventTopicArn")]
+ALL_TOPICS = [*TOPICS, ("PublishItems", "HasPublishTopic", "PublishTopicArn")]
 
 
 def stage_resources(allowed_buckets: list[str]) -> dict[str, Json]:
