@@ -115,6 +115,20 @@ def test_template_cfn_lint_passes_on_other_configs(feeders: dict[str, Any], tmp_
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def test_template_every_shipped_config_renders_and_lints(tmp_path: Path) -> None:
+    configs = sorted((ROOT / "config").rglob("*.yaml"))
+    assert len(configs) >= 5
+    paths = []
+    for config in configs:
+        path = tmp_path / f"{config.stem}.json"
+        path.write_text(dumps(render_template(load_settings(config, env={}))))
+        paths.append(path)
+    done = subprocess.run(  # one cfn-lint run for all of them
+        [str(CFN_LINT), *map(str, paths)], capture_output=True, text=True, check=False, timeout=300
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_template_iam_has_no_wildcard_action_or_resource() -> None:
     statements = iam_statements(example())
     assert len(statements) > 20
