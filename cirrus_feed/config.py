@@ -24,7 +24,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from cirrus_feed.backends.local.workflows import Workflow
 from cirrus_feed.errors import BackendError, ConfigError
@@ -131,6 +138,41 @@ class SnsEndpointSettings(_Strict):
         return self
 
 
+class HttpSettings(_Strict):
+    """``serve``'s HTTP server: ``/metrics``, ``/healthz``, ``/readyz``, the status page and,
+    with ``sns`` (or ``serve --http``), the SNS endpoint (every POST)."""
+
+    address: str = "127.0.0.1:8089"  # HOST:PORT; `serve --listen` overrides
+    sns: bool = False
+    threads: int = Field(8, ge=1, le=256)  # fixed pool; connections beyond it wait in
+    backlog: int = Field(16, ge=1)  # a queue of this size, then get 503
+    idle_timeout: float = Field(10.0, gt=0)  # seconds a read or write may wait
+    deadline: float = Field(30.0, gt=0)  # seconds a whole request may take to arrive
+    # SNS POST bodies: 256 KiB messages, JSON-escaped (up to twice that) in a signed envelope.
+    max_body: int = Field(2 * 256 * 1024 + 16 * 1024, ge=1024)
+    # /healthz: a worker loop or the scheduler's heartbeat older than this is not live.
+    stale_after: IntSeconds = Field(300, gt=0)
+    # The status page and the state gauges scan at most this many state records...
+    status_scan_limit: int = Field(50_000, ge=1)
+    # ...and reuse one scan for this long (a DynamoDB scan costs read capacity).
+    status_cache_seconds: IntSeconds = Field(30, ge=0)
+
+    @field_validator("address")
+    @classmethod
+    def _check_address(cls, address: str) -> str:
+        host, sep, port = address.rpartition(":")
+        if not sep or not host or not port.isdigit() or int(port) > 65535:
+            raise ValueError(f"expected HOST:PORT, got {address!r}")
+        return address
+
+
+class MetricsSettings(_Strict):
+    """Lambda handlers' CloudWatch Embedded Metric Format lines."""
+
+    namespace: str = Field("cirrus-feed", min_length=1, max_length=255)
+    emf: bool = True
+
+
 class Settings(_Strict):
     backend: Literal["local", "aws"] = "local"
     local: LocalSettings = LocalSettings()
@@ -141,6 +183,8 @@ class Settings(_Strict):
     feeders: dict[str, dict[str, Any]] = {}
     process: ProcessSettings = ProcessSettings()
     sns_endpoint: SnsEndpointSettings = SnsEndpointSettings()
+    http: HttpSettings = HttpSettings()
+    metrics: MetricsSettings = MetricsSettings()
     # The events feeder that Lambda events and `serve --http` deliveries go to (needed only
     # when several are configured).
     events_feeder: str | None = None
@@ -259,6 +303,8 @@ def _apply_env(data: dict[str, Any], env: dict[str, str]) -> None:
         data["backend"] = env["CIRRUS_FEED_BACKEND"]
     if env.get("CIRRUS_FEED_EVENTS_FEEDER"):
         data["events_feeder"] = env["CIRRUS_FEED_EVENTS_FEEDER"]
+    if env.get("CIRRUS_FEED_METRICS_NAMESPACE"):
+        data.setdefault("metrics", {})["namespace"] = env["CIRRUS_FEED_METRICS_NAMESPACE"]
     if env.get("CIRRUS_FEED_LOCAL_ROOT"):
         data.setdefault("local", {})["root"] = env["CIRRUS_FEED_LOCAL_ROOT"]
     aws = {field: env[var] for var, field in CIRRUS_ENV.items() if env.get(var)}

@@ -22,6 +22,7 @@ from cirrus_feed.feeding.push import push, push_target
 from cirrus_feed.model.envelopes import normalize
 from cirrus_feed.model.reports import Outcome, StageReport
 from cirrus_feed.pipeline.execution_events import apply_execution_events
+from cirrus_feed.support.emf import metered
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,10 @@ log = logging.getLogger(__name__)
 @functools.cache
 def _app() -> App:
     return build_app(load_settings())
+
+
+def _namespace() -> str | None:  # CloudWatch EMF lines of each call's counts (metrics.*)
+    return _app().settings.metrics.namespace if _app().settings.metrics.emf else None
 
 
 def _response(report: StageReport, has_message_ids: bool) -> dict[str, Any]:
@@ -46,6 +51,7 @@ def _response(report: StageReport, has_message_ids: bool) -> dict[str, Any]:
     }
 
 
+@metered("process", _namespace)
 def process_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     envelopes = normalize(event)
     report = _app().processor.process(envelopes)
@@ -53,6 +59,7 @@ def process_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any
     return _response(report, any(e.message_id for e in envelopes))
 
 
+@metered("update_state", _namespace)
 def update_state_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     app = _app()
     envelopes = normalize(event)
@@ -61,6 +68,7 @@ def update_state_handler(event: dict[str, Any], context: Any = None) -> dict[str
     return _response(report, any(e.message_id for e in envelopes))
 
 
+@metered("events", _namespace)
 def events_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     app = _app()
     name, feeder = push_target(app.feeders, app.settings.events_feeder, app.settings.source)

@@ -154,6 +154,7 @@ class QueueDepth:
     visible: int
     in_flight: int
     dead: int | None = None  # messages in the dead-letter queue, when one is known
+    oldest_age: float | None = None  # seconds since the oldest message was sent, when known
 
 
 class PayloadQueue(Protocol):

@@ -13,7 +13,7 @@ from cirrus_feed.cli.main import Context, cli, pass_context
 from cirrus_feed.errors import CirrusFeedError, ConfigError
 from cirrus_feed.feeding.push import push, push_target
 from cirrus_feed.service.scheduler import OnceResult, Service
-from cirrus_feed.service.sns_endpoint import SnsEndpoint, parse_http_address
+from cirrus_feed.service.sns_endpoint import SnsEndpoint
 from cirrus_feed.service.sns_signature import SnsSignatureVerifier
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -28,11 +28,17 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 @click.option("--no-workers", is_flag=True, help="Only feed; leave processing to others.")
 @click.option("--once", is_flag=True, help="Run each scheduled feeder now, drain, then exit.")
 @click.option(
+    "--listen",
+    metavar="HOST:PORT",
+    help="Where the HTTP server (status page, /metrics, /healthz, /readyz) listens "
+    "(default: http.address, 127.0.0.1:8089; port 0 picks a free one).",
+)
+@click.option(
     "--http",
     "http_address",
     metavar="HOST:PORT",
-    help="Also receive SNS HTTP(S) deliveries here (signatures verified; only from the "
-    "topics in sns_endpoint.topics).",
+    help="Also receive SNS HTTP(S) deliveries (every POST), listening here (signatures "
+    "verified; only from the topics in sns_endpoint.topics). Same as http.sns: true.",
 )
 @click.option("--http-feeder", help="The events feeder SNS deliveries go to (if several).")
 @pass_context
@@ -42,6 +48,7 @@ def serve(
     workers: int | None,
     no_workers: bool,
     once: bool,
+    listen: str | None,
     http_address: str | None,
     http_feeder: str | None,
 ) -> None:
@@ -54,25 +61,38 @@ def serve(
     if workers is not None and no_workers:
         raise click.UsageError("--workers and --no-workers exclude each other")
     count = 0 if no_workers else workers or ctx.settings.process.workers
+    if listen and http_address:
+        raise click.UsageError("--listen and --http both set the address: give one")
     service = Service(ctx.app, workers=count)
-    if not service.schedules and not service.workers and not http_address:
+    sns = bool(http_address) or ctx.settings.http.sns
+    if not service.schedules and not service.workers and not sns:
         raise click.UsageError("nothing to serve: no feeder has a schedule and no workers run")
-    endpoint = _endpoint(ctx, http_address, http_feeder) if http_address and not once else None
+    http = None
+    if not once:
+        from cirrus_feed.service.http_app import ServiceHttp  # needs prometheus-client
+
+        endpoint = _endpoint(ctx, http_feeder) if sns else None
+        http = ServiceHttp(service, address=listen or http_address, sns=endpoint)
     # The handler only flags: the stopping itself happens on the main thread, below.
     previous = {sig: signal.signal(sig, lambda *_: service.request_stop()) for sig in _STOP_SIGNALS}
     try:
-        if endpoint is not None:
-            host, port = endpoint.start()
-            click.echo(f"receiving SNS deliveries on http://{host}:{port}/", err=True)
+        if http is not None:
+            host, port = http.start()
+            routes = "status page, /metrics, /healthz, /readyz" + (", SNS (POST)" if sns else "")
+            click.echo(f"http://{_host(host)}:{port}/: {routes}", err=True)
         if once:
             _report(service.run_once())
         else:
             _serve(service)
     finally:  # the handlers close over this call's service: put the caller's back
-        if endpoint is not None:
-            endpoint.stop()
+        if http is not None:
+            http.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def _serve(service: Service) -> None:
@@ -117,7 +137,7 @@ def _report(result: OnceResult) -> None:
         sys.exit(1)
 
 
-def _endpoint(ctx: Context, address: str, feeder_name: str | None) -> SnsEndpoint:
+def _endpoint(ctx: Context, feeder_name: str | None) -> SnsEndpoint:
     """An SNS endpoint whose verified notifications go through the events feeder."""
     app = ctx.app
     topics = app.settings.sns_endpoint.topics
@@ -129,10 +149,6 @@ def _endpoint(ctx: Context, address: str, feeder_name: str | None) -> SnsEndpoin
     name, feeder = push_target(
         app.feeders, feeder_name or app.settings.events_feeder, app.settings.source
     )
-    try:
-        host, port = parse_http_address(address)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--http") from exc
 
     def handle(message: dict[str, Any]) -> None:
         # As an SNS record, so the MessageId reaches the seen-message cache.
@@ -143,4 +159,4 @@ def _endpoint(ctx: Context, address: str, feeder_name: str | None) -> SnsEndpoin
             raise CirrusFeedError(f"events {name}: message {message.get('MessageId')} failed")
 
     verifier = SnsSignatureVerifier(allowed_topics=topics, clock=app.clock)
-    return SnsEndpoint(handle, verifier, host=host, port=port)
+    return SnsEndpoint(handle, verifier)

@@ -19,5 +19,8 @@ def oversized_key() -> str:
     return f"tmp/oversized/{uuid.uuid1()}.json"
 
 
+INVALID_PREFIX = "tmp/invalid/"
+
+
 def invalid_key() -> str:
-    return f"tmp/invalid/{uuid.uuid1()}.json"
+    return f"{INVALID_PREFIX}{uuid.uuid1()}.json"

@@ -28,9 +28,11 @@ from cirrus_feed.pipeline.execution_events import apply_execution_events
 from cirrus_feed.service.worker import (
     RETRY_MAX_SECONDS,
     RETRY_MIN_SECONDS,
+    Pulse,
     WorkTotals,
     as_sqs_event,
 )
+from cirrus_feed.support.clock import SYSTEM_CLOCK, Clock
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +87,7 @@ class QueueWorker:
         batch_size: int = 10,
         wait_seconds: float = 20,
         visibility_timeout: int = 180,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.name = name  # "process" | "update-state"
         self.queue = queue
@@ -92,6 +95,7 @@ class QueueWorker:
         self.batch_size = batch_size
         self.wait_seconds = wait_seconds
         self.visibility_timeout = visibility_timeout
+        self.pulse = Pulse(clock)
 
     def step(self) -> StageReport | None:
         """One batch: receive, run the stage, delete what did not fail. None: queue empty."""
@@ -101,13 +105,17 @@ class QueueWorker:
             wait_seconds=self.wait_seconds,
         )
         if not messages:
+            self.pulse.beat()
             return None
+        started = self.pulse.clock.monotonic()
         with Heartbeat(self.queue, [m.receipt for m in messages], self.visibility_timeout):
             report = self.stage(normalize(as_sqs_event(messages)))
+        self.pulse.timed(self.name.replace("-", "_"), started, report)
         failed = set(report.failed_message_ids())
         self.queue.delete([m.receipt for m in messages if m.message_id not in failed])
         if failed:
             log.warning("%s: %d left for redrive: %s", self.name, len(failed), report.counts)
+        self.pulse.beat()
         return report
 
     def drain(self, totals: WorkTotals, stop: threading.Event | None = None) -> None:
@@ -155,6 +163,7 @@ def queue_workers(app: App, workers: int) -> list[QueueWorker]:
             batch_size=settings.batch_size,
             wait_seconds=settings.wait_seconds,
             visibility_timeout=settings.visibility_timeout,
+            clock=app.clock,
         )
 
     found = [worker("process", app.backends.queue, app.processor.process) for _ in range(workers)]

@@ -19,6 +19,7 @@ import logging
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import IO, Any
 from zoneinfo import ZoneInfo
 
@@ -26,6 +27,7 @@ from apscheduler.events import (
     EVENT_JOB_ERROR,
     EVENT_JOB_MAX_INSTANCES,
     EVENT_JOB_MISSED,
+    EVENT_JOB_SUBMITTED,
 )
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.memory import MemoryJobStore
@@ -37,12 +39,17 @@ from cirrus_feed.errors import CirrusFeedError
 from cirrus_feed.feeding.contract import FeedRequest
 from cirrus_feed.feeding.runner import FeedResult, FeedRunner
 from cirrus_feed.feeding.schedules import Schedule
+from cirrus_feed.service.health import Check
+from cirrus_feed.service.metrics import ServiceMetrics
 from cirrus_feed.service.queue_worker import QueueWorker, queue_workers
-from cirrus_feed.service.worker import LocalWorker, WorkTotals, run_workers
+from cirrus_feed.service.state_summary import CachedSummary, summarise
+from cirrus_feed.service.worker import LocalWorker, Pulse, WorkTotals, run_workers
 
 log = logging.getLogger(__name__)
 
 JOB_PREFIX = "feed:"
+HEARTBEAT_JOB = "heartbeat"
+HEARTBEAT_SECONDS = 10  # the scheduler proves its loop works this often (/healthz)
 
 
 def load_schedules(app: App) -> dict[str, Schedule]:
@@ -101,6 +108,18 @@ class Service:
         self._threads: list[threading.Thread] = []
         self._lock_file: IO[str] | None = None
         self.totals = WorkTotals()
+        self.pulses: list[tuple[str, Pulse, threading.Thread]] = []
+        self._scheduler_beat = app.clock.monotonic()
+        http = app.settings.http
+        self.summary = CachedSummary(
+            lambda: summarise(app.backends.state, limit=http.status_scan_limit, clock=app.clock),
+            ttl=http.status_cache_seconds,
+            clock=app.clock,
+        )
+        queues = {"process": app.backends.queue}
+        if app.update_queue is not None:
+            queues["update-state"] = app.update_queue
+        self.metrics = ServiceMetrics(queues, self.summary.get)
         if local:
             store = SQLAlchemyJobStore(url=f"sqlite:///{root / 'schedules.sqlite'}")
         else:
@@ -108,14 +127,20 @@ class Service:
             # nothing needs to survive a restart except that cursor: memory is enough.
             store = MemoryJobStore()
         self.scheduler = BackgroundScheduler(
-            jobstores={"default": store},
-            executors={"default": ThreadPoolExecutor(max(1, len(self.schedules)))},
+            # The heartbeat has its own store (never persisted) and thread (never queued
+            # behind a long feed).
+            jobstores={"default": store, HEARTBEAT_JOB: MemoryJobStore()},
+            executors={
+                "default": ThreadPoolExecutor(max(1, len(self.schedules))),
+                HEARTBEAT_JOB: ThreadPoolExecutor(1),
+            },
             job_defaults={"coalesce": True, "max_instances": 1},
             timezone=ZoneInfo("UTC"),
         )
         self.scheduler.add_listener(
             self._on_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES
         )
+        self.scheduler.add_listener(self._on_submitted, EVENT_JOB_SUBMITTED)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -127,6 +152,15 @@ class Service:
         try:
             self.scheduler.start(paused=True)  # paused: no job fires before the store is synced
             self._sync_jobs()
+            self.scheduler.add_job(
+                self._heartbeat,
+                "interval",
+                seconds=HEARTBEAT_SECONDS,
+                id=HEARTBEAT_JOB,
+                jobstore=HEARTBEAT_JOB,
+                executor=HEARTBEAT_JOB,
+                replace_existing=True,
+            )
             self._start_workers()
             self.scheduler.resume()
         except BaseException:
@@ -189,11 +223,14 @@ class Service:
                 log.info("feed %s: not started, the service is stopping", name)
                 return None
             self._runners.add(runner)
+        started = self.app.clock.monotonic()
         try:
             result = runner.run(name, self.app.feeders[name], FeedRequest())
         finally:
             with self._lock:
                 self._runners.discard(runner)
+        seconds = self.app.clock.monotonic() - started
+        self.metrics.observe_feed(name, result, seconds, self.app.clock.time())
         counts = ", ".join(f"{n} {k}" for k, n in sorted(result.counts.items()))
         level = logging.INFO if result.ok or result.run.status == "interrupted" else logging.WARNING
         log.log(level, "feed %s: %s: %s", name, result.run.status, counts)
@@ -240,6 +277,39 @@ class Service:
             log.warning("job %s: previous run still going; this run is skipped", job)
         with self._lock:
             self.events[kind] += 1
+        self.metrics.scheduler_events.labels(kind).inc()
+
+    def _on_submitted(self, event: Any) -> None:
+        due = max(event.scheduled_run_times, default=None)
+        if due is not None:
+            lag = (self.app.clock.now() - due).total_seconds()
+            self.metrics.scheduler_lag.labels(event.job_id).observe(max(0.0, lag))
+
+    def _heartbeat(self) -> None:
+        self._scheduler_beat = self.app.clock.monotonic()
+
+    def next_run(self, name: str) -> datetime | None:
+        """When the scheduler will next run feeder ``name`` (None: not scheduled / stopped)."""
+        job = self.scheduler.get_job(f"{JOB_PREFIX}{name}") if self.scheduler.running else None
+        return job.next_run_time if job is not None else None
+
+    def liveness(self, stale_after: float) -> dict[str, Check]:
+        """The scheduler and each worker: running, and heard from within ``stale_after``."""
+        now = self.app.clock.monotonic()
+        age = now - self._scheduler_beat
+        checks = {
+            "scheduler": Check(
+                self.scheduler.running and age <= max(stale_after, 2 * HEARTBEAT_SECONDS),
+                {"running": self.scheduler.running, "last_heartbeat_seconds_ago": round(age, 1)},
+            )
+        }
+        for name, pulse, thread in self.pulses:
+            quiet = now - pulse.last_beat
+            checks[name] = Check(
+                thread.is_alive() and quiet <= stale_after,
+                {"alive": thread.is_alive(), "last_loop_seconds_ago": round(quiet, 1)},
+            )
+        return checks
 
     # -- workers --------------------------------------------------------------------------------
 
@@ -253,6 +323,8 @@ class Service:
             workers += queue_workers(self.app, self.workers)
         for i, worker in enumerate(workers):
             thread = threading.Thread(target=self._work, args=(worker,), name=f"worker-{i}")
+            worker.pulse.observer = self.metrics
+            self.pulses.append((f"worker-{i}", worker.pulse, thread))
             thread.start()
             self._threads.append(thread)
 

@@ -24,22 +24,23 @@ POST Notification                    handler(message) → 200, or 500 when it ra
 from __future__ import annotations
 
 import logging
-import threading
 import urllib.request
 from collections.abc import Callable
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Final, cast
+from typing import Any, Final
 
 from cirrus_feed.errors import ConfigError, SourceUnavailableError
+from cirrus_feed.service.http_server import ANY_PATH, HttpLimits, HttpServer, Request, Response
 from cirrus_feed.service.sns_signature import InvalidSignatureError, SnsSignatureVerifier
 
 log = logging.getLogger(__name__)
 
 MESSAGE_TYPE_HEADER: Final = "x-amz-sns-message-type"
 HEALTH_PATH: Final = "/healthz"
-# SNS messages are at most 256 KB; the JSON envelope adds little.
-MAX_BODY_BYTES: Final = 1024 * 1024
+# SNS messages are at most 256 KiB, but the delivery carries the message as a JSON string:
+# escaping can double it (every '"' becomes '\\"'), and the signed envelope adds a few KiB.
+# A cap at 256 KiB would refuse (413) real deliveries forever; beyond this, it is not SNS.
+MAX_BODY_BYTES: Final = 2 * 256 * 1024 + 16 * 1024
 
 Handler = Callable[[dict[str, Any]], None]
 Confirm = Callable[[str], None]
@@ -71,6 +72,9 @@ def parse_http_address(text: str) -> tuple[str, int]:
 class SnsEndpoint:
     """Receives SNS deliveries over HTTP and hands verified notifications to ``handler``.
 
+    Mounted on `serve`'s server with `mount`, or on its own (`start`, a context manager)
+    with only ``/healthz`` beside it.
+
     Args:
         handler: called with each verified ``Notification`` (the whole SNS message as a
             dict; ``Message`` is still the published string). It runs on the request's thread
@@ -78,7 +82,7 @@ class SnsEndpoint:
         verifier: checks signatures, certificate URLs, age and replays.
         confirm: confirms a verified ``SubscriptionConfirmation`` given its ``SubscribeURL``
             (default: GET it).
-        host / port: where to listen; port 0 picks a free one (see `start`).
+        host / port: where `start` listens; port 0 picks a free one.
     """
 
     def __init__(
@@ -89,29 +93,29 @@ class SnsEndpoint:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
+        limits: HttpLimits | None = None,
     ) -> None:
         self._handler = handler
         self._verifier = verifier
         self._confirm = confirm
         self._address = (host, port)
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self._limits = limits or HttpLimits(max_body=MAX_BODY_BYTES)
+        self._server: HttpServer | None = None
+
+    def mount(self, server: HttpServer, *, max_body: int = MAX_BODY_BYTES) -> None:
+        """Take every POST of ``server`` (any path: the subscription's URL is the user's)."""
+        server.add("POST", ANY_PATH, self._post, max_body=max_body)
 
     def start(self) -> tuple[str, int]:
-        """Listen and serve on a daemon thread; returns the bound ``(host, port)``."""
+        """Listen and serve on its own server; returns the bound ``(host, port)``."""
         if self._server is not None:
             raise RuntimeError("SnsEndpoint is already started")
-        server = _Server(self._address, _RequestHandler)
-        server.endpoint = self
+        host, port = self._address
+        server = HttpServer(host=host, port=port, limits=self._limits)
+        server.add("GET", HEALTH_PATH, lambda _: Response(HTTPStatus.OK, "ok"))
+        self.mount(server)
         self._server = server
-        # A short poll interval only bounds how long stop() waits for the loop to notice.
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.1},
-            name="sns-endpoint",
-            daemon=True,
-        )
-        self._thread.start()
+        server.start()
         log.info("SNS endpoint listening on %s:%s", *self.address)
         return self.address
 
@@ -120,19 +124,13 @@ class SnsEndpoint:
         """The bound ``(host, port)`` while started."""
         if self._server is None:
             raise RuntimeError("SnsEndpoint is not started")
-        host, port = self._server.server_address[:2]
-        return str(host), int(port)
+        return self._server.address
 
     def stop(self) -> None:
-        """Stop accepting requests and wait for the serving thread; idempotent."""
-        server, thread = self._server, self._thread
-        self._server = self._thread = None
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        if thread is not None:
-            thread.join()
+        """Stop accepting requests and wait for the serving threads; idempotent."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.stop()
 
     def __enter__(self) -> SnsEndpoint:
         self.start()
@@ -140,6 +138,10 @@ class SnsEndpoint:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+    def _post(self, request: Request) -> Response:
+        status, text = self.receive(request.body, request.headers.get(MESSAGE_TYPE_HEADER))
+        return Response(status, text)
 
     def receive(self, body: bytes, message_type: str | None) -> tuple[HTTPStatus, str]:
         """Answer one POST: ``(status, text)``. ``message_type`` is the SNS type header."""
@@ -179,43 +181,3 @@ class SnsEndpoint:
             return HTTPStatus.INTERNAL_SERVER_ERROR, f"{message['Type']} '{message_id}' failed"
         log.info("SNS %s '%s' from %s handled", message["Type"], message_id, message["TopicArn"])
         return HTTPStatus.OK, "ok"
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    endpoint: SnsEndpoint
-
-
-class _RequestHandler(BaseHTTPRequestHandler):
-    server_version = "cirrus-feed-sns"
-    timeout = 30  # a client that stops sending must not hold a thread forever
-
-    def do_GET(self) -> None:
-        if self.path == HEALTH_PATH:
-            self._reply(HTTPStatus.OK, "ok")
-        else:
-            self._reply(HTTPStatus.NOT_FOUND, "not found")
-
-    def do_POST(self) -> None:
-        length = self.headers.get("Content-Length", "")
-        if not length.isdigit():
-            self._reply(HTTPStatus.LENGTH_REQUIRED, "Content-Length required")
-            return
-        if int(length) > MAX_BODY_BYTES:
-            self._reply(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "body too large")
-            return
-        body = self.rfile.read(int(length))
-        endpoint = cast(_Server, self.server).endpoint
-        status, text = endpoint.receive(body, self.headers.get(MESSAGE_TYPE_HEADER))
-        self._reply(status, text)
-
-    def _reply(self, status: HTTPStatus, text: str) -> None:
-        data = text.encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s %s", self.address_string(), format % args)

@@ -13,13 +13,14 @@ import threading
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from cirrus_feed.app import App
 from cirrus_feed.backends.base import LocalExecutor, QueueMessage
 from cirrus_feed.errors import CirrusFeedError, ConfigError
 from cirrus_feed.model.envelopes import normalize
 from cirrus_feed.model.reports import Outcome, RecordResult, StageReport
+from cirrus_feed.support.clock import SYSTEM_CLOCK, Clock
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,30 @@ class StageTally:
     @property
     def ok(self) -> bool:
         return not (self.counts[Outcome.FAILED.value] or self.counts[Outcome.INVALID.value])
+
+
+class StageObserver(Protocol):
+    """Told of every stage call a worker makes (`cirrus_feed.service.metrics`)."""
+
+    def observe_stage(self, stage: str, report: StageReport, seconds: float) -> None: ...
+
+
+class Pulse:
+    """When a worker last finished a loop (clock's monotonic seconds), for ``/healthz``; and
+    who hears of its stage calls."""
+
+    def __init__(self, clock: Clock = SYSTEM_CLOCK, observer: StageObserver | None = None):
+        self.clock = clock
+        self.observer = observer
+        self.last_beat = clock.monotonic()
+
+    def timed(self, stage: str, started: float, report: StageReport) -> StageReport:
+        if self.observer is not None:
+            self.observer.observe_stage(stage, report, self.clock.monotonic() - started)
+        return report
+
+    def beat(self) -> None:
+        self.last_beat = self.clock.monotonic()
 
 
 class WorkTotals:
@@ -87,6 +112,7 @@ class LocalWorker:
         self.runner = runner
         self.batch_size = app.settings.process.batch_size
         self.wait_seconds = app.settings.process.wait_seconds
+        self.pulse = Pulse(app.clock)
 
     def step(self, *, wait: bool = False) -> tuple[StageReport, StageReport]:
         """One batch from the queue and the executions it (or anyone) left pending."""
@@ -94,16 +120,23 @@ class LocalWorker:
         messages = queue.receive(self.batch_size, wait_seconds=self.wait_seconds if wait else 0)
         processed = StageReport()
         if messages:
+            started = self.pulse.clock.monotonic()
             processed = self.app.processor.process(normalize(as_sqs_event(messages)))
+            self.pulse.timed("process", started, processed)
             failed = set(processed.failed_message_ids())
             queue.delete([m.receipt for m in messages if m.message_id not in failed])
-        return processed, self.run_pending()
+        updated = self.run_pending()
+        self.pulse.beat()
+        return processed, updated
 
     def run_pending(self, max_count: int = 10) -> StageReport:
         report = StageReport()
         while pending := self.runner.claim_pending(max_count):
+            started = self.pulse.clock.monotonic()
             outcomes = [self.runner.execute(p) for p in pending]
-            updated = self.app.updater.update(outcomes)
+            self.pulse.timed("workflow", started, StageReport())
+            started = self.pulse.clock.monotonic()
+            updated = self.pulse.timed("update_state", started, self.app.updater.update(outcomes))
             for outcome, result in zip(outcomes, updated.results, strict=True):
                 if result.outcome is not Outcome.FAILED:
                     self.runner.complete(outcome)

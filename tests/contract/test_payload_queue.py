@@ -14,6 +14,7 @@ from cirrus_feed.backends.limits import (
     SQS_MAX_RECEIVE_MESSAGES,
     SQS_MAX_VISIBILITY_TIMEOUT,
 )
+from cirrus_feed.support.clock import FakeClock
 
 Elapse = Callable[[float], None]
 
@@ -272,3 +273,18 @@ def test_payload_queue_clamps_negative_wait(payload_queue: PayloadQueue) -> None
 
     assert payload_queue.receive(10, wait_seconds=-1) == []
     assert time.monotonic() - started < 5
+
+
+def test_payload_queue_depth_tells_the_age_of_the_oldest_message_where_known(
+    payload_queue: PayloadQueue, backend: str, clock: FakeClock
+) -> None:
+    payload_queue.send(["old"])
+    clock.advance(40)
+    payload_queue.send(["new"])
+    clock.advance(2)
+
+    depth = payload_queue.depth()
+
+    # SQS tells the age only as a CloudWatch metric, not as a queue attribute.
+    assert depth.oldest_age == (42.0 if backend == "local" else None)
+    assert payload_queue.depth().visible == 2

@@ -207,3 +207,50 @@ def test_lambdas_update_state_handler_repeated_event_changes_nothing(aws: AwsHar
 
     assert response == {"batchItemFailures": [], "counts": {"duplicate": 1}}
     assert aws.record(payload_id("s3")) == before
+
+
+def emf_documents(text: str) -> list[dict[str, Any]]:
+    """The CloudWatch Embedded Metric Format lines among a handler's stdout."""
+    lines = [json.loads(line) for line in text.splitlines() if line.startswith('{"_aws"')]
+    return [line for line in lines if "CloudWatchMetrics" in line["_aws"]]
+
+
+def test_lambdas_handlers_write_their_counts_as_emf_lines(
+    aws: AwsHarness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    event = sqs_event(("e1", make_payload("emf1")), ("e2", make_payload("emf2", "no-such")))
+
+    response = lambdas.process_handler(event, None)
+
+    [document] = emf_documents(capsys.readouterr().out)
+    [directive] = document["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == "cirrus-feed"
+    assert directive["Dimensions"] == [["stage"]]
+    assert document["stage"] == "process"
+    assert (
+        {k: document[k] for k in response["counts"]}
+        == response["counts"]
+        == {
+            "started": 1,
+            "failed": 1,
+        }
+    )
+    named = {metric["Name"]: metric["Unit"] for metric in directive["Metrics"]}
+    assert named == {
+        "started": "Count",
+        "failed": "Count",
+        "errors": "Count",
+        "duration": "Milliseconds",
+    }
+
+
+def test_lambdas_handler_that_raises_writes_an_error_metric(
+    aws: AwsHarness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    with pytest.raises(CirrusFeedError):
+        lambdas.process_handler(make_payload("emf3", "no-such-workflow"), None)
+
+    [document] = emf_documents(capsys.readouterr().out)
+    assert (document["stage"], document["errors"]) == ("process", 1)

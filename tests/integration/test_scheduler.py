@@ -308,14 +308,14 @@ def test_service_keeps_unchanged_jobs_and_drops_unscheduled_ones(
     apps.append(app := make_app(tmp_path, a={"schedule": HOUR}, b={"schedule": HOUR}))
     first = Service(app)
     first.start()
-    before = {j.id: j.next_run_time for j in first.scheduler.get_jobs()}
+    before = {j.id: j.next_run_time for j in first.scheduler.get_jobs("default")}
     first.stop()
     changed = {"interval": "2h"}
 
     apps.append(again := make_app(tmp_path, a={"schedule": HOUR}, c={"schedule": changed}))
     second = Service(again)
     second.start()
-    after = {j.id: j.next_run_time for j in second.scheduler.get_jobs()}
+    after = {j.id: j.next_run_time for j in second.scheduler.get_jobs("default")}
     second.stop()
 
     assert set(before) == {"feed:a", "feed:b"}
@@ -497,11 +497,14 @@ def test_serve_command_exits_zero_on_sigterm(tmp_path: Path) -> None:
     enqueue_one(config)
     command = Path(sys.executable).parent / "cirrus-feed"
     proc = subprocess.Popen(
-        [command, "--config", config, "serve", "--workers", "1"], stderr=subprocess.PIPE, text=True
+        [command, "--config", config, "serve", "--workers", "1", "--listen", "127.0.0.1:0"],
+        stderr=subprocess.PIPE,
+        text=True,
     )
     reader = build_app(load_settings(config))
     try:
         assert proc.stderr is not None
+        assert proc.stderr.readline().startswith("http://127.0.0.1:")
         assert proc.stderr.readline().startswith("serving:")
         poll_until(lambda: state(reader, "c/workflow-wf/x") is State.SUCCEEDED)
         proc.send_signal(signal.SIGTERM)

@@ -318,7 +318,7 @@ def test_stac_end_to_end_serve_on_a_schedule_until_sigterm(stac_url: str, tmp_pa
     assert feeds is not None
     env = {k: v for k, v in os.environ.items() if not k.startswith("CIRRUS_FEED")}
     process = subprocess.Popen(
-        cli(config, "serve"),
+        cli(config, "serve", "--listen", "127.0.0.1:0"),
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,

@@ -9,7 +9,9 @@ refused before any IO.
 from __future__ import annotations
 
 import gzip
+import heapq
 import json
+import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -86,6 +88,18 @@ class FilePayloadStore:
             return json.loads(data)
         except (OSError, EOFError, ValueError) as exc:  # BadGzipFile is an OSError
             raise InvalidRecordError(f"{url} is not valid JSON: {exc}") from exc
+
+    def list_keys(self, prefix: str, *, limit: int = 100) -> list[str]:
+        """Up to ``limit`` keys of the JSON objects under ``prefix``, newest first (by file
+        time); the status page lists rejected records with it. Not a port method: S3 lists
+        in key order, and the invalid store's keys are not in time order."""
+        folder = self._path(prefix.rstrip("/") or ".")
+        try:
+            entries = [e for e in os.scandir(folder) if e.is_file() and e.name.endswith(".json")]
+        except OSError:
+            return []  # nothing rejected yet: no folder
+        newest = heapq.nlargest(limit, entries, key=lambda e: e.stat().st_mtime_ns)
+        return [f"{prefix.rstrip('/')}/{entry.name}" for entry in newest]
 
     def close(self) -> None:
         """Nothing to release: every call opens and closes its own file."""

@@ -203,15 +203,20 @@ class SqlitePayloadQueue:
     def depth(self) -> QueueDepth:
         now = self.clock.time()
         with self._db.read() as conn:
-            visible, in_flight = conn.execute(
-                "SELECT coalesce(sum(visible_at <= ?), 0), coalesce(sum(visible_at > ?), 0) "
-                "FROM messages WHERE queue = ?",
+            visible, in_flight, oldest = conn.execute(
+                "SELECT coalesce(sum(visible_at <= ?), 0), coalesce(sum(visible_at > ?), 0), "
+                "min(sent_at) FROM messages WHERE queue = ?",
                 (now, now, self.name),
             ).fetchone()
             (dead,) = conn.execute(
                 "SELECT count(*) FROM dead_letters WHERE queue = ?", (self.name,)
             ).fetchone()
-        return QueueDepth(visible=int(visible), in_flight=int(in_flight), dead=int(dead))
+        return QueueDepth(
+            visible=int(visible),
+            in_flight=int(in_flight),
+            dead=int(dead),
+            oldest_age=None if oldest is None else max(0.0, now - oldest),
+        )
 
     def dead_letters(self) -> list[tuple[str, str]]:
         """(body, reason) of every dead-lettered message of this queue, oldest first."""
