@@ -10,6 +10,7 @@ environment the stack gave it, and payloads go through to SUCCEEDED:
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 import uuid
@@ -28,10 +29,11 @@ from cirrus_feed.model.states import State
 from tests.integration.conftest import AwsHarness
 from tests.integration.test_lambdas import ending, status_change
 
-from .stack import LambdaContext, Stack
+from .stack import REGION, LambdaContext, Stack
 
 pytestmark = pytest.mark.aws
 
+ACCOUNT = "123456789012"  # moto's
 WORKFLOW = "test-workflow1"
 UPLOADS = "drone-uploads"
 
@@ -121,6 +123,18 @@ def stack(
     )
 
 
+def role_statements(stack: Stack, role: str) -> dict[str, list[str]]:
+    """The resources of each statement (by ``Sid``) of ``role``'s inline policy, as IAM has
+    them once CloudFormation resolved the template's functions."""
+    iam = stack.client("iam")
+    name = stack.physical[role]
+    (policy,) = iam.list_role_policies(RoleName=name)["PolicyNames"]
+    document = iam.get_role_policy(RoleName=name, PolicyName=policy)["PolicyDocument"]
+    if isinstance(document, str):  # moto keeps a CloudFormation-made one as a Python repr
+        document = ast.literal_eval(document)
+    return {s["Sid"]: s["Resource"] for s in document["Statement"]}
+
+
 def finish(cirrus: AwsHarness, stack: Stack, pids: list[str]) -> dict[str, Any]:
     """Let each payload's execution end, announce it on EventBridge as Step Functions does,
     and run update-state on what the stack's rule put on its queue."""
@@ -191,6 +205,28 @@ def test_stack_wires_every_function_to_its_resources(cirrus: AwsHarness, stack: 
     redrive = json.loads(attributes["RedrivePolicy"])
     assert redrive["deadLetterTargetArn"] == stack.queue_arn("EventsUploadsDeadLetterQueue")
     assert int(redrive["maxReceiveCount"]) == 5
+    # The roles' resources resolve to the deployment's own table, queue, machines, topics.
+    process_policy = role_statements(stack, "ProcessRole")
+    account_region = f"{REGION}:{ACCOUNT}"
+    assert process_policy["ClaimAndRecordState"] == [
+        f"arn:aws:dynamodb:{account_region}:table/{aws.state_db}"
+    ]
+    assert process_policy["StartWorkflows"] == [f"{cirrus.base_arn}*"]
+    assert process_policy["DescribeExecutions"] == [
+        f"arn:aws:states:{account_region}:execution:{cirrus.prefix}*"
+    ]
+    assert process_policy["Payloads"] == [f"arn:aws:s3:::{aws.payload_bucket}/cirrus/*"]
+    assert process_policy["AnnounceWorkflowEvents"] == [aws.workflow_event_topic_arn]
+    assert process_policy["ConsumeProcessQueue"] == [process_arn]
+    update_policy = role_statements(stack, "UpdateStateRole")
+    assert update_policy["PublishItems"] == [aws.publish_topic_arn]
+    assert update_policy["Chain"] == [process_arn]
+    feeder_policy = role_statements(stack, "FeedS2ScenesRole")
+    assert feeder_policy["ReadFeederConfig"] == [
+        f"arn:aws:ssm:{account_region}:parameter/{cirrus.prefix}cirrus-feed/feeders"
+    ]
+    assert feeder_policy["Enqueue"] == [process_arn]
+    assert "StartWorkflows" not in feeder_policy  # feeders only enqueue
     # The code every function runs is the uploaded zip, which holds the handlers' module.
     code = stack.client("s3").get_object(Bucket=f"{cirrus.prefix}code", Key="cirrus-feed.zip")
     with zipfile.ZipFile(io.BytesIO(code["Body"].read())) as zipped:
@@ -255,8 +291,10 @@ def test_stack_s3_notification_to_succeeded(
             ]
         },
     )
-    # moto, like S3, first sends a test event to a newly configured queue.
-    stack.deliver("EventsUploadsQueue", "EventsUploadsFunction")
+    # moto, like S3, first sends a test event to a newly configured queue: not a failure.
+    tested = stack.deliver("EventsUploadsQueue", "EventsUploadsFunction")
+    assert tested["batchItemFailures"] == []
+    assert cirrus.b.queue.receive(10) == []  # and no payload
 
     # When: an upload lands in the bucket.
     s3.put_object(Bucket=uploads, Key="surveys/ortho-7.tif", Body=b"II*\x00")
