@@ -22,6 +22,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check cirrus_feed feeders tests bench
 	$(BIN)/ruff format --check cirrus_feed feeders tests bench
 	$(BIN)/mypy
+	$(BIN)/cfn-lint deploy/*.json
 
 # PostgreSQL + PostGIS for the pgstac test server (tests/servers/); `demo` does not need them.
 services:

@@ -10,6 +10,11 @@ selects ``aws``, and then every required one must be set (a `ConfigError` names 
 otherwise ``local`` — except inside a Lambda runtime (``AWS_LAMBDA_FUNCTION_NAME`` set), where
 the local backend is never chosen implicitly and ``config/local.yaml`` is not picked up from
 the working directory.
+
+Where the file comes from: ``path``, else ``CIRRUS_FEED_CONFIG`` (a file), else
+``CIRRUS_FEED_CONFIG_PARAMETER`` (an SSM parameter holding the same YAML: how the Lambda
+deployment of ``deploy/`` ships its feeders; setting both is an error), else
+``config/local.yaml`` when it exists outside a Lambda runtime.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from pydantic import (
 )
 
 from cirrus_feed.backends.local.workflows import Workflow
-from cirrus_feed.errors import ConfigError
+from cirrus_feed.errors import BackendError, ConfigError
 from cirrus_feed.support.durations import IntSeconds
 from cirrus_feed.support.json_decode import MIB, RecordLimits
 
@@ -58,6 +63,7 @@ CIRRUS_SELECTORS = tuple(
 # What the aws backend cannot run without.
 AWS_REQUIRED = ("state_db", "payload_bucket", "base_workflow_arn", "process_queue_url")
 LAMBDA_RUNTIME_VAR = "AWS_LAMBDA_FUNCTION_NAME"
+CONFIG_PARAMETER_VAR = "CIRRUS_FEED_CONFIG_PARAMETER"
 
 
 class _Strict(BaseModel):
@@ -216,12 +222,23 @@ def load_settings(path: Path | None = None, env: dict[str, str] | None = None) -
     """
     env = dict(os.environ) if env is None else env
     if path is None and env.get("CIRRUS_FEED_CONFIG"):
+        if env.get(CONFIG_PARAMETER_VAR):
+            raise ConfigError(
+                f"set one of CIRRUS_FEED_CONFIG and {CONFIG_PARAMETER_VAR}, not both "
+                f"({env['CIRRUS_FEED_CONFIG']!r}, {env[CONFIG_PARAMETER_VAR]!r})"
+            )
         path = Path(env["CIRRUS_FEED_CONFIG"])
-    if path is None and DEFAULT_CONFIG.is_file() and not env.get(LAMBDA_RUNTIME_VAR):
-        path = DEFAULT_CONFIG
-    data = _read_yaml(path) if path is not None else {}
+    if path is None and env.get(CONFIG_PARAMETER_VAR):
+        name = env[CONFIG_PARAMETER_VAR]
+        source = f"ssm:{name}"
+        data = _parse_yaml(_read_parameter(name, env), source)
+    else:
+        if path is None and DEFAULT_CONFIG.is_file() and not env.get(LAMBDA_RUNTIME_VAR):
+            path = DEFAULT_CONFIG
+        data = _read_yaml(path) if path is not None else {}
+        source = str(path) if path is not None else "defaults"
     _apply_env(data, env)
-    data["source"] = str(path) if path is not None else "defaults"
+    data["source"] = source
     resolve_backend(data, env)
     try:
         return Settings.model_validate(data)
@@ -265,16 +282,36 @@ def _required_vars() -> list[str]:
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        loaded = yaml.safe_load(path.read_text())
+        text = path.read_text()
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
+    return _parse_yaml(text, str(path))
+
+
+def _parse_yaml(text: str, source: str) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config {path} is not valid YAML: {exc}") from exc
+        raise ConfigError(f"config {source} is not valid YAML: {exc}") from exc
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
-        raise ConfigError(f"config {path}: top level must be a mapping")
+        raise ConfigError(f"config {source}: top level must be a mapping")
     return loaded
+
+
+def _read_parameter(name: str, env: dict[str, str]) -> str:
+    """The YAML text in SSM parameter ``name``, read with the SDK's usual credentials."""
+    from cirrus_feed.backends.aws.ssm import read_parameter  # boto3 only when asked for
+
+    try:
+        return read_parameter(
+            name,
+            region=env.get("AWS_REGION") or AwsSettings().region,
+            endpoint_url=env.get("CIRRUS_FEED_AWS_ENDPOINT_URL"),
+        )
+    except BackendError as exc:
+        raise ConfigError(f"{CONFIG_PARAMETER_VAR}={name}: cannot read the config: {exc}") from exc
 
 
 def _apply_env(data: dict[str, Any], env: dict[str, str]) -> None:

@@ -355,4 +355,4 @@ def demo(ctx: Context, root: Path | None) -> None:
 
 
 # Subcommands that live in their own modules; importing them registers them on `cli`.
-from cirrus_feed.cli import dlq, feeds, package, reconcile, rerun, serve  # noqa: E402, F401
+from cirrus_feed.cli import deploy, dlq, feeds, package, reconcile, rerun, serve  # noqa: E402, F401
