@@ -10,6 +10,7 @@ import logging
 import os
 import urllib.request
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -87,3 +88,17 @@ def _restore_logging() -> Iterator[None]:
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+
+
+@pytest.fixture(scope="session")
+def lambda_package(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """The default Lambda zip, built once per run by `cirrus-feed package` (pip reaches PyPI;
+    its wheel cache makes a rebuild quick), and the command's JSON report."""
+    from click.testing import CliRunner
+
+    from cirrus_feed.cli.main import cli
+
+    output = tmp_path_factory.mktemp("lambda-zip") / "cirrus-feed-lambda.zip"
+    result = CliRunner().invoke(cli, ["package", "--output", str(output), "--json"])
+    assert result.exit_code == 0, result.output
+    return output, json.loads(result.output.strip().splitlines()[-1])

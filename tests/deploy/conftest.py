@@ -4,9 +4,7 @@ tests/feeders (re-exported, not copied)."""
 from __future__ import annotations
 
 import importlib.util
-import io
 import sys
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -34,14 +32,7 @@ serve_items = _feeder_fixtures().serve_items  # the session fixture: rustac STAC
 
 
 @pytest.fixture(scope="session")
-def lambda_zip() -> bytes:
-    """The code zip the template's functions run. Until the Lambda package builder is here,
-    the source tree alone (the handlers' modules; the dependencies are not needed by moto,
-    which never runs the code). The one place to swap in ``cirrus_feed.packaging``."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zipped:
-        for package in ("cirrus_feed", "feeders"):
-            for path in sorted((ROOT / package).rglob("*")):
-                if path.is_file() and "__pycache__" not in path.parts:
-                    zipped.write(path, path.relative_to(ROOT).as_posix())
-    return buffer.getvalue()
+def lambda_zip(lambda_package: tuple[Path, dict[str, Any]]) -> bytes:
+    """The code zip the template's functions run: the one `cirrus-feed package` builds (moto
+    never runs it; the handlers are invoked in-process with each function's environment)."""
+    return lambda_package[0].read_bytes()

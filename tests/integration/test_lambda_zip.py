@@ -15,9 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
-
-from cirrus_feed.cli.main import cli
 
 DEFAULT_BUDGET = 50 * 2**20
 HANDLERS = ("process_handler", "update_state_handler", "events_handler", "feed_handler")
@@ -57,12 +54,9 @@ print(json.dumps([lambdas.__file__, all(map(callable, handlers))]))
 """
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
-    output = tmp_path_factory.mktemp("zip") / "cirrus-feed-lambda.zip"
-    result = CliRunner().invoke(cli, ["package", "--output", str(output), "--json"])
-    assert result.exit_code == 0, result.output
-    return output, json.loads(result.output.strip().splitlines()[-1])
+@pytest.fixture
+def built(lambda_package: tuple[Path, dict[str, Any]]) -> tuple[Path, dict[str, Any]]:
+    return lambda_package
 
 
 def test_default_zip_is_within_budget_without_sdk_or_clutter(
