@@ -16,7 +16,9 @@ takes no conditions, and TransactWriteItems costs 2 WCU per key and fails as a w
 ``request``/``counts``/``cursor`` are stored as JSON strings (DynamoDB numbers would come
 back as Decimals and lose float/int distinctions); the other fields are plain ``S``
 attributes, left out when None. Writes are unconditional puts: a run saved again (progress
-updates) replaces its item, as long as its ``started`` does not change.
+updates) replaces its item, as long as its ``started`` does not change. `abandon` reads the
+feeder's runs (a filtered Query) and marks each expired one with a conditional UpdateItem
+(still ``running`` with the same ``lease_until``), so a heartbeat in between wins.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any, cast, get_args
 from botocore.exceptions import BotoCoreError, ClientError
 
 from cirrus_feed.backends.aws.clients import call, error_code, translate
-from cirrus_feed.backends.base import FeedRun, RunStatus
+from cirrus_feed.backends.base import FeedRun, RunStatus, abandoned
 from cirrus_feed.backends.limits import DYNAMODB_MAX_SORT_KEY_BYTES, check_seen_keys
 from cirrus_feed.errors import BackendError
 from cirrus_feed.support.clock import SYSTEM_CLOCK, Clock
@@ -48,7 +50,7 @@ _TABLE_SCHEMA: dict[str, Any] = {
 }
 _CURSOR_SK = "cursor"
 _RUN_PREFIX = "run#"
-_OPTIONAL = ("finished", "checkpoint", "error")
+_OPTIONAL = ("finished", "checkpoint", "error", "lease_until")
 _STATUSES: frozenset[str] = frozenset(get_args(RunStatus))
 
 
@@ -116,6 +118,7 @@ def _run(item: Item) -> FeedRun:
         counts=_load_object(item, "counts", what),
         checkpoint=optional.get("checkpoint"),
         error=optional.get("error"),
+        lease_until=optional.get("lease_until"),
     )
 
 
@@ -178,6 +181,60 @@ class DynamoDbFeedStore:
                 break
             request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
         return runs
+
+    def abandon(self, feeder: str, *, now: str) -> list[FeedRun]:
+        request: dict[str, Any] = {
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "FilterExpression": "#status = :running"
+            " AND (attribute_not_exists(lease_until) OR lease_until < :now)",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {
+                ":pk": {"S": _pk(feeder)},
+                ":prefix": {"S": _RUN_PREFIX},
+                ":running": {"S": "running"},
+                ":now": {"S": now},
+            },
+            "ConsistentRead": True,
+        }
+        expired: list[Item] = []
+        while True:
+            response = self._call("query", f"DynamoDB Query running runs of {feeder!r}", **request)
+            expired += response.get("Items", [])
+            if "LastEvaluatedKey" not in response:
+                break
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return [run for run in map(self._abandon, expired) if run is not None]
+
+    def _abandon(self, item: Item) -> FeedRun | None:
+        """Mark one expired run, unless it heartbeated (or finished) since it was read."""
+        run = _run(item)
+        marked = abandoned(run)
+        condition = "#status = :running AND " + (
+            "lease_until = :lease" if run.lease_until else "attribute_not_exists(lease_until)"
+        )
+        values: Item = {
+            ":running": {"S": "running"},
+            ":abandoned": {"S": marked.status},
+            ":error": {"S": marked.error or ""},
+        }
+        if run.lease_until:
+            values[":lease"] = {"S": run.lease_until}
+        try:
+            self._client.update_item(
+                TableName=self.table,
+                Key={"pk": item["pk"], "sk": item["sk"]},
+                UpdateExpression="SET #status = :abandoned, #error = :error REMOVE lease_until",
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#status": "status", "#error": "error"},
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return None
+            raise translate(exc, f"DynamoDB UpdateItem feed run {run.run_id!r}") from exc
+        except BotoCoreError as exc:
+            raise translate(exc, f"DynamoDB UpdateItem feed run {run.run_id!r}") from exc
+        return marked
 
     def get_cursor(self, feeder: str) -> dict[str, Any] | None:
         response = self._call(
