@@ -250,6 +250,37 @@ def test_inventory_resume_after_random_kills_enqueues_each_id_once(
     assert set(sent) == expected
 
 
+@pytest.mark.parametrize("grouped", [False, True])
+def test_inventory_chained_limit_runs_enqueue_each_id_exactly_once(
+    s3: S3Client, bucket: str, aws_endpoint: str, tmp_path: Path, grouped: bool
+) -> None:
+    """Runs of --limit 37 (limits fall inside chunks of 11 items, two readers interleaving)
+    until one feeds nothing: every payload is sent exactly once."""
+    data = [[inv.row(f"p{f}/s{i:03d}/{b}.tif", i) for i in range(60) for b in "ab"] for f in "xyz"]
+    report = inv.write_report(s3, bucket, "inv", "CSV", data)
+    item: dict[str, Any] = {"collection": "c", "datetime": "2024-05-01T00:00:00Z"}
+    if grouped:
+        item |= {"id": "{dirname|replace('/', '-')}", "group_by": "{dirname}"}
+    app = make_app(
+        tmp_path, aws_endpoint, manifest=report.manifest_url, item=item, checkpoint_items=11
+    )
+    runs, partial = 0, 0
+    while True:
+        result = FeedRunner(app).run("inv", app.feeders["inv"], FeedRequest(limit=37))
+        assert result.ok, result.run
+        cursor = feeds_of(app).get_cursor("inv") or {}
+        partial += any("sent" in f for f in cursor.get("files", {}).values())
+        runs += 1
+        if result.counts["seen"] == 0:
+            break
+
+    keys = [row["key"] for rows_ in data for row in rows_]
+    expected = sorted({pid(k.rsplit("/", 1)[0]) for k in keys} if grouped else map(pid, keys))
+    assert sorted(enqueued(app)) == expected  # each exactly once
+    assert runs == -(-len(expected) // 37) + 1
+    assert partial >= runs // 2  # most limits fell inside a chunk
+
+
 def test_inventory_reader_crash_resumes_without_loss(
     s3: S3Client, bucket: str, aws_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
