@@ -42,6 +42,7 @@ from cirrus_feed.errors import ConfigError, FeederError, InvalidSourceDataError
 from cirrus_feed.feeding.contract import (
     FLUSH_SIZE,
     Checkpoint,
+    Counted,
     Feeder,
     FeederConfig,
     FeederContext,
@@ -297,6 +298,8 @@ class S3InventoryFeeder(Feeder[S3InventoryConfig]):
                     yielded.append(digest)
                     fed += 1
                     yield item
+                if chunk.left_out:
+                    yield Counted(chunk.left_out)
                 if sent:
                     progress["sent"] = sorted(sent)
                 else:
@@ -383,9 +386,12 @@ class _FileReader:
             skip_rows=start,
         ):
             out: list[FeedItem] = []
-            mask = self.filter.mask(batch)
+            mask = pc.fill_null(self.filter.mask(batch), False)
+            selected = _true(mask)
+            left_out = {"object-filter": batch.num_rows - selected}
             if self.index is not None:
-                mask = pc.and_(mask, self.index.changed(batch))
+                mask = pc.and_(mask, pc.fill_null(self.index.changed(batch), False))
+                left_out["unchanged"] = selected - _true(mask)
             positions = pc.indices_nonzero(mask).to_pylist()
             kept = batch.filter(mask)
             for offset, obj in zip(positions, self._objects(kept), strict=True):
@@ -399,7 +405,9 @@ class _FileReader:
                     out = []
             self.row += batch.num_rows
             self.row_done = self._covered(self.row)
-            if not put(Chunk(data.key, out, self.row_done, scanned=batch.num_rows)):
+            counts = {kind: n for kind, n in left_out.items() if n}
+            chunk = Chunk(data.key, out, self.row_done, scanned=batch.num_rows, left_out=counts)
+            if not put(chunk):
                 return False
         return True
 
@@ -419,6 +427,11 @@ class _FileReader:
 
     def _payloads(self, built: list[dict[str, Any] | SourceRejection]) -> list[FeedItem]:
         return [b if isinstance(b, SourceRejection) else to_payload(b, self.process) for b in built]
+
+
+def _true(mask: pa.Array) -> int:
+    """How many of a boolean mask's values are true."""
+    return int(pc.sum(mask.cast(pa.int64())).as_py() or 0)
 
 
 def _digest(payload: Mapping[str, Any]) -> str:

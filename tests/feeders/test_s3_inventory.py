@@ -119,6 +119,9 @@ def test_inventory_feeds_every_format_with_odd_keys(
 
     assert result.ok, result.run
     assert sorted(enqueued(app)) == sorted(pid(k) for k in ODD_KEYS if k.endswith(".json"))
+    not_json = sum(not k.endswith(".json") for k in ODD_KEYS)
+    assert not_json
+    assert result.counts["filtered"] == result.counts["filtered:object-filter"] == not_json
     payload = app.backends.queue.receive(1)[0].body
     feature = json.loads(payload)["features"][0]
     assert feature["assets"][next(iter(feature["assets"]))]["href"].startswith(
@@ -327,8 +330,11 @@ def test_inventory_diff_feeds_only_new_and_changed_keys(
     )
 
     for app in (previous, explicit):
-        assert run(app).ok
+        result = run(app)
+        assert result.ok
         assert sorted(enqueued(app)) == [pid("d/added.json"), pid("d/changed.json")]
+        assert result.counts["skipped:unchanged"] == 1  # d/same.json, in the run record
+        assert feeds_of(app).list_runs("inv")[0].counts["skipped"] == 1
 
 
 def test_feeder_checkpoints_cover_only_yielded_rows_under_interleaving(

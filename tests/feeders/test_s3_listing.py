@@ -153,6 +153,7 @@ def test_s3_listing_filters_and_groups_siblings_per_shard(
     assert items["s1"]["properties"]["scene"] == "S1"
     assert items["s3"]["assets"]["B01"]["href"] == f"s3://{bucket}/scenes/S3/B01.tif"
     assert result.counts["invalid"] == 1  # S2
+    assert result.counts["filtered:object-filter"] == 2  # notes.txt, other/S9/MTD.xml
 
 
 def test_s3_listing_sends_requester_pays(
@@ -261,6 +262,7 @@ def test_s3_listing_modified_since_second_run_feeds_only_new_objects(
     assert first.counts["enqueued"] == len(KEYS)
     assert sorted(i["id"] for i in queued_items(app)) == ["a-new.tif", "zz-top.txt"]
     assert second.counts["enqueued"] == 2
+    assert second.counts["skipped:unchanged"] == len(KEYS)
     assert app.backends.feeds is not None
     cursor = app.backends.feeds.get_cursor("listing")
     assert cursor is not None
