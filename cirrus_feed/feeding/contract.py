@@ -93,7 +93,7 @@ class SourceRejection:
 # is ``skipped``: a rule of the source's mapping (a tier, a baseline, ``accept``, a folder
 # marker). Each also counts as ``<that>:<kind>``, so the run record says why.
 FILTER_KINDS = frozenset({"filter", "object-filter"})
-DUPLICATE_KINDS = frozenset({"duplicate"})
+DUPLICATE_KINDS = frozenset({"seen-cache"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ redrive policy moves it to the dead-letter queue) while its batch-mates are acke
 record no mapper takes is rejected without retry; mapper `Skip`s and items the filter
 drops are counted in `EventsFeeder.filtered` and yielded as `Skipped` (kind and reason, with
 the message's tag), which the runner counts and logs; so are records the seen cache
-suppresses (kind ``duplicate``) and test events (kind ``ignored``). After each batch a
+suppresses (kind ``seen-cache``) and test events (kind ``ignored``). After each batch a
 `Checkpoint` (no cursor) settles it: the runner's ``commit`` acks every message but the
 failed ones.
 
@@ -248,7 +248,7 @@ class EventsFeeder(Feeder[EventsConfig]):
         envelopes, already = self._fresh(envelopes, message, request)
         for key in already:
             reason = f"message {message.tag}: record {key} already handled (seen cache)"
-            yield Skipped(reason, "duplicate", message.tag)
+            yield Skipped(reason, "seen-cache", message.tag)
         try:
             outputs = list(self._map(envelopes, message.tag, process))
         except Exception as exc:  # noqa: BLE001 - a plugin mapper's bug must not sink the batch

@@ -225,6 +225,11 @@ def test_events_duplicate_sns_deliveries_give_one_payload(tmp_path: Path) -> Non
     assert queued(app) == [tile_id("31UFT")]
     assert (first.counts["enqueued"], second.counts["enqueued"]) == (1, 0)
     assert later.duplicates == 1
+    # both suppressed deliveries are in their run records, as duplicates of the seen cache
+    records = {r.run_id: r.counts for r in app.backends.feeds.list_runs("s2")}
+    for result in (first, second):
+        assert records[result.run.run_id]["duplicate"] == 1
+        assert records[result.run.run_id]["duplicate:seen-cache"] == 1
 
 
 def test_events_redelivered_message_bypasses_the_seen_cache() -> None:

@@ -50,7 +50,7 @@ class TickingFeeder(Feeder[TickingConfig]):
     def feed(self, request: FeedRequest) -> Iterator[FeedItem]:
         yield Skipped("item x: tier RT is not fed", "tier", "m-1")
         yield Skipped("item y: dropped by the filter", "filter", "m-1")
-        yield Skipped("record z already handled", "duplicate", "m-2")
+        yield Skipped("record z already handled", "seen-cache", "m-2")
         yield Counted({"object-filter": 7, "unchanged": 3})
         for number in range(self.config.count):
             self.clock.advance(self.config.tick_seconds)
@@ -148,7 +148,7 @@ def test_feed_run_left_out_records_are_counted_by_kind(tmp_path: Path) -> None:
         "filtered:filter": 1,
         "filtered:object-filter": 7,
         "duplicate": 1,
-        "duplicate:duplicate": 1,
+        "duplicate:seen-cache": 1,
     }
 
 
