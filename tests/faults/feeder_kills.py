@@ -76,17 +76,23 @@ class Experiment:
     logs: list[Path] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.write()
+
+    def write(self, *, paced: bool = True) -> None:
+        """The config file; ``paced=False`` leaves ``max_rate`` out (the resume run)."""
         feeder = {
             "process": {"workflow": WORKFLOW},
             "lease_seconds": LEASE_SECONDS,
             **self.settings,
         }
+        if not paced:
+            feeder.pop("max_rate", None)
         config = {
             "local": {"root": str(self.var)},
             "workflows": {WORKFLOW: {"tasks": [{"task": "noop"}]}},
             "feeders": {self.name: feeder},
         }
-        self.root.mkdir(parents=True, exist_ok=True)
         self.config.write_text(yaml.safe_dump(config))
 
     @property
@@ -139,13 +145,13 @@ def wait_until(check: Callable[[], bool], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
+        time.sleep(0.05)
 
 
 def kill_loop(experiment: Experiment, rng: random.Random, kills: int, most: int) -> int:
     """Run and SIGKILL the feed ``kills`` times, each once 1..``most`` more messages were
-    queued, plus a random fraction of a second; returns the kill count. A run that ends before its moment fails the test: the
-    experiment would not be testing what it claims."""
+    queued, plus a random fraction of a second; returns the kill count. A run that ends
+    before its moment fails the test: the experiment would not test what it claims."""
     killed = 0
     while killed < kills:
         target = len(experiment.queued()) + rng.randint(1, most)
@@ -160,12 +166,14 @@ def kill_loop(experiment: Experiment, rng: random.Random, kills: int, most: int)
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
         assert process.returncode == -signal.SIGKILL, experiment.logs[-1].read_text()
+        assert experiment.runs()[0].status == "running"  # killed mid-run: not yet finished
         killed += 1
     return killed
 
 
 def resume(experiment: Experiment) -> subprocess.CompletedProcess[str]:
-    """Wait until every killed run's lease ran out, then feed to the end."""
+    """Wait until every killed run's lease ran out, then feed to the end, unpaced."""
+    experiment.write(paced=False)
     leases = [r.lease_until for r in experiment.runs() if r.lease_until]
     if leases:
         last = max(datetime.fromisoformat(lease) for lease in leases)
