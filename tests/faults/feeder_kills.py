@@ -201,7 +201,7 @@ class Outcome:
     @classmethod
     def of(cls, experiment: Experiment) -> Outcome:
         queued = Counter(experiment.queued())
-        statuses = Counter(run.status for run in experiment.runs())
+        statuses = Counter[str](run.status for run in experiment.runs())
         app = build_app(load_settings(experiment.config, env={}))
         try:
             LocalWorker(app).drain(WorkTotals())
