@@ -145,6 +145,37 @@ def test_feed_store_abandon_marks_only_running_runs_whose_lease_expired(
     assert feed_store.abandon("stac-api", now=now) == []  # idempotent
 
 
+@pytest.mark.aws
+def test_dynamodb_feed_store_abandon_spares_a_run_that_heartbeats_meanwhile(
+    aws_client: Callable[[str], Any], clock: FakeClock
+) -> None:
+    """The run heartbeats between `abandon`'s Query and its UpdateItem: it stays running."""
+    from cirrus_feed.backends.aws.dynamodb_feeds import DynamoDbFeedStore
+
+    client = aws_client("dynamodb")
+    table = unique("feeds-")
+    DynamoDbFeedStore.create_table(client, table)
+    store = DynamoDbFeedStore(table, client=client, clock=clock)
+    run = make_run("r-1", lease_until="2025-04-01T10:01:00.000000+00:00")
+    store.save_run(run)
+    renewed = replace(run, lease_until="2025-04-01T11:00:00.000000+00:00")
+
+    def heartbeat(**_: Any) -> None:
+        client.meta.events.unregister("before-call.dynamodb.UpdateItem", heartbeat)
+        store.save_run(renewed)
+
+    client.meta.events.register("before-call.dynamodb.UpdateItem", heartbeat)
+    try:
+        marked = store.abandon("stac-api", now="2025-04-01T10:30:00.000000+00:00")
+        listed = store.list_runs("stac-api")
+    finally:
+        client.meta.events.unregister("before-call.dynamodb.UpdateItem", heartbeat)
+        client.delete_table(TableName=table)
+
+    assert marked == []
+    assert listed == [renewed]
+
+
 def test_feed_store_lease_round_trips_and_a_heartbeat_keeps_the_run(feed_store: FeedStore) -> None:
     run = make_run("r-1", lease_until="2025-04-01T10:01:00.000000+00:00")
     feed_store.save_run(run)
