@@ -16,9 +16,11 @@ takes no conditions, and TransactWriteItems costs 2 WCU per key and fails as a w
 ``request``/``counts``/``cursor`` are stored as JSON strings (DynamoDB numbers would come
 back as Decimals and lose float/int distinctions); the other fields are plain ``S``
 attributes, left out when None. Writes are unconditional puts: a run saved again (progress
-updates) replaces its item, as long as its ``started`` does not change. `abandon` reads the
-feeder's runs (a filtered Query) and marks each expired one with a conditional UpdateItem
-(still ``running`` with the same ``lease_until``), so a heartbeat in between wins.
+updates) replaces its item, as long as its ``started`` does not change. A running run also
+has a marker ``sk = "live#<run_id>"`` (``run_sk``: its run item's key), put before each
+running save and deleted after the final one, so `abandon` reads the running runs only, not
+a history that grows with every Lambda push; it marks each expired one with a conditional
+UpdateItem (still ``running`` with the same ``lease_until``): a heartbeat in between wins.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ _TABLE_SCHEMA: dict[str, Any] = {
 }
 _CURSOR_SK = "cursor"
 _RUN_PREFIX = "run#"
+_LIVE_PREFIX = "live#"  # one marker per running run: what `abandon` reads
 _OPTIONAL = ("finished", "checkpoint", "error", "lease_until")
 _STATUSES: frozenset[str] = frozenset(get_args(RunStatus))
 
@@ -155,7 +158,14 @@ class DynamoDbFeedStore:
 
     def save_run(self, run: FeedRun) -> None:
         item = _run_item(run)
-        self._call("put_item", f"DynamoDB PutItem feed run {run.run_id!r}", Item=item)
+        live = {"pk": item["pk"], "sk": {"S": f"{_LIVE_PREFIX}{run.run_id}"}}
+        what = f"DynamoDB PutItem feed run {run.run_id!r}"
+        if run.status == "running":  # the marker first: a running run always has one
+            self._call("put_item", what, Item=live | {"run_sk": item["sk"]})
+            self._call("put_item", what, Item=item)
+        else:
+            self._call("put_item", what, Item=item)
+            self._call("delete_item", f"DynamoDB DeleteItem live marker {run.run_id!r}", Key=live)
 
     def list_runs(self, feeder: str, *, limit: int = 20) -> list[FeedRun]:
         runs: list[FeedRun] = []
@@ -183,27 +193,41 @@ class DynamoDbFeedStore:
         return runs
 
     def abandon(self, feeder: str, *, now: str) -> list[FeedRun]:
+        """Reads only the feeder's ``live#`` markers (its running runs), never its history."""
         request: dict[str, Any] = {
             "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
-            "FilterExpression": "#status = :running"
-            " AND (attribute_not_exists(lease_until) OR lease_until < :now)",
-            "ExpressionAttributeNames": {"#status": "status"},
             "ExpressionAttributeValues": {
                 ":pk": {"S": _pk(feeder)},
-                ":prefix": {"S": _RUN_PREFIX},
-                ":running": {"S": "running"},
-                ":now": {"S": now},
+                ":prefix": {"S": _LIVE_PREFIX},
             },
             "ConsistentRead": True,
         }
-        expired: list[Item] = []
+        markers: list[Item] = []
         while True:
             response = self._call("query", f"DynamoDB Query running runs of {feeder!r}", **request)
-            expired += response.get("Items", [])
+            markers += response.get("Items", [])
             if "LastEvaluatedKey" not in response:
                 break
             request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-        return [run for run in map(self._abandon, expired) if run is not None]
+        marked: list[FeedRun] = []
+        for marker in markers:
+            key = {"pk": marker["pk"], "sk": marker["run_sk"]}
+            found = self._call(
+                "get_item", f"DynamoDB GetItem feed run {key['sk']}", Key=key, ConsistentRead=True
+            ).get("Item")
+            if found is None:
+                continue  # a run being saved right now: its own puts follow
+            run = _run(found)
+            if run.status == "running" and run.lease_until is not None and run.lease_until >= now:
+                continue
+            if run.status == "running":
+                done = self._abandon(found)
+                if done is None:
+                    continue  # it heartbeated meanwhile
+                marked.append(done)
+            what = f"DynamoDB DeleteItem live marker {run.run_id!r}"
+            self._call("delete_item", what, Key={"pk": marker["pk"], "sk": marker["sk"]})
+        return marked
 
     def _abandon(self, item: Item) -> FeedRun | None:
         """Mark one expired run, unless it heartbeated (or finished) since it was read."""

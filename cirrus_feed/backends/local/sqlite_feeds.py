@@ -117,6 +117,11 @@ class SqliteFeedStore:
             names = {row["name"] for row in conn.execute("PRAGMA table_info(feed_runs)")}
             if "lease_until" not in names:
                 conn.execute("ALTER TABLE feed_runs ADD COLUMN lease_until TEXT")
+            # `abandon` reads the running runs only, never the whole history
+            conn.execute(
+                "CREATE INDEX IF NOT EXISTS feed_runs_running ON feed_runs (feeder)"
+                " WHERE status = 'running'"
+            )
 
     def save_run(self, run: FeedRun) -> None:
         what = f"feed run {run.run_id!r}"
