@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import IO, Any, Protocol
 
 from cirrus_feed.backends.base import Backends, FeedRun, FeedStore, RunStatus
-from cirrus_feed.errors import CirrusFeedError, PayloadValidationError
+from cirrus_feed.errors import BackendError, CirrusFeedError, PayloadValidationError
 from cirrus_feed.feeding.contract import (
     DUPLICATE_KINDS,
     FILTER_KINDS,
@@ -171,8 +171,12 @@ class _Lease:
         self.next_beat = 0.0  # monotonic
 
     def due(self) -> None:
-        if self.runner.clock.monotonic() >= self.next_beat:
+        if self.runner.clock.monotonic() < self.next_beat:
+            return
+        try:
             self.beat()
+        except BackendError as exc:  # the feed goes on; the next heartbeat tries again
+            log.warning("feed %s: heartbeat failed: %s", self.result.run.feeder, exc)
 
     def beat(self, **changes: Any) -> None:
         clock = self.runner.clock

@@ -129,7 +129,7 @@ def test_feeder_kills_s3_inventory(
     inventory_data = feeder_test_module("inventory_data")
     s3 = make_aws_client("s3")
     bucket = make_bucket(f"kills-inventory-{random.Random(SEED).randrange(10**8)}")
-    files = [[inventory_data.row(f"f{f}/{n:04d}.json", n) for n in range(200)] for f in range(3)]
+    files = [[inventory_data.row(f"f{f}/{n:04d}.json", n) for n in range(150)] for f in range(3)]
     report = inventory_data.write_report(s3, bucket, "inv", "CSV", files)
     settings = {
         "type": "s3-inventory",
@@ -143,7 +143,7 @@ def test_feeder_kills_s3_inventory(
     expected = {payload_id("c", key.replace("/", "-")) for key in keys}
     experiment = Experiment(tmp_path, "inventory", settings, expected)
 
-    kills = kill_loop(experiment, random.Random(SEED + 2), KILLS, most=len(keys) // 8)
+    kills = kill_loop(experiment, random.Random(SEED + 2), KILLS, most=len(keys) // 16)
 
     check(experiment, kills, resume(experiment))
 
@@ -194,7 +194,7 @@ def test_feeder_kills_events_from_sqs(
     expected = {payload_id("c", key.replace("/", "-")) for key in keys}
     experiment = Experiment(tmp_path, "events", settings, expected)
 
-    kills = kill_loop(experiment, random.Random(SEED + 3), KILLS, most=len(keys) // 8)
+    kills = kill_loop(experiment, random.Random(SEED + 3), KILLS, most=len(keys) // 16)
 
     # The killed runs' unacked messages reappear once their visibility timeout ran out.
     def in_flight() -> int:

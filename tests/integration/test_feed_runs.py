@@ -17,6 +17,7 @@ from cirrus_feed.backends.base import Backends, FeedRun, FeedStore
 from cirrus_feed.backends.local.workflows import TaskSpec, Workflow
 from cirrus_feed.cli.main import cli
 from cirrus_feed.config import LocalSettings, Settings
+from cirrus_feed.errors import BackendUnavailableError
 from cirrus_feed.feeding.contract import (
     Checkpoint,
     Counted,
@@ -63,13 +64,19 @@ class TickingFeeder(Feeder[TickingConfig]):
 
 
 class RecordingFeeds:
-    """A feed store that keeps every saved run record, in order."""
+    """A feed store that keeps every saved run record, in order; the saves numbered in
+    ``failing`` (1-based) raise `BackendUnavailableError` instead."""
 
-    def __init__(self, inner: FeedStore) -> None:
+    def __init__(self, inner: FeedStore, failing: frozenset[int] = frozenset()) -> None:
         self.inner = inner
+        self.failing = failing
         self.saved: list[FeedRun] = []
+        self.calls = 0
 
     def save_run(self, run: FeedRun) -> None:
+        self.calls += 1
+        if self.calls in self.failing:
+            raise BackendUnavailableError("feed store throttled")
         self.saved.append(run)
         self.inner.save_run(run)
 
@@ -128,6 +135,19 @@ def test_feed_run_heartbeats_renew_the_lease_while_running(tmp_path: Path) -> No
     assert leases[-1] == _stamp(start + _seconds(6 * 40 + 100))
     assert result.run.status == "succeeded"
     assert result.run.lease_until is None
+    assert feeds_of(app).list_runs("slow") == [result.run]
+
+
+def test_feed_run_a_failed_heartbeat_is_retried_and_the_feed_goes_on(tmp_path: Path) -> None:
+    clock = FakeClock()
+    app = make_app(tmp_path, clock, lease_seconds=100)
+    pipeline = Recorded(app, RecordingFeeds(feeds_of(app), failing=frozenset({2, 3})))
+
+    result = FeedRunner(pipeline).run("slow", app.feeders["slow"], FeedRequest())
+
+    assert result.run.status == "succeeded"
+    assert result.counts["enqueued"] == 6
+    assert len([r for r in pipeline.feeds.saved if r.status == "running"]) >= 5
     assert feeds_of(app).list_runs("slow") == [result.run]
 
 
