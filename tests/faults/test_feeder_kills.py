@@ -34,8 +34,6 @@ from .feeder_kills import (
 KILLS = 5
 SEED = 20261203
 
-pytestmark = pytest.mark.aws
-
 
 @pytest.fixture(scope="module")
 def stac_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, set[str]]]:
@@ -91,6 +89,7 @@ def make_bucket(make_aws_client: Callable[[str], Any]) -> Callable[[str], str]:
     return make
 
 
+@pytest.mark.aws
 def test_feeder_kills_s3_listing(
     make_aws_client: Callable[[str], Any],
     make_bucket: Callable[[str], str],
@@ -120,6 +119,7 @@ def test_feeder_kills_s3_listing(
     check(experiment, kills, resume(experiment))
 
 
+@pytest.mark.aws
 def test_feeder_kills_s3_inventory(
     make_aws_client: Callable[[str], Any],
     make_bucket: Callable[[str], str],
@@ -164,6 +164,7 @@ def s3_notification(bucket: str, key: str, sequencer: int) -> str:
     return json.dumps({"Records": [record]})
 
 
+@pytest.mark.aws
 def test_feeder_kills_events_from_sqs(
     make_aws_client: Callable[[str], Any], aws_endpoint: str, tmp_path: Path
 ) -> None:
