@@ -1,6 +1,6 @@
 """Fault suite: every feeder killed with SIGKILL at seeded random moments, then resumed.
 
-Each experiment feeds a few hundred to a thousand source records through ``cirrus-feed
+Each experiment feeds 200 to 450 source records through ``cirrus-feed
 feed NAME`` subprocesses on the local backend: ``stac-api`` against rustac, ``s3-listing``
 and ``s3-inventory`` against moto's server, ``events`` from an SQS queue on moto. Five
 runs are killed mid-run, then one runs to the end. Then: every expected payload id was
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -37,7 +38,7 @@ SEED = 20261203
 
 @pytest.fixture(scope="module")
 def stac_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, set[str]]]:
-    """rustac (the feeder tests' starter) serving 600 items over one day; their ids."""
+    """rustac (the feeder tests' starter) serving 300 items over one day; their ids."""
     stac_data = feeder_test_module("stac_data")
     starter = feeder_test_module("conftest")
     items = [
@@ -50,7 +51,7 @@ def stac_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
     process.wait(timeout=10)
 
 
-def check(experiment: Experiment, kills: int, resumed: Any) -> Outcome:
+def check(experiment: Experiment, kills: int, resumed: subprocess.CompletedProcess[str]) -> Outcome:
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     outcome = Outcome.of(experiment)
     print(outcome.summary(experiment, kills))  # the report's numbers (pytest -s)
