@@ -129,7 +129,12 @@ def _build_mappers(
 
 @dataclass
 class _Budget:
-    """``request.limit``: payloads this run may still yield (None: no limit)."""
+    """``request.limit``: payloads this run may still yield (None: no limit).
+
+    A message is the unit of acking, so the message that reaches the limit is fed whole:
+    acked, nothing of it is sent twice; the run may overshoot the limit by the rest of
+    that one message.
+    """
 
     left: int | None
 
@@ -137,18 +142,10 @@ class _Budget:
     def exhausted(self) -> bool:
         return self.left is not None and self.left <= 0
 
-    def take(self, outputs: list[FeedItem]) -> tuple[list[FeedItem], bool]:
-        """The outputs within the budget, and whether all of them fit."""
-        if self.left is None:
-            return outputs, True
-        kept: list[FeedItem] = []
-        for output in outputs:
-            if isinstance(output, Tagged):
-                if self.left <= 0:
-                    return kept, False
-                self.left -= 1
-            kept.append(output)
-        return kept, True
+    def take(self, outputs: list[FeedItem]) -> list[FeedItem]:
+        if self.left is not None:
+            self.left -= sum(isinstance(output, Tagged) for output in outputs)
+        return outputs
 
 
 class EventsFeeder(Feeder[EventsConfig]):
@@ -220,10 +217,7 @@ class EventsFeeder(Feeder[EventsConfig]):
                     if budget.exhausted:
                         unfinished.add(message.tag)
                         continue
-                    kept, whole = budget.take(list(self._handle(message, process, request)))
-                    yield from kept
-                    if not whole:
-                        unfinished.add(message.tag)
+                    yield from budget.take(list(self._handle(message, process, request)))
                 label = f"batch {number}: {len(batch.messages)} messages"
                 yield Checkpoint(label=label, commit=self._settler(batch, frozenset(unfinished)))
                 if budget.exhausted:
