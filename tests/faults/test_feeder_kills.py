@@ -3,7 +3,8 @@
 Each experiment feeds 200 to 450 source records through ``cirrus-feed
 feed NAME`` subprocesses on the local backend: ``stac-api`` against rustac, ``s3-listing``
 and ``s3-inventory`` against moto's server, ``events`` from an SQS queue on moto. Five
-runs are killed mid-run, then one runs to the end. Then: every expected payload id was
+runs are killed mid-run, then one runs to the end; the four experiments run side by side
+(threads driving subprocesses), each test checks one. Then: every expected payload id was
 queued at least once; after the local workers drained the queue each is SUCCEEDED with
 exactly one execution; no run is left ``running``, the killed ones are ``abandoned``.
 ``max_rate`` (about a tenth of the records a second) slows the killed runs so each kill lands
@@ -17,9 +18,12 @@ import random
 import subprocess
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 
 from .feeder_kills import (
@@ -34,6 +38,9 @@ from .feeder_kills import (
 
 KILLS = 5
 SEED = 20261203
+AWS_REGION = "us-east-1"
+
+pytestmark = pytest.mark.aws  # the experiments share one module fixture, on moto's server
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +70,23 @@ def check(experiment: Experiment, kills: int, resumed: subprocess.CompletedProce
     return outcome
 
 
-def test_feeder_kills_stac_api(stac_server: tuple[str, set[str]], tmp_path: Path) -> None:
-    url, expected = stac_server
+@dataclass
+class Setup:
+    """One experiment, how to kill it, and what to do before its resume run."""
+
+    experiment: Experiment
+    seed: int
+    most: int  # each kill waits for 1..most more queued messages
+    before_resume: Callable[[], None] = lambda: None
+    after: Callable[[], None] = lambda: None  # checks of the source once all is done
+
+    def run(self) -> tuple[int, subprocess.CompletedProcess[str]]:
+        kills = kill_loop(self.experiment, random.Random(self.seed), KILLS, most=self.most)
+        self.before_resume()
+        return kills, resume(self.experiment)
+
+
+def stac_setup(root: Path, url: str, expected: set[str]) -> Setup:
     settings = {
         "type": "stac-api",
         "url": url,
@@ -72,40 +94,21 @@ def test_feeder_kills_stac_api(stac_server: tuple[str, set[str]], tmp_path: Path
         "max_items_per_window": 150,  # > the flush size: kills re-send
         "max_rate": 30,
     }
-    experiment = Experiment(tmp_path, "stac", settings, expected)
-
-    kills = kill_loop(experiment, random.Random(SEED), KILLS, most=len(expected) // 8)
-
-    check(experiment, kills, resume(experiment))
+    experiment = Experiment(root, "stac", settings, expected)
+    return Setup(experiment, SEED, most=len(expected) // 8)
 
 
-@pytest.fixture
-def make_bucket(make_aws_client: Callable[[str], Any]) -> Callable[[str], str]:
-    s3 = make_aws_client("s3")
-
-    def make(name: str) -> str:
-        s3.create_bucket(Bucket=name)
-        return name
-
-    return make
-
-
-@pytest.mark.aws
-def test_feeder_kills_s3_listing(
-    make_aws_client: Callable[[str], Any],
-    make_bucket: Callable[[str], str],
-    aws_endpoint: str,
-    tmp_path: Path,
-) -> None:
-    s3 = make_aws_client("s3")
-    bucket = make_bucket(f"kills-listing-{random.Random(SEED).randrange(10**8)}")
+def listing_setup(root: Path, aws: Callable[[str], Any], endpoint: str) -> Setup:
+    s3 = aws("s3")
+    bucket = f"kills-listing-{random.Random(SEED).randrange(10**8)}"
+    s3.create_bucket(Bucket=bucket)
     keys = [f"{prefix}/{n:04d}.tif" for prefix in "abc" for n in range(100)]
     for key in keys:
         s3.put_object(Bucket=bucket, Key=key, Body=b"")
     settings = {
         "type": "s3-listing",
         "bucket": bucket,
-        "endpoint_url": aws_endpoint,
+        "endpoint_url": endpoint,
         "shard_depth": 1,
         "page_size": 40,
         "checkpoint_every": 150,  # > the flush size: kills re-send
@@ -113,47 +116,34 @@ def test_feeder_kills_s3_listing(
         "max_rate": 30,
     }
     expected = {payload_id("c", key.replace("/", "-")) for key in keys}
-    experiment = Experiment(tmp_path, "listing", settings, expected)
-
-    kills = kill_loop(experiment, random.Random(SEED + 1), KILLS, most=len(keys) // 8)
-
-    check(experiment, kills, resume(experiment))
+    return Setup(Experiment(root, "listing", settings, expected), SEED + 1, len(keys) // 8)
 
 
-@pytest.mark.aws
-def test_feeder_kills_s3_inventory(
-    make_aws_client: Callable[[str], Any],
-    make_bucket: Callable[[str], str],
-    aws_endpoint: str,
-    tmp_path: Path,
-) -> None:
+def inventory_setup(root: Path, aws: Callable[[str], Any], endpoint: str) -> Setup:
     inventory_data = feeder_test_module("inventory_data")
-    s3 = make_aws_client("s3")
-    bucket = make_bucket(f"kills-inventory-{random.Random(SEED).randrange(10**8)}")
+    s3 = aws("s3")
+    bucket = f"kills-inventory-{random.Random(SEED).randrange(10**8)}"
+    s3.create_bucket(Bucket=bucket)
     files = [[inventory_data.row(f"f{f}/{n:04d}.json", n) for n in range(150)] for f in range(3)]
     report = inventory_data.write_report(s3, bucket, "inv", "CSV", files)
     settings = {
         "type": "s3-inventory",
         "manifest": report.manifest_url,
-        "aws": {"endpoint_url": aws_endpoint},
+        "aws": {"endpoint_url": endpoint},
         "item": {"collection": "c"},
         "checkpoint_items": 30,
         "max_rate": 60,
     }
     keys = [row["key"] for rows in files for row in rows]
     expected = {payload_id("c", key.replace("/", "-")) for key in keys}
-    experiment = Experiment(tmp_path, "inventory", settings, expected)
-
-    kills = kill_loop(experiment, random.Random(SEED + 2), KILLS, most=len(keys) // 16)
-
-    check(experiment, kills, resume(experiment))
+    return Setup(Experiment(root, "inventory", settings, expected), SEED + 2, len(keys) // 16)
 
 
 def s3_notification(bucket: str, key: str, sequencer: int) -> str:
     record = {
         "eventVersion": "2.1",
         "eventSource": "aws:s3",
-        "awsRegion": "us-east-1",
+        "awsRegion": AWS_REGION,
         "eventTime": "2024-05-01T12:00:00.000Z",
         "eventName": "ObjectCreated:Put",
         "s3": {
@@ -165,13 +155,9 @@ def s3_notification(bucket: str, key: str, sequencer: int) -> str:
     return json.dumps({"Records": [record]})
 
 
-@pytest.mark.aws
-def test_feeder_kills_events_from_sqs(
-    make_aws_client: Callable[[str], Any], aws_endpoint: str, tmp_path: Path
-) -> None:
-    sqs = make_aws_client("sqs")
-    queue = sqs.create_queue(QueueName=f"kills-{random.Random(SEED).randrange(10**8)}")
-    url = queue["QueueUrl"]
+def events_setup(root: Path, aws: Callable[[str], Any], endpoint: str) -> Setup:
+    sqs = aws("sqs")
+    url = sqs.create_queue(QueueName=f"kills-{random.Random(SEED).randrange(10**8)}")["QueueUrl"]
     keys = [f"drop/{n:04d}.tif" for n in range(200)]
     for start in range(0, len(keys), 10):
         entries = [
@@ -184,7 +170,7 @@ def test_feeder_kills_events_from_sqs(
         "source": {
             "sqs": {
                 "queue_url": url,
-                "endpoint_url": aws_endpoint,
+                "endpoint_url": endpoint,
                 "wait_seconds": 0,
                 "visibility_timeout": 2,
             }
@@ -194,24 +180,62 @@ def test_feeder_kills_events_from_sqs(
         "max_rate": 20,
     }
     expected = {payload_id("c", key.replace("/", "-")) for key in keys}
-    experiment = Experiment(tmp_path, "events", settings, expected)
 
-    kills = kill_loop(experiment, random.Random(SEED + 3), KILLS, most=len(keys) // 16)
+    def count(attribute: str) -> int:
+        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[attribute])
+        return int(attributes["Attributes"][attribute])
 
-    # The killed runs' unacked messages reappear once their visibility timeout ran out.
-    def in_flight() -> int:
-        attributes = sqs.get_queue_attributes(
-            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
-        )["Attributes"]
-        return int(attributes["ApproximateNumberOfMessagesNotVisible"])
+    def visible_again() -> None:
+        # The killed runs' unacked messages reappear once their visibility timeout ran out.
+        wait_until(lambda: count("ApproximateNumberOfMessagesNotVisible") == 0, timeout=20)
 
-    wait_until(lambda: in_flight() == 0, timeout=20)
-    check(experiment, kills, resume(experiment))
-    assert (
-        int(
-            sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"][
-                "ApproximateNumberOfMessages"
-            ]
-        )
-        == 0
-    )  # every message acked
+    def all_acked() -> None:
+        assert count("ApproximateNumberOfMessages") == 0
+
+    experiment = Experiment(root, "events", settings, expected)
+    return Setup(experiment, SEED + 3, len(keys) // 16, visible_again, all_acked)
+
+
+@pytest.fixture(scope="module")
+def aws(moto_server: str) -> Callable[[str], Any]:
+    """Plain boto3 clients for moto's server (the conftest's, at module scope)."""
+    session = boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name=AWS_REGION
+    )
+
+    def make(service: str) -> Any:
+        return session.client(service, endpoint_url=moto_server)  # type: ignore[call-overload]  # boto3-stubs type client() per literal service name
+
+    return make
+
+
+Fed = dict[str, tuple[Setup, "Future[tuple[int, subprocess.CompletedProcess[str]]]"]]
+
+
+@pytest.fixture(scope="module")
+def fed(
+    stac_server: tuple[str, set[str]],
+    aws: Callable[[str], Any],
+    moto_server: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Fed]:
+    """Every experiment set up, then its kill loop and resume run started in a thread."""
+    root = tmp_path_factory.mktemp("kills")
+    setups = {
+        "stac": stac_setup(root / "stac", *stac_server),
+        "listing": listing_setup(root / "listing", aws, moto_server),
+        "inventory": inventory_setup(root / "inventory", aws, moto_server),
+        "events": events_setup(root / "events", aws, moto_server),
+    }
+    with ThreadPoolExecutor(len(setups), thread_name_prefix="kills") as pool:
+        yield {name: (setup, pool.submit(setup.run)) for name, setup in setups.items()}
+
+
+@pytest.mark.parametrize("name", ["stac", "listing", "inventory", "events"])
+def test_feeder_kills_then_resume_loses_nothing(fed: Fed, name: str) -> None:
+    setup, future = fed[name]
+
+    kills, resumed = future.result(timeout=300)
+
+    check(setup.experiment, kills, resumed)
+    setup.after()
