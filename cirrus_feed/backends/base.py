@@ -10,7 +10,7 @@ that would fail on AWS fails the same way locally.
 from __future__ import annotations
 
 from collections.abc import Collection, Generator, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -491,7 +491,8 @@ class MetricLog(Protocol):
 
 # -- feed records ---------------------------------------------------------------------------
 
-RunStatus = Literal["running", "succeeded", "failed", "interrupted"]
+# ``abandoned``: a ``running`` run whose lease expired (its process died); see `FeedStore.abandon`.
+RunStatus = Literal["running", "succeeded", "failed", "interrupted", "abandoned"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -507,6 +508,20 @@ class FeedRun:
     counts: Mapping[str, int] = field(default_factory=dict)  # seen, enqueued, duplicate, ...
     checkpoint: str | None = None  # label of the last persisted checkpoint
     error: str | None = None
+    # While running: the runner heartbeats (re-saves the run) before this passes; a running
+    # run past it belongs to a dead process. ISO UTC with microseconds, so strings compare.
+    lease_until: str | None = None
+
+
+def abandoned(run: FeedRun) -> FeedRun:
+    """``run`` as `FeedStore.abandon` marks it (every adapter words it the same)."""
+    expired = f"lease expired at {run.lease_until}" if run.lease_until else "no lease"
+    return replace(
+        run,
+        status="abandoned",
+        lease_until=None,
+        error=f"its process stopped without finishing ({expired})",
+    )
 
 
 class FeedStore(Protocol):
@@ -524,6 +539,12 @@ class FeedStore(Protocol):
 
     def list_runs(self, feeder: str, *, limit: int = 20) -> list[FeedRun]:
         """The feeder's runs, newest first."""
+        ...
+
+    def abandon(self, feeder: str, *, now: str) -> list[FeedRun]:
+        """Mark the feeder's ``running`` runs whose ``lease_until`` is before ``now`` (or
+        missing) as ``abandoned``, conditionally (a run heartbeating meanwhile is left
+        alone); returns the runs marked."""
         ...
 
     def get_cursor(self, feeder: str) -> dict[str, Any] | None:

@@ -21,7 +21,7 @@ from cirrus_feed.errors import PluginError
 from cirrus_feed.feeding.contract import FeedRequest
 from cirrus_feed.feeding.plugins import FeederRegistry
 from cirrus_feed.feeding.push import PushTarget
-from cirrus_feed.feeding.runner import FeedRunner
+from cirrus_feed.feeding.runner import FeedRunner, abandon_expired
 
 
 def _when(value: str | None, option: str) -> datetime | None:
@@ -119,8 +119,8 @@ def feed(
         if not isinstance(feeder, PushTarget):
             raise click.BadParameter(f"'{name}' is not an events feeder", param_hint="--input")
         feeder = feeder.from_file(input_path)
-    if restart and app.backends.feeds is not None:
-        app.backends.feeds.clear_cursor(name)
+    if restart and app.backends.feeds is not None and not dry_run:
+        app.backends.feeds.clear_cursor(name)  # a dry run starts afresh anyway
     request = FeedRequest(
         since=_when(since, "--since"), until=_when(until, "--until"), limit=limit, dry_run=dry_run
     )
@@ -194,10 +194,11 @@ def feeders_list(ctx: Context, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="NDJSON run records.")
 @pass_context
 def feeders_runs(ctx: Context, name: str, limit: int, as_json: bool) -> None:
-    """Recent runs of feeder NAME, newest first."""
+    """Recent runs of feeder NAME, newest first (runs whose process died: abandoned)."""
     feeds = ctx.app.backends.feeds
     if feeds is None:
         raise click.UsageError("feed runs are not recorded: set aws.feed_table")
+    abandon_expired(feeds, name, ctx.app.clock)
     for run in feeds.list_runs(name, limit=limit):
         if as_json:
             click.echo(json.dumps(run_json(run)))
