@@ -213,6 +213,12 @@ class PayloadQueue(Protocol):
         """Delete received messages; stale or unknown receipts are ignored."""
         ...
 
+    def record_failures(self, failures: Sequence[tuple[str, str]]) -> None:
+        """Note why received messages (``(receipt, reason)``) were not handled: when one is
+        dead-lettered, its last reason goes with it (locally, in the dead-letter table; SQS
+        keeps no note with a message, so the adapter logs the reason instead)."""
+        ...
+
     def change_visibility(self, receipt: str, timeout: int) -> None:
         """Make a received message visible after ``timeout`` seconds (clamped to 0..43200);
         stale or unknown receipts are ignored."""

@@ -208,3 +208,21 @@ class Announcer:
         tb: TracebackType | None,
     ) -> None:
         self.flush()
+
+
+def drain_outbox(backends: Backends, clock: Clock = SYSTEM_CLOCK, *, batch: int = 100) -> int:
+    """Announce every event left in the state store's outbox (a crash cut its announcement
+    short); returns how many were delivered. Stops at the first batch that cannot be."""
+    delivered = 0
+    while True:
+        announcer = Announcer.for_backends(backends, clock)
+        found = announcer.drain(limit=batch)
+        if not found:
+            return delivered
+        if announcer.flush():
+            log.warning("outbox: %d events could not be announced; left for later", found)
+            return delivered
+        delivered += found
+        log.info("outbox: announced %d events left by an earlier run", found)
+        if found < batch:
+            return delivered

@@ -14,20 +14,16 @@ from collections.abc import Iterable
 
 from cirrus_feed.backends.base import StateRecord, StateStore
 from cirrus_feed.errors import BackendError
+from cirrus_feed.support.text import storable
 
 log = logging.getLogger(__name__)
 
 
-def storable(text: str) -> str:
-    """``text`` with lone surrogates (and anything else UTF-8 cannot carry) escaped, so a
-    reason quoting a bad record can itself be stored, printed and logged."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
 def unexpected(exc: BaseException, what: str) -> str:
-    """Log ``exc`` with its traceback and return the failure reason for the record ``what``."""
+    """Log ``exc`` (its traceback at DEBUG) and return the failure reason for the record ``what``."""
     reason = storable(f"{what}: unexpected {type(exc).__name__}: {exc}")
-    log.error("%s", reason, exc_info=exc)
+    log.error("record failed: %s", reason)
+    log.debug("record failed: %s", reason, exc_info=exc)  # the traceback, when asked for
     return reason
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,6 +29,9 @@ from cirrus_feed.errors import BackendUnavailableError
 from cirrus_feed.support.batching import chunks, sized_chunks
 from cirrus_feed.support.clock import SYSTEM_CLOCK, Clock
 from cirrus_feed.support.retry import retry_entries
+from cirrus_feed.support.text import storable
+
+log = logging.getLogger(__name__)
 
 # Receipts of messages already deleted or expired: the contract says ignore them.
 _STALE_RECEIPT_CODES = frozenset(
@@ -137,6 +141,16 @@ class SqsPayloadQueue:
             Entries=[{"Id": str(i), "ReceiptHandle": r} for i, r in enumerate(receipts)],
         )
         return [receipts[i] for i in retryable_ids(response)]
+
+    def record_failures(self, failures: Sequence[tuple[str, str]]) -> None:
+        """SQS keeps no note with a message: the reasons are logged (the redrive moves the
+        message to the dead-letter queue as it is)."""
+        for receipt, reason in failures:
+            log.warning(
+                "SQS message not handled (left for redrive): %s",
+                storable(reason),
+                extra={"receipt": receipt[:16], "queue_url": self.queue_url},
+            )
 
     def change_visibility(self, receipt: str, timeout: int) -> None:
         """Stale receipts (message deleted or no longer in flight) are ignored."""
