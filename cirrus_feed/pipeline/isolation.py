@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 
 def unexpected(exc: BaseException, what: str) -> str:
-    """Log ``exc`` (its traceback at DEBUG) and return the failure reason for the record ``what``."""
+    """Log ``exc`` (its traceback at DEBUG); the failure reason of the record ``what``."""
     reason = storable(f"{what}: unexpected {type(exc).__name__}: {exc}")
     log.error("record failed: %s", reason)
     log.debug("record failed: %s", reason, exc_info=exc)  # the traceback, when asked for
