@@ -16,7 +16,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from cirrus_feed.backends.aws import dynamodb_outbox as outbox
-from cirrus_feed.backends.aws.clients import call, error_code, translate
+from cirrus_feed.backends.aws.clients import call, call_errors_per_entry, error_code, translate
 from cirrus_feed.backends.base import StatePage, StateQuery, StateRecord, WorkflowEvent
 from cirrus_feed.backends.limits import DYNAMODB_MAX_BATCH_GET_KEYS, check_state_key
 from cirrus_feed.errors import (
@@ -266,12 +266,25 @@ class DynamoDbStateStore:
             )
             return unprocessed
 
-        if left := retry_entries(
-            keys, send, attempts=_UNPROCESSED_ATTEMPTS, sleep=self.clock.sleep
-        ):
+        errors: list[BackendError] = []
+
+        def failed_call(pending: Sequence[Item], exc: BackendError) -> None:
+            errors.append(exc)
+
+        # A throttled or dropped call is retried like unprocessed keys (backoff, jitter).
+        left = retry_entries(
+            keys,
+            call_errors_per_entry(send, failed_call),
+            attempts=_UNPROCESSED_ATTEMPTS,
+            sleep=self.clock.sleep,
+        )
+        if errors and not errors[-1].retryable:
+            raise errors[-1]
+        if left:
+            last = f" (last: {errors[-1]})" if errors else ""
             raise BackendUnavailableError(
                 f"DynamoDB BatchGetItem: {len(left)} keys still unprocessed after "
-                f"{_UNPROCESSED_ATTEMPTS} attempts"
+                f"{_UNPROCESSED_ATTEMPTS} attempts{last}"
             )
         return items
 
