@@ -161,8 +161,8 @@ class SqsPayloadQueue:
         if left:
             last = f" (last: {errors[-1]})" if errors else ""
             raise BackendUnavailableError(
-                f"SQS DeleteMessageBatch on {self.queue_url}: {len(left)} of {len(receipts)} "
-                f"entries still failing after {BATCH_ATTEMPTS} attempts{last}"
+                f"SQS DeleteMessageBatch on {self.queue_url}: {len(left)} entries still "
+                f"failing after {BATCH_ATTEMPTS} attempts{last}"
             )
 
     def _delete_batch(self, receipts: Sequence[str]) -> list[str]:
