@@ -354,6 +354,13 @@ class StateUpdater:
         except StaleExecutionError as exc:
             return self._stale(completion, exc.current)
         except ClaimConflictError as exc:
+            if exc.current is not None and exc.current.latest_execution == arn:
+                # Finished by this execution: maybe by this very write, whose response was
+                # lost and whose retry found it done. Its event may be in the outbox.
+                try:
+                    announcer.drain([completion.payload.id])
+                except BackendError as drain_exc:
+                    return self._result(completion, Outcome.FAILED, str(drain_exc))
             current = exc.current.state.value if exc.current else "absent"
             return self._result(completion, Outcome.DUPLICATE, f"already {current}")
         except BackendError as exc:

@@ -16,7 +16,13 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from cirrus_feed.backends.aws import dynamodb_outbox as outbox
-from cirrus_feed.backends.aws.clients import call, call_errors_per_entry, error_code, translate
+from cirrus_feed.backends.aws.clients import (
+    BATCH_ATTEMPTS,
+    call,
+    call_errors_per_entry,
+    error_code,
+    translate,
+)
 from cirrus_feed.backends.base import StatePage, StateQuery, StateRecord, WorkflowEvent
 from cirrus_feed.backends.limits import DYNAMODB_MAX_BATCH_GET_KEYS, check_state_key
 from cirrus_feed.errors import (
@@ -437,12 +443,33 @@ class DynamoDbStateStore:
         for event in events:
             if event.event_id is not None:
                 by_payload.setdefault(event.payload_id, []).append(event)
-        for payload_id, done in by_payload.items():
+        keys = {}
+        for payload_id in by_payload:
             try:
-                key = _key(payload_id)
+                keys[payload_id] = _key(payload_id)
             except (ValueError, LimitExceededError):
                 continue
-            outbox.remove(self._client, self.table, key, done)
+        errors: list[BackendError] = []
+
+        def remove(pending: Sequence[str]) -> list[str]:
+            failed = []
+            for payload_id in pending:  # every record is tried, whatever failed before it
+                try:
+                    outbox.remove(
+                        self._client, self.table, keys[payload_id], by_payload[payload_id]
+                    )
+                except BackendError as exc:
+                    errors.append(exc)
+                    if exc.retryable:
+                        failed.append(payload_id)
+            return failed
+
+        left = retry_entries(list(keys), remove, attempts=BATCH_ATTEMPTS, sleep=self.clock.sleep)
+        if left or any(not e.retryable for e in errors):
+            raise BackendError(
+                f"DynamoDB outbox: {len(left)} records still holding announced events; "
+                f"last error: {errors[-1]}"
+            )
 
     def delete(self, payload_id: str) -> None:
         try:
