@@ -17,17 +17,28 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from cirrus_feed import lambdas
 from cirrus_feed.app import App, build_app
+from cirrus_feed.backends.base import StateRecord
 from cirrus_feed.backends.local.event_log import EventLogNotifier
 from cirrus_feed.backends.local.sqlite_queue import SqlitePayloadQueue
 from cirrus_feed.cli.main import cli
 from cirrus_feed.config import LocalSettings, ProcessSettings, Settings
+from cirrus_feed.model.envelopes import Envelope
+from cirrus_feed.model.reports import Outcome
 from cirrus_feed.model.states import State
+from cirrus_feed.pipeline.execution_events import apply_execution_events
 from cirrus_feed.service import scheduler
 from cirrus_feed.service.scheduler import Service
 from cirrus_feed.service.worker import WorkTotals, run_workers
 from cirrus_feed.support.clock import FakeClock
-from tests.integration.conftest import WORKFLOWS, make_payload, payload_id
+from tests.integration.conftest import (
+    WORKFLOWS,
+    AwsHarness,
+    LocalHarness,
+    make_payload,
+    payload_id,
+)
 
 HEALTHY = [f"ok-{i}" for i in range(6)]
 MAX_RECEIVES = 3
@@ -176,3 +187,77 @@ def test_serve_restarts_a_dead_worker(tmp_path: Path, monkeypatch: pytest.Monkey
     assert service.failed  # serve will exit 1
     assert not service.stop_requested.is_set()  # ... but kept serving
     app.close()
+
+
+def _sqs(*bodies: tuple[str, str]) -> dict[str, Any]:
+    return {
+        "Records": [
+            {"messageId": mid, "receiptHandle": mid, "body": body, "eventSource": "aws:sqs"}
+            for mid, body in bodies
+        ]
+    }
+
+
+@pytest.mark.aws
+def test_process_handler_reports_exactly_the_poison_record(
+    aws_endpoint: str, make_aws_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The AWS Lambda: the batch with the poison returns it alone in batchItemFailures
+    (instead of raising), and the six healthy records are started."""
+    harness = AwsHarness(make_aws_client, aws_endpoint)
+    monkeypatch.setattr(lambdas, "_app", lambda: harness.app)
+    bodies = [(f"m-{i}", json.dumps(make_payload(i))) for i in HEALTHY]
+    bodies.insert(3, ("m-poison", poison_body()))
+
+    response = lambdas.process_handler(_sqs(*bodies), None)
+
+    assert response["batchItemFailures"] == [{"itemIdentifier": "m-poison"}]
+    assert response["counts"] == {"started": 6, "failed": 1}
+    records = harness.b.state.get_many(payload_id(i) for i in HEALTHY)
+    assert {r.state for r in records.values()} == {State.PROCESSING}
+    assert len(records) == 6
+    harness.app.close()
+
+
+class _KeyErrorOn:
+    """A state store whose ``finish`` of one payload raises KeyError (a bug, a record of an
+    unforeseen shape): everything else is the real store."""
+
+    def __init__(self, real: Any, payload_id: str) -> None:
+        self.real, self.payload_id = real, payload_id
+
+    def finish(self, current: StateRecord, *args: Any, **kwargs: Any) -> StateRecord:
+        if current.payload_id == self.payload_id:
+            raise KeyError("executions")
+        record: StateRecord = self.real.finish(current, *args, **kwargs)
+        return record
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+def test_update_state_unexpected_error_fails_only_its_completion(tmp_path: Path) -> None:
+    """update-state (Lambda and queue worker share `apply_execution_events`): one completion
+    whose write raises KeyError is reported failed with the reason; the others are recorded
+    and announced."""
+    harness = LocalHarness(tmp_path / "root")
+    harness.process(*(make_payload(i) for i in HEALTHY))
+    outcomes = harness.outcomes()
+    bad = payload_id(HEALTHY[2])
+    harness.use_state(_KeyErrorOn(harness.b.state, bad))
+    envelopes = [
+        Envelope(kind="execution", body=o, raw={}, source="sqs", message_id=f"e{i}")
+        for i, o in enumerate(outcomes)
+    ]
+
+    report = apply_execution_events(harness.app.updater, harness.b.store, envelopes)
+
+    failed = [r for r in report.results if r.outcome is Outcome.FAILED]
+    assert [r.payload_id for r in failed] == [bad]
+    assert "unexpected KeyError" in (failed[0].reason or "")
+    assert report.counts == {"updated": 5, "failed": 1}
+    assert len(report.failed_message_ids()) == 1
+    assert sorted(
+        e.payload_id for e in harness.notifier.events() if e.event_type == "SUCCEEDED"
+    ) == (sorted(payload_id(i) for i in HEALTHY if payload_id(i) != bad))
+    harness.app.close()
