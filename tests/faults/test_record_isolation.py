@@ -138,8 +138,9 @@ def test_poison_record_is_dead_lettered_with_its_reason(tmp_path: Path) -> None:
     app.close()
 
 
-def test_dead_worker_is_logged_and_process_once_exits_1(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("command", [["process", "--once"], ["serve", "--once"]])
+def test_dead_worker_is_logged_and_the_run_exits_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
 ) -> None:
     """A worker dies of an error outside any record (here the queue's delete): the run says
     so on stderr, exits 1, and the healthy work it had done is kept."""
@@ -153,7 +154,7 @@ def test_dead_worker_is_logged_and_process_once_exits_1(
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(SqlitePayloadQueue, "delete", broken_delete)
-    result = CliRunner().invoke(cli, ["--config", str(config), "process", "--once"])
+    result = CliRunner().invoke(cli, ["--config", str(config), *command])
 
     assert result.exit_code == 1
     assert "worker crashed" in result.stderr
