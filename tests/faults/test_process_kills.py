@@ -17,18 +17,27 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections import Counter
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from cirrus_feed.app import App, LocalPaths, build_app
 from cirrus_feed.backends.local.event_log import EventLogNotifier
 from cirrus_feed.config import load_settings
+from cirrus_feed.model.envelopes import normalize
 from cirrus_feed.model.states import State
+from cirrus_feed.pipeline.process import Processor
+from cirrus_feed.pipeline.update_state import StateUpdater
+from cirrus_feed.service.worker import LocalWorker, as_sqs_event
+from cirrus_feed.support.clock import FakeClock
 
 from .kills import KillLoop, cli, run_until
 
-PAYLOADS = int(os.environ.get("CIRRUS_FEED_KILL_PAYLOADS", "4000"))
-KILLS = 6
+PAYLOADS = int(os.environ.get("CIRRUS_FEED_KILL_PAYLOADS", "6000"))
+KILLS = 8
 SEED = 10
 
 CONFIG = """\
@@ -114,7 +123,7 @@ def test_process_kill_loop_then_resume_every_payload_succeeds_and_is_announced_o
     pipeline = Pipeline(app, root)
     command = cli(config, "process", "--once", "--workers", "2")
 
-    loop = KillLoop(command, seed=SEED, low=1.2, high=3.0)
+    loop = KillLoop(command, seed=SEED, low=1.2, high=2.5)
     loop.run(KILLS)
     after_kills = pipeline.states()
     outbox_after_kills = pipeline.outbox()
@@ -142,4 +151,82 @@ def test_process_kill_loop_then_resume_every_payload_succeeds_and_is_announced_o
     assert announced == dict.fromkeys(pipeline.ids, 1)  # every SUCCEEDED announced once
     assert (depth.visible, depth.in_flight, depth.dead) == (0, 0, 0)
     assert pipeline.outbox() == 0
+    app.close()
+
+
+class _Died(BaseException):
+    """What a kill -9 looks like to the code after it: nothing more runs (no ``except``
+    catches it, as none catches a SIGKILL)."""
+
+
+class _DiesOn:
+    """Delegates to ``real``, except that calling ``name`` dies before it does anything."""
+
+    def __init__(self, real: Any, name: str) -> None:
+        self.real, self.name = real, name
+
+    def __getattr__(self, name: str) -> Any:
+        if name != self.name:
+            return getattr(self.real, name)
+
+        def dying(*args: Any, **kwargs: Any) -> Any:
+            raise _Died
+
+        return dying
+
+
+def _with(app: App, **ports: Any) -> App:
+    backends = replace(app.backends, **ports)
+    return replace(
+        app,
+        backends=backends,
+        processor=Processor(backends),
+        updater=StateUpdater(backends),
+    )
+
+
+@pytest.mark.parametrize(
+    ("port", "method"),
+    [
+        ("notifier", "announce"),  # died after the state write, before announcing
+        ("state", "mark_announced"),  # died after announcing, before the marking
+    ],
+)
+def test_a_death_around_the_announcement_is_announced_once_by_the_next_run(
+    tmp_path: Path, port: str, method: str
+) -> None:
+    """The two windows a kill has to hit by chance in the loop above, pinned: the next
+    run's worker announces the event from the outbox, and the event log has it once."""
+    root = tmp_path / "root"
+    config = tmp_path / "cirrus-feed.yaml"
+    config.write_text(CONFIG.format(root=root))
+    app = build_app(load_settings(config))
+    app.enqueuer.enqueue([payload(1)])
+    messages = app.backends.queue.receive(10)
+    assert app.processor.process(normalize(as_sqs_event(messages))).counts == {"started": 1}
+    app.backends.queue.delete([m.receipt for m in messages])
+    dying = _with(app, **{port: _DiesOn(getattr(app.backends, port), method)})
+
+    with pytest.raises(_Died):
+        LocalWorker(dying).run_pending()  # the workflow runs, update-state dies
+
+    assert app.backends.state.get(pid(1)).state is State.SUCCEEDED
+    assert len(app.backends.state.pending_events()) == 1
+    # The next `process` run, once the dead run's lease on the execution ran out: it runs
+    # the execution again (at least once, as Step Functions would), which changes nothing.
+    later = FakeClock(datetime.now(UTC) + timedelta(seconds=60))
+    restarted = build_app(load_settings(config), clock=later)
+    LocalWorker(restarted).step()
+    LocalWorker(restarted).step()
+
+    notifier = restarted.backends.notifier
+    assert isinstance(notifier, EventLogNotifier)
+    assert [e.event_type for e in notifier.events(pid(1))] == [
+        "CLAIMED_PROCESSING",
+        "STARTED_PROCESSING",
+        "SUCCEEDED",
+    ]
+    assert restarted.backends.state.pending_events() == []
+    assert executions(root) == {"SUCCEEDED": 1}
+    restarted.close()
     app.close()
