@@ -28,7 +28,7 @@ from cirrus_feed.backends.base import (
 from cirrus_feed.errors import BackendError, PayloadTooLargeError
 from cirrus_feed.model import layout
 from cirrus_feed.model.executions import console_url, name_from_arn
-from cirrus_feed.model.states import State
+from cirrus_feed.model.states import TERMINAL, State
 from cirrus_feed.support.clock import SYSTEM_CLOCK, Clock
 
 log = logging.getLogger(__name__)
@@ -163,6 +163,17 @@ class Announcer:
             if pending.payload_id == payload_id and pending.input_payload_url:
                 return pending.input_payload_url
         return None
+
+    def drain_finished(self, records: Iterable[StateRecord]) -> None:
+        """`drain` the outbox of those ``records`` that are finished (a FAILED whose
+        announcement a crash or the topic cut short); a failed read is only logged."""
+        finished = [r.payload_id for r in records if r.state in TERMINAL]
+        if not finished:
+            return
+        try:
+            self.drain(finished)
+        except BackendError as exc:
+            log.warning("outbox of %d finished payloads not read: %s", len(finished), exc)
 
     def flush(self) -> list[WorkflowEvent]:
         """Send what is pending; returns the outbox events that were not delivered (they

@@ -44,7 +44,7 @@ from cirrus_feed.model.envelopes import Envelope
 from cirrus_feed.model.executions import execution_arn, execution_name, name_from_arn
 from cirrus_feed.model.payload import ProcessPayload, fits_inline
 from cirrus_feed.model.reports import Outcome, RecordResult, StageReport
-from cirrus_feed.model.states import SKIP_UNLESS_REPLACE, TERMINAL, UNCLAIMABLE, State
+from cirrus_feed.model.states import SKIP_UNLESS_REPLACE, UNCLAIMABLE, State
 from cirrus_feed.pipeline.announcer import Announcer
 from cirrus_feed.pipeline.invalid import record_invalid
 from cirrus_feed.pipeline.isolation import read_records, unexpected
@@ -90,7 +90,7 @@ class Processor:
                 for intake in accepted:
                     report.add(self._result(intake, Outcome.FAILED, str(exc)))
                 accepted, records, broken = [], {}, {}
-            self._drain_finished(records, announcer)
+            announcer.drain_finished(records.values())
             seen: set[str] = set()
             for intake in accepted:
                 payload_id = intake.payload.id
@@ -106,17 +106,6 @@ class Processor:
                 report.add(result)
         report.results.sort(key=lambda r: r.index)
         return report
-
-    def _drain_finished(self, records: dict[str, StateRecord], announcer: Announcer) -> None:
-        """Announce what the outbox still holds for the batch's finished records (a
-        process FAILED whose announcement a crash or the topic cut short)."""
-        finished = [pid for pid, record in records.items() if record.state in TERMINAL]
-        if not finished:
-            return
-        try:
-            announcer.drain(finished)
-        except BackendError as exc:
-            log.warning("outbox of %d finished payloads not read: %s", len(finished), exc)
 
     def _one(
         self,
