@@ -19,18 +19,17 @@ from cirrus_feed.errors import BackendError
 from cirrus_feed.support.clock import FakeClock
 
 
+def _error(code: str, status: int, operation: str) -> ClientError:
+    response: Any = {"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}
+    return ClientError(response, operation)
+
+
 def _throttle(operation: str) -> ClientError:
-    return ClientError(
-        {"Error": {"Code": "ThrottlingException"}, "ResponseMetadata": {"HTTPStatusCode": 400}},
-        operation,
-    )
+    return _error("ThrottlingException", 400, operation)
 
 
 def _denied(operation: str) -> ClientError:
-    return ClientError(
-        {"Error": {"Code": "AccessDenied"}, "ResponseMetadata": {"HTTPStatusCode": 403}},
-        operation,
-    )
+    return _error("AccessDenied", 403, operation)
 
 
 class FailingCalls:
