@@ -2,9 +2,9 @@
 unforeseen fails alone, is retried, then dead-lettered with its reason; its batch-mates go
 on; a dead worker is logged, makes ``process --once`` exit 1 and is restarted by ``serve``.
 
-The poison is a payload whose item id holds a lone surrogate (JSON ``"\\ud800"``): sqlite3
-cannot encode it. It is put straight on the queue, bypassing intake validation, as a record
-from an older version or another writer would be.
+The poison is a valid payload whose claim raises what no stage foresees: the
+``UnicodeEncodeError`` sqlite3 raised on a lone surrogate before ids were checked for
+storability (a lone surrogate itself is now INVALID at process, pinned below).
 """
 
 from __future__ import annotations
@@ -19,9 +19,11 @@ from click.testing import CliRunner
 
 from cirrus_feed import lambdas
 from cirrus_feed.app import App, build_app
+from cirrus_feed.backends.aws.dynamodb import DynamoDbStateStore
 from cirrus_feed.backends.base import StateRecord
 from cirrus_feed.backends.local.event_log import EventLogNotifier
 from cirrus_feed.backends.local.sqlite_queue import SqlitePayloadQueue
+from cirrus_feed.backends.local.sqlite_state import SqliteStateStore
 from cirrus_feed.cli.main import cli
 from cirrus_feed.config import LocalSettings, ProcessSettings, Settings
 from cirrus_feed.model.envelopes import Envelope
@@ -59,11 +61,32 @@ workflows:
 """
 
 
+POISON = "poison"
+
+
 def poison_body() -> str:
+    return json.dumps(make_payload(POISON))
+
+
+def surrogate_body() -> str:
     """A payload body whose item id is a lone surrogate once decoded."""
     body = json.dumps(make_payload("bad-\ud800"))  # json.dumps escapes it: "bad-\\ud800"
     assert "\\ud800" in body
     return body
+
+
+@pytest.fixture
+def poisoned(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Claiming the poison raises, on both backends; every other claim is the real one."""
+    for store in (SqliteStateStore, DynamoDbStateStore):
+        real = store.claim
+
+        def claim(self: Any, payload_id: str, execution_arn: str, real: Any = real) -> Any:
+            if POISON in payload_id:
+                "\ud800".encode()  # raises UnicodeEncodeError, as sqlite3 did
+            return real(self, payload_id, execution_arn)
+
+        monkeypatch.setattr(store, "claim", claim)
 
 
 def settings(root: Path) -> Settings:
@@ -74,10 +97,10 @@ def settings(root: Path) -> Settings:
     )
 
 
-def fill(app: App) -> None:
+def fill(app: App, poison: str | None = None) -> None:
     """Six healthy payloads and the poison in one batch (the poison in the middle)."""
     bodies = [json.dumps(make_payload(i)) for i in HEALTHY]
-    bodies.insert(3, poison_body())
+    bodies.insert(3, poison or poison_body())
     assert all(r.ok for r in app.backends.queue.send(bodies))
 
 
@@ -86,6 +109,7 @@ def succeeded(app: App) -> list[str]:
     return sorted(pid for pid, r in records.items() if r.state is State.SUCCEEDED)
 
 
+@pytest.mark.usefixtures("poisoned")
 def test_process_once_poison_record_fails_alone_and_exits_1(tmp_path: Path) -> None:
     config = tmp_path / "cirrus-feed.yaml"
     root = tmp_path / "root"
@@ -110,6 +134,33 @@ def test_process_once_poison_record_fails_alone_and_exits_1(tmp_path: Path) -> N
     app.close()
 
 
+def test_unstorable_record_on_the_queue_is_invalid_not_retried(tmp_path: Path) -> None:
+    """A lone surrogate put straight on the queue (an older writer, another tool) is INVALID
+    at process, recorded with the field named, and deleted: no retries, batch-mates go on."""
+    config = tmp_path / "cirrus-feed.yaml"
+    root = tmp_path / "root"
+    config.write_text(CONFIG.format(root=root, max_receives=MAX_RECEIVES, visibility=VISIBILITY))
+    app = build_app(settings(root))
+    fill(app, surrogate_body())
+
+    result = CliRunner().invoke(cli, ["--config", str(config), "process", "--once", "--json"])
+
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary == {"process": {"started": 6, "invalid": 1}, "update_state": {"updated": 6}}
+    assert succeeded(app) == sorted(payload_id(i) for i in HEALTHY)
+    depth = app.backends.queue.depth()
+    assert (depth.visible, depth.in_flight, depth.dead) == (0, 0, 0)
+    invalid = app.backends.invalid
+    assert invalid is not None
+    [rejected] = invalid.recent()
+    assert rejected.reason is not None
+    assert "surrogate" in rejected.reason
+    app.close()
+
+
+@pytest.mark.usefixtures("poisoned")
 def test_poison_record_is_dead_lettered_with_its_reason(tmp_path: Path) -> None:
     clock = FakeClock()
     app = build_app(settings(tmp_path / "root"), clock=clock)
@@ -131,7 +182,7 @@ def test_poison_record_is_dead_lettered_with_its_reason(tmp_path: Path) -> None:
     assert reason.startswith(f"received more than {MAX_RECEIVES} times without being deleted")
     assert "last error:" in reason
     assert "UnicodeEncodeError" in reason
-    assert "\\ud800" in reason  # the record is named, escaped so the reason can be stored
+    assert "\\ud800" in reason  # what raised is named, escaped so the reason can be stored
     assert succeeded(app) == sorted(payload_id(i) for i in HEALTHY)
     depth = queue.depth()
     assert (depth.visible, depth.in_flight, depth.dead) == (0, 0, 1)
@@ -200,6 +251,7 @@ def _sqs(*bodies: tuple[str, str]) -> dict[str, Any]:
 
 
 @pytest.mark.aws
+@pytest.mark.usefixtures("poisoned")
 def test_process_handler_reports_exactly_the_poison_record(
     aws_endpoint: str, make_aws_client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
