@@ -184,7 +184,26 @@ def feeder_configs(
             raise ConfigError(f"{where}: {exc}") from exc
         except ValidationError as exc:
             raise ConfigError(f"{where}: {describe_validation_error(exc)}") from exc
+        if settings.backend == "local":
+            check_local_workflows(where, feeders[name][1], settings.workflows)
     return feeders
+
+
+def check_local_workflows(where: str, config: FeederConfig, workflows: Collection[str]) -> None:
+    """The embedded default runs only its configured workflows: a feeder naming another
+    would have every payload fail, so it fails at config load instead.
+
+    Raises:
+        ConfigError: naming the feeder, the hop and the workflow.
+    """
+    for index, hop in enumerate(config.process):
+        for definition in hop if isinstance(hop, list) else [hop]:
+            if definition.workflow not in workflows:
+                known = ", ".join(sorted(workflows)) or "none"
+                raise ConfigError(
+                    f"{where}: process[{index}].workflow {definition.workflow!r} is not a "
+                    f"local workflow (workflows: {known})"
+                )
 
 
 @dataclass(frozen=True)

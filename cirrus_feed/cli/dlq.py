@@ -57,7 +57,7 @@ def dlq_list(ctx: Context, limit: int | None, as_json: bool) -> None:
     """One line per dead letter: id, when, receive count, reason, payload id.
 
     On SQS a look receives the messages and makes them visible again at once."""
-    letters = _letters(ctx).peek(limit)
+    letters = [] if ctx.no_state_yet() else _letters(ctx).peek(limit)
     for letter in letters:
         data = letter_json(letter)
         if as_json:
@@ -185,6 +185,8 @@ def invalid() -> None:
 @pass_context
 def invalid_list(ctx: Context, limit: int, as_json: bool) -> None:
     """The newest rejected records: id, when, stage, payload id, reason."""
+    if ctx.no_state_yet():
+        return
     store = _invalid(ctx)
     records = store.recent(limit)
     for record in records:

@@ -15,12 +15,15 @@ from typing import IO
 
 import click
 
+from cirrus_feed.app import feeder_configs
 from cirrus_feed.backends.base import FeedRun
+from cirrus_feed.cli.boundary import INTERRUPTED
 from cirrus_feed.cli.main import Context, cli, pass_context
-from cirrus_feed.errors import PluginError
+from cirrus_feed.errors import CirrusFeedError
 from cirrus_feed.feeding.contract import FeedRequest
 from cirrus_feed.feeding.plugins import FeederRegistry
 from cirrus_feed.feeding.push import PushTarget
+from cirrus_feed.feeding.replay import DLQ_REPLAY
 from cirrus_feed.feeding.runner import FeedRunner
 
 
@@ -92,7 +95,9 @@ def _output(path: str | None) -> Iterator[IO[str] | None]:
 @click.option("--since", help="Start of the window (ISO datetime; default: the watermark).")
 @click.option("--until", help="End of the window (ISO datetime, exclusive; default: now).")
 @click.option("--restart", is_flag=True, help="Forget the saved cursor and start over.")
-@click.option("--output", "output_path", help="With --dry-run: file for the payloads, - = stdout.")
+@click.option(
+    "--output", "output_path", help="With --dry-run: file for the payloads (default - = stdout)."
+)
 @click.option("--input", "input_path", help="events feeders: read messages (NDJSON) from here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON.")
 @pass_context
@@ -109,21 +114,24 @@ def feed(
     input_path: str | None,
     as_json: bool,
 ) -> None:
-    """Run the configured feeder NAME once."""
-    app = ctx.app
-    feeder = app.feeders.get(name)
-    if feeder is None:
-        known = ", ".join(sorted(app.feeders)) or "none configured"
-        raise click.BadParameter(f"no feeder '{name}' in the config ({known})", param_hint="NAME")
+    """Run the configured feeder NAME once (--dry-run: write its payloads to stdout or
+    --output instead of enqueueing them)."""
+    _known_feeder(ctx, name)
+    if output_path is not None and not dry_run:
+        raise click.UsageError("--output needs --dry-run (without it, payloads are enqueued)")
+    output_path = output_path or ("-" if dry_run else None)  # a dry run shows what it would send
+    start, end = _when(since, "--since"), _when(until, "--until")
+    if start is not None and end is not None and start >= end:
+        raise click.UsageError(f"--since {since} is not before --until {until}")
+    app = ctx.with_feeders([name])
+    feeder = app.feeders[name]
     if input_path is not None:
         if not isinstance(feeder, PushTarget):
             raise click.BadParameter(f"'{name}' is not an events feeder", param_hint="--input")
         feeder = feeder.from_file(input_path)
     if restart and app.backends.feeds is not None:
         app.backends.feeds.clear_cursor(name)
-    request = FeedRequest(
-        since=_when(since, "--since"), until=_when(until, "--until"), limit=limit, dry_run=dry_run
-    )
+    request = FeedRequest(since=start, until=end, limit=limit, dry_run=dry_run)
     progress = Progress(name)
     runner = FeedRunner(app, progress=progress)
 
@@ -145,8 +153,16 @@ def feed(
             f"{name}: {run.status}: {summary}" + (f" ({run.error})" if run.error else ""),
             err=dry_run and output_path == "-",
         )
+    if run.status == "interrupted":
+        sys.exit(INTERRUPTED)
     if not result.ok:
         sys.exit(1)
+
+
+def _known_feeder(ctx: Context, name: str) -> None:
+    if name not in ctx.settings.feeders:
+        known = ", ".join(sorted(ctx.settings.feeders)) or "none configured"
+        raise click.BadParameter(f"no feeder '{name}' in the config ({known})", param_hint="NAME")
 
 
 def run_json(run: FeedRun) -> dict[str, object]:
@@ -162,15 +178,14 @@ def feeders() -> None:
 @click.option("--json", "as_json", is_flag=True)
 @pass_context
 def feeders_list(ctx: Context, as_json: bool) -> None:
-    """Configured feeders (name, type, status, schedule) and the installed feeder types."""
+    """Configured feeders (name, type, status, schedule) and the installed feeder types.
+
+    Each is validated as `feed` would (plugin, settings, workflows) and built; a broken one
+    shows why (exit 1)."""
     registry = FeederRegistry()
     rows = []
     for name, raw in ctx.settings.feeders.items():
-        try:
-            registry.load(str(raw.get("type")))
-            status = "ok"
-        except PluginError as exc:  # a broken plugin is reported, not fatal, when listing
-            status = f"broken: {exc}"
+        status = _feeder_status(ctx, registry, name)
         rows.append(
             {
                 "name": name,
@@ -181,11 +196,31 @@ def feeders_list(ctx: Context, as_json: bool) -> None:
         )
     if as_json:
         click.echo(json.dumps({"feeders": rows, "installed": registry.names()}))
-        return
-    for row in rows:
-        schedule = json.dumps(row["schedule"]) if row["schedule"] else "-"
-        click.echo(f"{row['name']:<24} {row['type']!s:<14} {row['status']:<8} {schedule}")
-    click.echo(f"installed types: {', '.join(registry.names()) or 'none'}", err=True)
+    else:
+        for row in rows:
+            schedule = json.dumps(row["schedule"]) if row["schedule"] else "-"
+            click.echo(f"{row['name']:<24} {row['type']!s:<14} {row['status']:<8} {schedule}")
+        click.echo(f"installed types: {', '.join(registry.names()) or 'none'}", err=True)
+    if any(row["status"] != "ok" for row in rows):
+        sys.exit(1)
+
+
+def _feeder_status(ctx: Context, registry: FeederRegistry, name: str) -> str:
+    """``ok`` or ``broken: <why>``: the config checks of `feed`, then (when there is state
+    to open, so that listing creates none) building the feeder itself."""
+    try:
+        feeder_configs(ctx.settings, registry, [name])
+        if not _missing_local_state(ctx):
+            ctx.with_feeders([name])
+    except CirrusFeedError as exc:  # a broken feeder is reported, not fatal, when listing
+        return f"broken: {exc}"
+    except Exception as exc:  # noqa: BLE001 - a plugin's own bug, shown on its row
+        return f"broken: {type(exc).__name__}: {exc}"
+    return "ok"
+
+
+def _missing_local_state(ctx: Context) -> bool:
+    return ctx.settings.backend == "local" and not ctx.settings.local.root.exists()
 
 
 @feeders.command("runs")
@@ -194,7 +229,12 @@ def feeders_list(ctx: Context, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="NDJSON run records.")
 @pass_context
 def feeders_runs(ctx: Context, name: str, limit: int, as_json: bool) -> None:
-    """Recent runs of feeder NAME, newest first."""
+    """Recent runs of feeder NAME (or of `dlq-replay`, `rerun:CW`, `reconcile:NAME`),
+    newest first."""
+    if name != DLQ_REPLAY and not name.startswith(("rerun:", "reconcile:")):
+        _known_feeder(ctx, name)
+    if ctx.no_state_yet():
+        return
     feeds = ctx.app.backends.feeds
     if feeds is None:
         raise click.UsageError("feed runs are not recorded: set aws.feed_table")
