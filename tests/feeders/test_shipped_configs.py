@@ -81,10 +81,16 @@ def test_shipped_configs_are_all_covered_here() -> None:
 
 
 def test_shipped_local_config_builds_and_answers(tmp_path: Path) -> None:
-    result = invoke(shipped("local.yaml", tmp_path), "state", "counts", "--json")
+    config = shipped("local.yaml", tmp_path)
+    before = invoke(config, "state", "counts", "--json")
+    CliRunner().invoke(cli, ["--config", str(config), "enqueue", "-"], input="")  # a write
+    after = invoke(config, "state", "counts", "--json")
 
-    assert result.exit_code == 0, result.output
-    assert set(json.loads(result.stdout).values()) == {0}
+    assert before.exit_code == 0, before.output
+    assert set(json.loads(before.stdout).values()) == {0}
+    assert "no state yet" in before.stderr  # reading created nothing
+    assert after.exit_code == 0, after.output
+    assert set(json.loads(after.stdout).values()) == {0}
     assert (tmp_path / "root" / "state.sqlite").exists()
 
 
