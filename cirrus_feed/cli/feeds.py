@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO
 
@@ -25,6 +25,7 @@ from cirrus_feed.feeding.plugins import FeederRegistry
 from cirrus_feed.feeding.push import PushTarget
 from cirrus_feed.feeding.replay import DLQ_REPLAY
 from cirrus_feed.feeding.runner import FeedRunner
+from cirrus_feed.support.clock import SYSTEM_CLOCK, Clock
 
 
 def _when(value: str | None, option: str) -> datetime | None:
@@ -42,9 +43,12 @@ class Progress:
     """A feed's progress on a terminal: click's progress bar on stderr, with the counts;
     hidden when stderr is not a terminal. ``total``: the expected payloads, when known."""
 
-    def __init__(self, name: str, total: int | None = None) -> None:
+    def __init__(self, name: str, total: int | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
         self.name = name
         self._counts: Mapping[str, int] = {}
+        self._clock = clock
+        self._started = clock.monotonic()
+        self._total = total
         self.enabled = sys.stderr.isatty()
         # Without a total, an iterable of unknown length makes the bar count up instead.
         self._bar = click.progressbar(
@@ -54,7 +58,7 @@ class Progress:
             file=sys.stderr,
             hidden=not self.enabled,  # click would still print the label once when piped
             show_pos=True,
-            show_eta=total is not None,
+            show_eta=False,  # its ETA reads the wall clock; ours is in `_describe`
             item_show_func=lambda _: self._describe(),
             # a bar needs a total; without one, the count and the outcomes alone
             bar_template="%(label)s  [%(bar)s]  %(info)s" if total else "%(label)s  %(info)s",
@@ -62,7 +66,16 @@ class Progress:
 
     def _describe(self) -> str:
         counts = sorted(self._counts.items())
-        return ", ".join(f"{n} {k}" for k, n in counts if n and k != "seen")
+        text = ", ".join(f"{n} {k}" for k, n in counts if n and k != "seen")
+        elapsed = self._clock.monotonic() - self._started
+        seen = self._counts.get("seen", 0)
+        if elapsed <= 0 or not seen:
+            return text
+        rate = seen / elapsed
+        text += f"  {rate:.1f}/s"
+        if self._total is not None and seen < self._total:  # the rate so far, on the clock
+            text += f"  eta {timedelta(seconds=round((self._total - seen) / rate))}"
+        return text
 
     def __call__(self, counts: Mapping[str, int]) -> None:
         steps = counts.get("seen", 0) - self._counts.get("seen", 0)

@@ -104,7 +104,7 @@ def cli(
 
     Exit codes: 0 ok, 1 failures (records failed, gaps found, a backend unreachable),
     2 usage or config error, 130 interrupted."""
-    setup_logging(log_format, log_level)
+    setup_logging(log_format, log_level, tracebacks=debug)
     context = Context(load_settings(config_path), log_format)
     ctx.obj = context
     ctx.call_on_close(context.close)

@@ -7,6 +7,7 @@ import io
 import pytest
 
 from cirrus_feed.cli.feeds import Progress
+from cirrus_feed.support.clock import FakeClock
 
 
 class Terminal(io.StringIO):
@@ -50,3 +51,26 @@ def test_progress_is_silent_when_piped(monkeypatch: pytest.MonkeyPatch) -> None:
     progress.done()
 
     assert piped.getvalue() == ""
+
+
+def test_progress_shows_the_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    screen, clock = Terminal(), FakeClock()
+    monkeypatch.setattr("sys.stderr", screen)
+    progress = Progress("nightly", clock=clock)
+
+    clock.advance(4)
+    progress({"seen": 100, "enqueued": 100})
+    progress.done()
+
+    assert "100 enqueued  25.0/s" in screen.getvalue().split("\r")[-1]
+
+
+def test_progress_with_a_total_shows_the_eta(monkeypatch: pytest.MonkeyPatch) -> None:
+    screen, clock = Terminal(), FakeClock()
+    monkeypatch.setattr("sys.stderr", screen)
+    progress = Progress("rerun", total=400, clock=clock)
+
+    clock.advance(10)
+    progress({"seen": 100, "enqueued": 100})  # 10/s: 300 to go in 30 s
+
+    assert "100/400  100 enqueued  10.0/s  eta 0:00:30" in screen.getvalue()
