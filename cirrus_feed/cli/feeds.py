@@ -222,7 +222,7 @@ def _feeder_status(ctx: Context, registry: FeederRegistry, name: str) -> str:
     """``ok`` or ``broken: <why>``: the config checks of `feed`, then (when there is state
     to open, so that listing creates none) building the feeder itself."""
     try:
-        feeder_configs(ctx.settings, registry, [name])
+        feeder_configs(ctx.settings, registry, [name], runs_here=True)
         if not _missing_local_state(ctx):
             ctx.with_feeders([name])
     except CirrusFeedError as exc:  # a broken feeder is reported, not fatal, when listing
