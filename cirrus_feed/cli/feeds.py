@@ -20,7 +20,7 @@ from cirrus_feed.backends.base import FeedRun
 from cirrus_feed.cli.boundary import INTERRUPTED
 from cirrus_feed.cli.main import Context, cli, pass_context
 from cirrus_feed.errors import CirrusFeedError
-from cirrus_feed.feeding.contract import FeedRequest
+from cirrus_feed.feeding.contract import FeedRequest, Previewable
 from cirrus_feed.feeding.plugins import FeederRegistry
 from cirrus_feed.feeding.push import PushTarget
 from cirrus_feed.feeding.replay import DLQ_REPLAY
@@ -86,6 +86,17 @@ class Progress:
         self._bar.render_finish()
 
 
+def expected_total(feeder: object, limit: int | None) -> int | None:
+    """How many payloads a run will feed, for the progress bar: known for feeders that can
+    preview (a count query), and only worth asking on a terminal."""
+    if not sys.stderr.isatty() or not isinstance(feeder, Previewable):
+        return None
+    total, _ = feeder.preview(0)
+    if not isinstance(total, int):  # "N+": more than the feeder's own limit counts
+        return limit
+    return min(total, limit) if limit else total
+
+
 def _unsized() -> Iterator[None]:
     yield from ()
 
@@ -145,7 +156,7 @@ def feed(
     if restart and app.backends.feeds is not None:
         app.backends.feeds.clear_cursor(name)
     request = FeedRequest(since=start, until=end, limit=limit, dry_run=dry_run)
-    progress = Progress(name)
+    progress = Progress(name, total=expected_total(feeder, limit))
     runner = FeedRunner(app, progress=progress)
 
     def stop(*_: object) -> None:

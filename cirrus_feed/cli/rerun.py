@@ -16,7 +16,7 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
-from cirrus_feed.cli.feeds import Progress, run_json
+from cirrus_feed.cli.feeds import Progress, expected_total, run_json
 from cirrus_feed.cli.main import Context, cli, pass_context
 from cirrus_feed.config import describe_validation_error
 from cirrus_feed.errors import PluginError
@@ -110,7 +110,7 @@ def rerun(
         return
     if restart and app.backends.feeds is not None:
         app.backends.feeds.clear_cursor(name)
-    progress = Progress(name)
+    progress = Progress(name, total=expected_total(feeder, limit))
     runner = FeedRunner(app, progress=progress)
 
     def stop(*_: object) -> None:
