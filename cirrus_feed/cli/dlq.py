@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from cirrus_feed.backends.base import DeadLetter, DeadLetterQueue, InvalidRecord, InvalidStore
+from cirrus_feed.cli.boundary import INTERRUPTED
 from cirrus_feed.cli.feeds import Progress, run_json
 from cirrus_feed.cli.main import Context, cli, pass_context
 from cirrus_feed.feeding.replay import (
@@ -146,6 +147,8 @@ def dlq_replay(
         )
         for message_id in missing:
             click.echo(f"not found: {message_id}", err=True)
+    if run.status == "interrupted":
+        sys.exit(INTERRUPTED)
     if not result.ok or feeder.kept or missing:
         sys.exit(1)
 

@@ -24,7 +24,7 @@ from cirrus_feed.feeding.contract import FeedRequest, Previewable
 from cirrus_feed.feeding.plugins import FeederRegistry
 from cirrus_feed.feeding.push import PushTarget
 from cirrus_feed.feeding.replay import DLQ_REPLAY
-from cirrus_feed.feeding.runner import FeedRunner
+from cirrus_feed.feeding.runner import FeedResult, FeedRunner
 from cirrus_feed.support.clock import SYSTEM_CLOCK, Clock
 
 
@@ -177,7 +177,12 @@ def feed(
             f"{name}: {run.status}: {summary}" + (f" ({run.error})" if run.error else ""),
             err=dry_run and output_path == "-",
         )
-    if run.status == "interrupted":
+    exit_for(result)
+
+
+def exit_for(result: FeedResult) -> None:
+    """Exit 130 for a run stopped by a signal, 1 for one that failed or had failures."""
+    if result.run.status == "interrupted":
         sys.exit(INTERRUPTED)
     if not result.ok:
         sys.exit(1)

@@ -17,6 +17,7 @@ import yaml
 from click.testing import CliRunner
 
 from cirrus_feed.cli.main import Context, cli
+from cirrus_feed.feeding.runner import FeedRunner
 
 from .conftest import make_payload, payload_id
 from .test_cli import CIRRUS_FEED, ndjson, write_config
@@ -201,3 +202,29 @@ def open_once_read(fifo: Path, process: subprocess.Popen[str]) -> int:
         except subprocess.TimeoutExpired:
             continue
         raise AssertionError(f"the feed ended before reading: {process.communicate()}")
+
+
+STOPPABLE = [
+    ["feed", "items", "--input", "{good}"],
+    ["rerun", "-c", "test-collection-input1_wf-fail"],
+    ["dlq", "replay", "--all"],
+]
+
+
+@pytest.mark.parametrize("args", STOPPABLE, ids=lambda a: " ".join(a[:2]))
+def test_a_run_stopped_by_a_signal_exits_130(
+    world: dict[str, Path], args: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the commands' SIGINT handler does (`FeedRunner.stop`), from the run's start."""
+    original = FeedRunner.run
+
+    def signalled(self: FeedRunner, *a: Any, **k: Any) -> Any:
+        self.stop()
+        return original(self, *a, **k)
+
+    monkeypatch.setattr(FeedRunner, "run", signalled)
+
+    result = invoke(world, args)
+
+    assert result.exit_code == 130, (result.stdout, result.stderr)
+    assert "interrupted" in result.stdout + result.stderr
