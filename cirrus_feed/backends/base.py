@@ -9,8 +9,9 @@ that would fail on AWS fails the same way locally.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Generator, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -97,6 +98,8 @@ class StateStore(Protocol):
         execution_arn: str,
         state: State,
         error: str | None = None,
+        *,
+        event: WorkflowEvent | None = None,
     ) -> StateRecord:
         """Record the end of ``execution_arn``: CLAIMED/PROCESSING → a terminal ``state``.
 
@@ -104,10 +107,26 @@ class StateStore(Protocol):
         ``execution_arn`` still being the latest execution and the state still active.
         ``error`` sets ``last_error`` (FAILED/INVALID); SUCCEEDED/ABORTED leave it as is.
 
+        ``event`` (a `WorkflowEvent` with an ``event_id``) goes into the outbox in the same
+        atomic write, so the announcement of the state change survives a crash right after
+        it: it stays in `pending_events` until `mark_announced`.
+
         Raises:
             StaleExecutionError: ``execution_arn`` is not the latest execution.
             ClaimConflictError: the record is no longer active (e.g. already finished).
         """
+        ...
+
+    def pending_events(
+        self, payload_ids: Iterable[str] | None = None, *, limit: int = 100
+    ) -> list[WorkflowEvent]:
+        """Up to ``limit`` outbox events not yet marked announced, oldest first where the
+        backend can tell: those of ``payload_ids``, or (None) of any record (DynamoDB: a
+        filtered Scan, so meant for a worker's start, not for every batch)."""
+        ...
+
+    def mark_announced(self, events: Sequence[WorkflowEvent]) -> None:
+        """Remove ``events`` (by ``event_id``) from the outbox; unknown ids are ignored."""
         ...
 
     def query(
@@ -194,6 +213,12 @@ class PayloadQueue(Protocol):
 
     def delete(self, receipts: Sequence[str]) -> None:
         """Delete received messages; stale or unknown receipts are ignored."""
+        ...
+
+    def record_failures(self, failures: Sequence[tuple[str, str]]) -> None:
+        """Note why received messages (``(receipt, reason)``) were not handled: when one is
+        dead-lettered, its last reason goes with it (locally, in the dead-letter table; SQS
+        keeps no note with a message, so the adapter logs the reason instead)."""
         ...
 
     def change_visibility(self, receipt: str, timeout: int) -> None:
@@ -394,6 +419,43 @@ class WorkflowEvent:
     execution: str | None = None  # console URL of the execution
     error: str | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
+    # Set on events kept in the state store's outbox: how a re-announcement after a crash is
+    # told from a new event (the local event log keeps one copy). Not part of the message.
+    event_id: str | None = None
+
+    @classmethod
+    def from_message(cls, message: Mapping[str, str], event_id: str | None = None) -> WorkflowEvent:
+        """The event whose `to_message` is ``message``."""
+        fields = (
+            "event_type",
+            "payload_id",
+            "isotimestamp",
+            "input_payload_url",
+            "output_payload_url",
+            "execution",
+            "error",
+        )
+        return cls(
+            event_type=message["event_type"],
+            payload_id=message["payload_id"],
+            isotimestamp=message["isotimestamp"],
+            input_payload_url=message.get("input_payload_url"),
+            output_payload_url=message.get("output_payload_url"),
+            execution=message.get("execution"),
+            error=message.get("error"),
+            extra={k: v for k, v in message.items() if k not in fields},
+            event_id=event_id,
+        )
+
+    def to_outbox(self) -> str:
+        """The event as kept in an outbox (its id and message, as JSON text)."""
+        return json.dumps({"event_id": self.event_id, "message": self.to_message()})
+
+    @classmethod
+    def from_outbox(cls, text: str) -> WorkflowEvent:
+        """The event `to_outbox` wrote."""
+        data = json.loads(text)
+        return cls.from_message(data["message"], data["event_id"])
 
     def to_message(self) -> dict[str, str]:
         """The SNS message body, keys in Cirrus's order: ``error`` before ``execution``.
@@ -491,7 +553,8 @@ class MetricLog(Protocol):
 
 # -- feed records ---------------------------------------------------------------------------
 
-RunStatus = Literal["running", "succeeded", "failed", "interrupted"]
+# ``abandoned``: a ``running`` run whose lease expired (its process died); see `FeedStore.abandon`.
+RunStatus = Literal["running", "succeeded", "failed", "interrupted", "abandoned"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -507,6 +570,20 @@ class FeedRun:
     counts: Mapping[str, int] = field(default_factory=dict)  # seen, enqueued, duplicate, ...
     checkpoint: str | None = None  # label of the last persisted checkpoint
     error: str | None = None
+    # While running: the runner heartbeats (re-saves the run) before this passes; a running
+    # run past it belongs to a dead process. ISO UTC with microseconds, so strings compare.
+    lease_until: str | None = None
+
+
+def abandoned(run: FeedRun) -> FeedRun:
+    """``run`` as `FeedStore.abandon` marks it (every adapter words it the same)."""
+    expired = f"lease expired at {run.lease_until}" if run.lease_until else "no lease"
+    return replace(
+        run,
+        status="abandoned",
+        lease_until=None,
+        error=f"its process stopped without finishing ({expired})",
+    )
 
 
 class FeedStore(Protocol):
@@ -524,6 +601,12 @@ class FeedStore(Protocol):
 
     def list_runs(self, feeder: str, *, limit: int = 20) -> list[FeedRun]:
         """The feeder's runs, newest first."""
+        ...
+
+    def abandon(self, feeder: str, *, now: str) -> list[FeedRun]:
+        """Mark the feeder's ``running`` runs whose ``lease_until`` is before ``now`` (or
+        missing) as ``abandoned``, conditionally (a run heartbeating meanwhile is left
+        alone); returns the runs marked."""
         ...
 
     def get_cursor(self, feeder: str) -> dict[str, Any] | None:

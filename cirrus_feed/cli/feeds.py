@@ -23,8 +23,7 @@ from cirrus_feed.errors import CirrusFeedError
 from cirrus_feed.feeding.contract import FeedRequest, Previewable
 from cirrus_feed.feeding.plugins import FeederRegistry
 from cirrus_feed.feeding.push import PushTarget
-from cirrus_feed.feeding.replay import DLQ_REPLAY
-from cirrus_feed.feeding.runner import FeedResult, FeedRunner
+from cirrus_feed.feeding.runner import FeedResult, FeedRunner, abandon_expired
 from cirrus_feed.support.clock import SYSTEM_CLOCK, Clock
 
 
@@ -153,8 +152,8 @@ def feed(
         if not isinstance(feeder, PushTarget):
             raise click.BadParameter(f"'{name}' is not an events feeder", param_hint="--input")
         feeder = feeder.from_file(input_path)
-    if restart and app.backends.feeds is not None:
-        app.backends.feeds.clear_cursor(name)
+    if restart and app.backends.feeds is not None and not dry_run:
+        app.backends.feeds.clear_cursor(name)  # a dry run starts afresh anyway
     request = FeedRequest(since=start, until=end, limit=limit, dry_run=dry_run)
     progress = Progress(name, total=expected_total(feeder, limit))
     runner = FeedRunner(app, progress=progress)
@@ -259,14 +258,17 @@ def _missing_local_state(ctx: Context) -> bool:
 @pass_context
 def feeders_runs(ctx: Context, name: str, limit: int, as_json: bool) -> None:
     """Recent runs of feeder NAME (or of `dlq-replay`, `rerun:CW`, `reconcile:NAME`),
-    newest first."""
-    if name != DLQ_REPLAY and not name.startswith(("rerun:", "reconcile:")):
-        _known_feeder(ctx, name)
+    newest first (runs whose process died: abandoned). A name neither configured nor with
+    recorded runs is a usage error."""
     if ctx.no_state_yet():
+        _known_feeder(ctx, name)
         return
     feeds = ctx.app.backends.feeds
     if feeds is None:
         raise click.UsageError("feed runs are not recorded: set aws.feed_table")
+    if not feeds.list_runs(name, limit=1):  # a feeder removed from the config keeps its runs
+        _known_feeder(ctx, name)
+    abandon_expired(feeds, name, ctx.app.clock)
     for run in feeds.list_runs(name, limit=limit):
         if as_json:
             click.echo(json.dumps(run_json(run)))

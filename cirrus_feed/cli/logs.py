@@ -44,8 +44,8 @@ class TextFormatter(logging.Formatter):
         text = escape_unsafe(text)  # one record, one line: input cannot forge log lines
         if record.exc_info and self.tracebacks:
             text += "\n" + self.formatException(record.exc_info)
-        elif record.exc_info and record.exc_info[1] is not None:
-            text += escape_unsafe(f": {record.exc_info[1]}")
+        elif record.exc_info and (exc := record.exc_info[1]) is not None:
+            text += escape_unsafe(f" ({type(exc).__name__}: {exc})")  # the traceback's last line
         return text
 
 

@@ -142,7 +142,9 @@ def _report(result: OnceResult) -> None:
     for stage, report in (("process", work.process), ("update_state", work.update)):
         counts = ", ".join(f"{n} {k}" for k, n in sorted(report.counts.items())) or "nothing"
         click.echo(f"{stage}: {counts}")
-    if bad or not (work.process.ok and work.update.ok):
+    if work.crashed:
+        click.echo("a worker crashed (see the log)", err=True)
+    if bad or work.crashed or not (work.process.ok and work.update.ok):
         sys.exit(1)
 
 

@@ -33,12 +33,13 @@ from typing import (
     runtime_checkable,
 )
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cirrus_feed.backends.base import StatePage, StateQuery, StateRecord
 from cirrus_feed.feeding.schedules import Schedule
 from cirrus_feed.model.payload import ProcessDefinition, ProcessPayload
 from cirrus_feed.support.clock import SYSTEM_CLOCK, Clock
+from cirrus_feed.support.durations import IntSeconds
 from cirrus_feed.support.json_decode import DEFAULT_LIMITS, RecordLimits
 
 # The runner dedupes and sends payloads in batches of at most this many (fewer with
@@ -88,17 +89,34 @@ class SourceRejection:
     retry: bool = False
 
 
+# `Skipped` kinds the runner counts as ``filtered`` (a configured filter dropped the record)
+# and as ``duplicate`` (a record already handled, e.g. by the seen cache); every other kind
+# is ``skipped``: a rule of the source's mapping (a tier, a baseline, ``accept``, a folder
+# marker). Each also counts as ``<that>:<kind>``, so the run record says why.
+FILTER_KINDS = frozenset({"filter", "object-filter"})
+DUPLICATE_KINDS = frozenset({"seen-cache"})
+
+
 @dataclass(frozen=True, slots=True)
 class Skipped:
     """A source record left out on purpose (a tier or baseline rule, a folder marker, ...).
 
-    The runner counts it as ``filtered`` and as ``filtered:<kind>``, and logs it at INFO
-    with its ``tag`` (e.g. the message id) and ``reason``.
+    The runner counts it by ``kind`` (see `FILTER_KINDS`), and logs it at INFO with its
+    ``tag`` (e.g. the message id) and ``reason``.
     """
 
     reason: str
     kind: str = "filtered"
     tag: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Counted:
+    """Source records left out in bulk, counted without an item each (inventory rows a
+    filter dropped, objects unchanged since the watermark): ``counts`` maps a `Skipped`
+    kind to how many; the runner adds them up as it does for `Skipped`."""
+
+    counts: Mapping[str, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +128,9 @@ class Tagged:
     tag: str
 
 
-FeedItem = ProcessPayload | Mapping[str, Any] | Tagged | Checkpoint | SourceRejection | Skipped
+FeedItem = (
+    ProcessPayload | Mapping[str, Any] | Tagged | Checkpoint | SourceRejection | Skipped | Counted
+)
 
 
 class ReconcileSettings(BaseModel):
@@ -145,6 +165,10 @@ class FeederConfig(BaseModel):
     max_in_flight: int | None = None  # pause while this many of ours are queued or processing
     max_queue_depth: int | None = None  # pause while the process queue holds more than this
     reconcile: ReconcileSettings | None = None  # `cirrus-feed reconcile`: the output catalog
+    # A run heartbeats (re-saves its record) every quarter of this; a run record that is
+    # still ``running`` this long after its last heartbeat belongs to a dead process and is
+    # marked ``abandoned``. Longer than the slowest single source call (an SQS long poll).
+    lease_seconds: IntSeconds = Field(300, ge=1)
 
     @field_validator("process", mode="before")
     @classmethod

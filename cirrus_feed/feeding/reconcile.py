@@ -28,6 +28,7 @@ from cirrus_feed.errors import ConfigError, PayloadValidationError
 from cirrus_feed.feeding.catalog import ItemCatalog, ItemRef, StacApiCatalog
 from cirrus_feed.feeding.contract import (
     Checkpoint,
+    Counted,
     Feeder,
     FeedItem,
     FeedRequest,
@@ -120,6 +121,9 @@ class Reconciler:
                 continue
             if isinstance(item, Skipped):
                 self.counts["filtered"] += 1
+                continue
+            if isinstance(item, Counted):  # left out in bulk (filter, unchanged objects)
+                self.counts["filtered"] += sum(item.counts.values())
                 continue
             body = item.payload if isinstance(item, Tagged) else item
             try:

@@ -3,6 +3,13 @@
 The feeder yields; this module decides what reaches the queue. A checkpoint's cursor is
 saved only after every payload yielded before it was enqueued (or deliberately skipped), so
 a crash or a failed send re-reads from the last safe point and nothing is lost.
+
+Run records: a run is saved ``running`` with a lease (``lease_until``) and re-saved (a
+heartbeat) at every checkpoint and at least every quarter of the feeder's
+``lease_seconds``; a run still ``running`` past its lease belongs to a dead process and is
+marked ``abandoned`` when the feeder next starts. Dry runs write nothing to the backend:
+no run record, no cursor, no seen keys. A ``--limit`` run stops at the first checkpoint
+at or after the limit, so the cursor covers exactly what was sent.
 """
 
 from __future__ import annotations
@@ -13,14 +20,17 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import IO, Any, Protocol
 
-from cirrus_feed.backends.base import Backends, FeedRun, RunStatus
-from cirrus_feed.errors import CirrusFeedError, PayloadValidationError
+from cirrus_feed.backends.base import Backends, FeedRun, FeedStore, RunStatus
+from cirrus_feed.errors import BackendError, CirrusFeedError, PayloadValidationError
 from cirrus_feed.feeding.contract import (
+    DUPLICATE_KINDS,
+    FILTER_KINDS,
     FLUSH_SIZE,
     Checkpoint,
+    Counted,
     Feeder,
     FeedRequest,
     Skipped,
@@ -36,13 +46,14 @@ from cirrus_feed.support.clock import Clock
 
 log = logging.getLogger(__name__)
 
-COUNTS = ("seen", "filtered", "enqueued", "duplicate", "invalid", "failed")
+COUNTS = ("seen", "filtered", "skipped", "enqueued", "duplicate", "invalid", "failed")
 
 
 @dataclass
 class FeedResult:
-    """What one run did; ``counts`` keys: seen, filtered (and ``filtered:<kind>``),
-    enqueued, duplicate, invalid, failed."""
+    """What one run did; ``counts`` keys: seen (payloads the feeder yielded), filtered,
+    skipped and duplicate (each also ``<key>:<kind>``, see `contract.FILTER_KINDS`),
+    enqueued, invalid, failed; dry runs: written."""
 
     run: FeedRun
     counts: Counter[str] = field(default_factory=lambda: Counter(dict.fromkeys(COUNTS, 0)))
@@ -95,9 +106,11 @@ class FeedRunner:
         output: IO[str] | None = None,
     ) -> FeedResult:
         """Feed ``name`` once. Dry runs write payloads (NDJSON) to ``output`` and send none."""
-        feeds = self.app.backends.feeds
-        if request.cursor is None and feeds is not None and not request.dry_run:
-            request = replace(request, cursor=feeds.get_cursor(name))
+        feeds = None if request.dry_run else self.app.backends.feeds  # dry: write nothing
+        if feeds is not None:
+            abandon_expired(feeds, name, self.clock)
+            if request.cursor is None:
+                request = replace(request, cursor=feeds.get_cursor(name))
         result = FeedResult(
             FeedRun(
                 run_id=str(uuid.uuid4()),
@@ -106,14 +119,17 @@ class FeedRunner:
                 request=_describe(request),
             )
         )
-        self.save_run(result)
-        batch = _Batch(self, name, feeder, result, request, output)
+        lease = _Lease(self, feeds, result, float(feeder.config.lease_seconds))
+        lease.beat()
+        batch = _Batch(self, name, feeder, result, request, output, lease)
         try:
             for item in feeder.feed(request):
                 batch.take(item)
                 if self.deadline is not None and not self.stopping:
                     self._check_deadline(name)
                 # Stop at a checkpoint, so what was sent is covered and nothing is re-sent.
+                if isinstance(item, Checkpoint) and batch.limit_reached:
+                    break
                 if self.stopping and (isinstance(item, Checkpoint) or self.aborting):
                     break
             batch.flush()
@@ -126,16 +142,11 @@ class FeedRunner:
         except BaseException as exc:
             # A bug (or an untranslated library error): still close the run record, then
             # let it propagate. Nothing is flushed: the cursor stays at the last checkpoint.
-            self._finish(result, status="failed", error=f"{type(exc).__name__}: {exc}")
+            lease.finish(status="failed", error=f"{type(exc).__name__}: {exc}")
             raise
-        self._finish(result)
+        lease.finish()
+        _log_left_out(name, result.counts)
         return result
-
-    def _finish(self, result: FeedResult, **changes: Any) -> None:
-        result.run = replace(
-            result.run, finished=self.clock.now().isoformat(), counts=dict(result.counts), **changes
-        )
-        self.save_run(result)
 
     def _check_deadline(self, name: str) -> None:
         assert self.deadline is not None
@@ -151,9 +162,78 @@ class FeedRunner:
         self.aborting = self.aborting or now
         self.stopping = True
 
-    def save_run(self, result: FeedResult) -> None:
-        if self.app.backends.feeds is not None:
-            self.app.backends.feeds.save_run(result.run)
+
+def abandon_expired(feeds: FeedStore, name: str, clock: Clock) -> list[FeedRun]:
+    """Mark the runs of ``name`` whose lease expired (their process died) ``abandoned``."""
+    marked = feeds.abandon(name, now=_iso(clock.now()))
+    for run in marked:
+        log.warning("feed %s: run %s abandoned: %s", name, run.run_id, run.error)
+    return marked
+
+
+class _Lease:
+    """One run's record in the feed store: saved with a lease, renewed by `beat` (at
+    checkpoints, and by `due` when a quarter of the lease passed), closed by `finish`."""
+
+    def __init__(
+        self, runner: FeedRunner, feeds: FeedStore | None, result: FeedResult, seconds: float
+    ) -> None:
+        self.runner, self.feeds, self.result = runner, feeds, result
+        self.seconds = seconds
+        self.next_beat = 0.0  # monotonic
+
+    def due(self) -> None:
+        if self.runner.clock.monotonic() < self.next_beat:
+            return
+        try:
+            self.beat()
+        except BackendError as exc:  # the feed goes on; the next heartbeat tries again
+            log.warning("feed %s: heartbeat failed: %s", self.result.run.feeder, exc)
+
+    def beat(self, **changes: Any) -> None:
+        clock = self.runner.clock
+        self.next_beat = clock.monotonic() + self.seconds / 4
+        until = _iso(clock.now() + timedelta(seconds=self.seconds))
+        self.result.run = replace(
+            self.result.run, counts=dict(self.result.counts), lease_until=until, **changes
+        )
+        self._save()
+
+    def finish(self, **changes: Any) -> None:
+        self.result.run = replace(
+            self.result.run,
+            finished=self.runner.clock.now().isoformat(),
+            counts=dict(self.result.counts),
+            lease_until=None,
+            **changes,
+        )
+        self._save()
+
+    def _save(self) -> None:
+        if self.feeds is not None:
+            self.feeds.save_run(self.result.run)
+
+
+def _iso(when: datetime) -> str:
+    """Lease stamps: always with microseconds, so they compare as strings."""
+    return when.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _count_keys(kind: str) -> tuple[str, str]:
+    """The counts a left-out record of ``kind`` adds to (see `contract.FILTER_KINDS`)."""
+    if kind in FILTER_KINDS:
+        return "filtered", f"filtered:{kind}"
+    if kind in DUPLICATE_KINDS:
+        return "duplicate", f"duplicate:{kind}"
+    return "skipped", f"skipped:{kind}"
+
+
+def _log_left_out(name: str, counts: Mapping[str, int]) -> None:
+    """One line per run for what was left out on purpose, so an all-skipped batch never
+    looks like empty input."""
+    reasons = [f"{n} {key}" for key, n in sorted(counts.items()) if ":" in key and n]
+    if reasons:
+        log.info("feed %s: left out %s", name, ", ".join(reasons))
 
 
 _Pending = tuple[str | None, Enqueueable]  # (source tag, payload or unreadable record)
@@ -170,9 +250,10 @@ class _Batch:
         result: FeedResult,
         request: FeedRequest,
         output: IO[str] | None,
+        lease: _Lease,
     ) -> None:
         self.runner, self.name, self.result = runner, name, result
-        self.request, self.output = request, output
+        self.request, self.output, self.lease = request, output, lease
         self.items: list[_Pending] = []
         self.failed_tags: set[str] = set()  # source records that failed since the checkpoint
         self.cursor_blocked = False  # a failed send: never move the cursor past it
@@ -190,23 +271,32 @@ class _Batch:
         )
         self.flush_size = min(FLUSH_SIZE, config.max_in_flight or FLUSH_SIZE)
 
+    @property
+    def limit_reached(self) -> bool:
+        limit = self.request.limit
+        return limit is not None and self.result.counts["seen"] >= limit
+
     def take(self, item: Any) -> None:
+        self.lease.due()
         if isinstance(item, Checkpoint):
             self.flush()
             self._checkpoint(item)
             return
         if isinstance(item, Skipped):
-            self.result.counts["filtered"] += 1
-            self.result.counts[f"filtered:{item.kind}"] += 1
+            self._left_out(item.kind, 1)
             log.info("feed %s: skipped %s (%s): %s", self.name, item.tag, item.kind, item.reason)
+            return
+        if isinstance(item, Counted):
+            for kind, number in item.counts.items():
+                self._left_out(kind, number)
             return
         if isinstance(item, SourceRejection):
             self.items.append((item.tag, Unreadable(item.raw, item.reason)))
             if item.retry and item.tag is not None:
                 self.failed_tags.add(item.tag)
         else:
-            if self.request.limit is not None and self.result.counts["seen"] >= self.request.limit:
-                return
+            # Past ``limit`` (a feeder that overshoots it) payloads are still sent: the run
+            # stops at the next checkpoint, whose cursor covers them.
             self.result.counts["seen"] += 1
             if isinstance(item, Tagged):
                 self.items.append((item.tag, item.payload))
@@ -214,6 +304,15 @@ class _Batch:
                 self.items.append((None, item))
         if len(self.items) >= self.flush_size:
             self.flush()
+
+    def _left_out(self, kind: str, number: int) -> None:
+        for key in _count_keys(kind):
+            self.result.counts[key] += number
+
+    def _waiting(self) -> bool:
+        """Polled while pacing waits: heartbeat, and tell whether to stop waiting."""
+        self.lease.due()
+        return self.runner.stopping
 
     def flush(self) -> None:
         items, self.items = self.items, []
@@ -224,9 +323,9 @@ class _Batch:
             return
         fresh = self._dedupe(items)
         if self.in_flight is not None:
-            self.in_flight.wait_for_room(len(fresh), lambda: self.runner.stopping)
+            self.in_flight.wait_for_room(len(fresh), self._waiting)
         if self.queue_gate is not None:
-            self.queue_gate.wait(lambda: self.runner.stopping)
+            self.queue_gate.wait(self._waiting)
         if self.bucket is not None and fresh:
             self.bucket.acquire(len(fresh))
         report = self.runner.app.enqueuer.enqueue(item for _, item in fresh)
@@ -285,7 +384,7 @@ class _Batch:
         if checkpoint.commit is not None and not self.request.dry_run:
             failed, self.failed_tags = frozenset(self.failed_tags), set()
             checkpoint.commit(failed)
-        feeds = self.runner.app.backends.feeds
+        feeds = self.lease.feeds  # None on dry runs
         if (
             self.request.dry_run
             or self.cursor_blocked
@@ -294,10 +393,7 @@ class _Batch:
         ):
             return
         feeds.set_cursor(self.name, dict(checkpoint.cursor))
-        self.result.run = replace(
-            self.result.run, checkpoint=checkpoint.label or None, counts=dict(self.result.counts)
-        )
-        self.runner.save_run(self.result)
+        self.lease.beat(checkpoint=checkpoint.label or None)
 
 
 def _describe(request: FeedRequest) -> dict[str, Any]:

@@ -9,12 +9,13 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
-from cirrus_feed.backends.base import PayloadQueue, PayloadStore
+from cirrus_feed.backends.base import PayloadQueue, PayloadStore, SendResult
 from cirrus_feed.errors import BackendError, PayloadValidationError
 from cirrus_feed.model import layout
 from cirrus_feed.model.payload import ProcessPayload
 from cirrus_feed.model.reports import Outcome, RecordResult, StageReport
 from cirrus_feed.pipeline.invalid import record_invalid
+from cirrus_feed.pipeline.isolation import unexpected
 from cirrus_feed.support.clock import SYSTEM_CLOCK, Clock
 
 log = logging.getLogger(__name__)
@@ -90,9 +91,12 @@ class Enqueuer:
             except BackendError as exc:
                 report.add(RecordResult(index, Outcome.FAILED, payload.id, reason=str(exc)))
                 continue
+            except Exception as exc:  # noqa: BLE001 - fails this record only
+                reason = unexpected(exc, f"payload {payload.id!r}")
+                report.add(RecordResult(index, Outcome.FAILED, payload.id, reason=reason))
+                continue
             pending.append((index, payload.id, body, url))
-        results = self.queue.send([body for _, _, body, _ in pending]) if pending else []
-        for (index, payload_id, _, url), sent in zip(pending, results, strict=True):
+        for (index, payload_id, _, url), sent in zip(pending, self._send(pending), strict=True):
             if sent.ok:
                 report.add(
                     RecordResult(index, Outcome.QUEUED, payload_id, sent.message_id, url=url)
@@ -100,6 +104,20 @@ class Enqueuer:
             else:
                 log.warning("enqueue failed", extra={"payload_id": payload_id, "error": sent.error})
                 report.add(RecordResult(index, Outcome.FAILED, payload_id, reason=sent.error))
+
+    def _send(self, pending: list[tuple[int, str, str, str | None]]) -> list[SendResult]:
+        """One result per pending body: the queue's, or, when the send fails as a whole
+        (the queue reports per body, but a local database error or a bug raises), that
+        failure for each body of the chunk. Later chunks are still tried."""
+        if not pending:
+            return []
+        try:
+            return self.queue.send([body for _, _, body, _ in pending])
+        except BackendError as exc:
+            reason = str(exc)
+        except Exception as exc:  # noqa: BLE001 - the chunk fails, the call goes on
+            reason = unexpected(exc, f"sending {len(pending)} payloads")
+        return [SendResult(None, f"not sent: {reason}") for _ in pending]
 
     def _body(self, payload: ProcessPayload, *, keep_id: bool) -> tuple[str, str | None]:
         data = payload.to_dict()

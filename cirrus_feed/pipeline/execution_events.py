@@ -11,9 +11,11 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from cirrus_feed.backends.base import PayloadStore
+from cirrus_feed.errors import BackendError
 from cirrus_feed.model.envelopes import Envelope
 from cirrus_feed.model.reports import Outcome, RecordResult, StageReport
 from cirrus_feed.pipeline.invalid import record_invalid
+from cirrus_feed.pipeline.isolation import unexpected
 from cirrus_feed.pipeline.update_state import StateUpdater
 from cirrus_feed.support.clock import SYSTEM_CLOCK, Clock
 
@@ -34,12 +36,24 @@ def apply_execution_events(
     report.results.extend(replace(r, index=positions[r.index]) for r in updated.results)
     for index, envelope in enumerate(envelopes):
         if envelope.kind != "execution":
-            reason = envelope.error or f"a {envelope.kind} record is not an execution event"
-            url = record_invalid(store, envelope.raw, reason, stage="update-state", clock=clock)
-            report.add(
-                RecordResult(
-                    index, Outcome.INVALID, message_id=envelope.message_id, reason=reason, url=url
-                )
-            )
+            report.add(_not_an_execution(store, index, envelope, clock))
     report.results.sort(key=lambda r: r.index)
     return report
+
+
+def _not_an_execution(
+    store: PayloadStore, index: int, envelope: Envelope, clock: Clock
+) -> RecordResult:
+    """Kept as invalid; if it cannot be kept, failed (and retried), never dropped."""
+    reason = envelope.error or f"a {envelope.kind} record is not an execution event"
+    try:
+        url = record_invalid(store, envelope.raw, reason, stage="update-state", clock=clock)
+    except BackendError as exc:
+        failed = f"{reason}; and it could not be recorded: {exc}"
+        return RecordResult(index, Outcome.FAILED, message_id=envelope.message_id, reason=failed)
+    except Exception as exc:  # noqa: BLE001 - fails this record only
+        reason = unexpected(exc, f"update-state record {index}")
+        return RecordResult(index, Outcome.FAILED, message_id=envelope.message_id, reason=reason)
+    return RecordResult(
+        index, Outcome.INVALID, message_id=envelope.message_id, reason=reason, url=url
+    )

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from cirrus_feed.backends.base import Backends, StateRecord
@@ -47,6 +47,7 @@ from cirrus_feed.model.reports import Outcome, RecordResult, StageReport
 from cirrus_feed.model.states import SKIP_UNLESS_REPLACE, UNCLAIMABLE, State
 from cirrus_feed.pipeline.announcer import Announcer
 from cirrus_feed.pipeline.invalid import record_invalid
+from cirrus_feed.pipeline.isolation import read_records, unexpected
 from cirrus_feed.support.clock import SYSTEM_CLOCK, Clock
 
 log = logging.getLogger(__name__)
@@ -69,32 +70,60 @@ class Processor:
     def process(self, envelopes: Sequence[Envelope]) -> StageReport:
         report = StageReport()
         with Announcer.for_backends(self.b, self.clock) as announcer:
-            accepted = [
-                intake
-                for index, envelope in enumerate(envelopes)
-                if (intake := self._intake(index, envelope, report, announcer)) is not None
-            ]
+            accepted: list[_Intake] = []
+            for index, envelope in enumerate(envelopes):
+                try:
+                    intake = self._intake(index, envelope, report, announcer)
+                except Exception as exc:  # noqa: BLE001 - fails this record only
+                    reason = unexpected(exc, f"record {index} ({envelope.message_id})")
+                    report.add(
+                        RecordResult(
+                            index, Outcome.FAILED, message_id=envelope.message_id, reason=reason
+                        )
+                    )
+                    continue
+                if intake is not None:
+                    accepted.append(intake)
             try:
-                records = self.b.state.get_many({i.payload.id for i in accepted})
+                records, broken = read_records(self.b.state, (i.payload.id for i in accepted))
             except BackendError as exc:
                 for intake in accepted:
                     report.add(self._result(intake, Outcome.FAILED, str(exc)))
-                accepted, records = [], {}
+                accepted, records, broken = [], {}, {}
+            announcer.drain_finished(records.values())
             seen: set[str] = set()
             for intake in accepted:
                 payload_id = intake.payload.id
-                if payload_id in seen:
-                    announcer.event(
-                        "DUPLICATE_ID_ENCOUNTERED",
-                        payload_id,
-                        input_url=self._duplicate_input_url(payload_id, records, announcer),
-                    )
-                    report.add(self._result(intake, Outcome.DUPLICATE, "duplicate id in batch"))
+                if payload_id in broken:
+                    report.add(self._result(intake, Outcome.FAILED, broken[payload_id]))
                     continue
-                seen.add(payload_id)
-                report.add(self._decide(intake, records.get(payload_id), announcer))
+                try:
+                    result = self._one(intake, records, seen, announcer)
+                except Exception as exc:  # noqa: BLE001 - fails this record only
+                    result = self._result(
+                        intake, Outcome.FAILED, unexpected(exc, f"payload {payload_id!r}")
+                    )
+                report.add(result)
         report.results.sort(key=lambda r: r.index)
         return report
+
+    def _one(
+        self,
+        intake: _Intake,
+        records: dict[str, StateRecord],
+        seen: set[str],
+        announcer: Announcer,
+    ) -> RecordResult:
+        payload_id = intake.payload.id
+        if payload_id in seen:
+            announcer.event(
+                "DUPLICATE_ID_ENCOUNTERED",
+                payload_id,
+                input_url=self._duplicate_input_url(payload_id, records, announcer),
+            )
+            return self._result(intake, Outcome.DUPLICATE, "duplicate id in batch")
+        seen.add(payload_id)
+        return self._decide(intake, records.get(payload_id), announcer)
 
     def _duplicate_input_url(
         self, payload_id: str, records: dict[str, StateRecord], announcer: Announcer
@@ -353,15 +382,20 @@ class Processor:
         input_url: str | None,
         announcer: Announcer,
     ) -> RecordResult:
+        event = announcer.outbox_event(
+            "FAILED", intake.payload.id, input_url=input_url, error=error
+        )
         try:
-            self.b.state.finish(claimed, arn, State.FAILED, error)
+            self.b.state.finish(claimed, arn, State.FAILED, error, event=event)
         except (ClaimConflictError, StaleExecutionError):
             log.warning(
                 "payload moved on while failing it", extra={"payload_id": claimed.payload_id}
             )
+            event = replace(event, event_id=None)  # not in the outbox: announced as before
         except BackendError:
             log.exception("could not record FAILED", extra={"payload_id": claimed.payload_id})
-        announcer.event("FAILED", intake.payload.id, input_url=input_url, error=error)
+            event = replace(event, event_id=None)
+        announcer.add(event)
         return self._result(intake, Outcome.FAILED, error)
 
     @staticmethod

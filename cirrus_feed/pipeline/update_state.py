@@ -39,6 +39,7 @@ from cirrus_feed.pipeline.announcer import Announcer
 from cirrus_feed.pipeline.chaining import next_payloads
 from cirrus_feed.pipeline.enqueue import Enqueuer
 from cirrus_feed.pipeline.invalid import record_invalid
+from cirrus_feed.pipeline.isolation import read_records, unexpected
 from cirrus_feed.support.clock import SYSTEM_CLOCK, Clock
 
 log = logging.getLogger(__name__)
@@ -124,28 +125,80 @@ class StateUpdater:
         a queue-fed handler can report exactly the failed messages."""
         report = StageReport()
         with Announcer.for_backends(self.b, self.clock) as announcer:
-            completions = [
-                c for i, o in enumerate(outcomes) if (c := self._intake(i, o, report)) is not None
-            ]
-            try:
-                records = self.b.state.get_many({c.payload.id for c in completions})
-            except BackendError as exc:
-                for c in completions:
-                    report.add(self._result(c, Outcome.FAILED, str(exc)))
-                completions, records = [], {}
-            plans = []
-            for completion in completions:
-                planned = self._plan(completion, records.get(completion.payload.id))
-                if isinstance(planned, RecordResult):
-                    report.add(planned)
-                else:
-                    plans.append(planned)
+            completions = []
+            for index, outcome in enumerate(outcomes):
+                try:
+                    completion = self._intake(index, outcome, report)
+                except Exception as exc:  # noqa: BLE001 - fails this record only
+                    reason = unexpected(exc, f"execution {outcome.execution_arn}")
+                    report.add(RecordResult(index, Outcome.FAILED, reason=reason))
+                    continue
+                if completion is not None:
+                    completions.append(completion)
+            plans = self._plans(completions, report, announcer)
             for plan in self._publish_and_chain(plans, report):
-                report.add(self._finish(plan, announcer))
+                try:
+                    result = self._finish(plan, announcer)
+                except Exception as exc:  # noqa: BLE001 - fails this record only
+                    result = self._crashed(plan.completion, exc)
+                report.add(result)
+            self._announce(announcer, report)
         report.results.sort(key=lambda r: r.index)
         if message_ids is not None:
             report.results = [replace(r, message_id=message_ids[r.index]) for r in report.results]
         return report
+
+    def _plans(
+        self, completions: list[_Completion], report: StageReport, announcer: Announcer
+    ) -> list[_CompletionPlan]:
+        """Read the batch's records and plan each completion; a completion its record says
+        is already applied has its announcement drained from the outbox (a crash, or the
+        topic down, may have kept it from being announced)."""
+        try:
+            records, broken = read_records(self.b.state, (c.payload.id for c in completions))
+        except BackendError as exc:
+            for c in completions:
+                report.add(self._result(c, Outcome.FAILED, str(exc)))
+            return []
+        plans, applied = [], []
+        for completion in completions:
+            payload_id = completion.payload.id
+            if payload_id in broken:
+                report.add(self._result(completion, Outcome.FAILED, broken[payload_id]))
+                continue
+            try:
+                planned = self._plan(completion, records.get(payload_id))
+            except Exception as exc:  # noqa: BLE001 - fails this record only
+                planned = self._crashed(completion, exc)
+            if isinstance(planned, _CompletionPlan):
+                plans.append(planned)
+                continue
+            report.add(planned)
+            if planned.outcome is Outcome.DUPLICATE:
+                applied.append(payload_id)
+        if applied:
+            try:
+                announcer.drain(applied)
+            except BackendError as exc:
+                log.warning("outbox of %d finished payloads not read: %s", len(applied), exc)
+        return plans
+
+    def _announce(self, announcer: Announcer, report: StageReport) -> None:
+        """Flush the batch's events; a completion whose announcement was not delivered is
+        reported failed, so its redelivery announces it from the outbox."""
+        undelivered = {e.payload_id for e in announcer.flush()}
+        if not undelivered:
+            return
+        report.results = [
+            replace(r, outcome=Outcome.FAILED, reason="workflow event not announced (kept)")
+            if r.payload_id in undelivered and r.outcome in (Outcome.UPDATED, Outcome.DUPLICATE)
+            else r
+            for r in report.results
+        ]
+
+    def _crashed(self, completion: _Completion, exc: Exception) -> RecordResult:
+        reason = unexpected(exc, f"execution {completion.outcome.execution_arn}")
+        return self._result(completion, Outcome.FAILED, reason)
 
     def _intake(
         self, index: int, outcome: ExecutionOutcome, report: StageReport
@@ -234,18 +287,35 @@ class StateUpdater:
         fail (and are retried) and the others go on."""
         sending = [p for p in plans if p.items or p.children]
         try:
-            self._publish(sending)
-            chained = self.enqueuer.enqueue(
-                (child for p in sending for child in p.children), send_ids=False
-            )
-            if chained.counts.get(Outcome.FAILED.value):
-                # Invalid children are already in the invalid store; failed sends retry.
-                raise BackendError(f"chaining failed: {chained.counts}")
+            self._send(sending)
         except BackendError as exc:
             for plan in sending:
                 report.add(self._result(plan.completion, Outcome.FAILED, str(exc)))
             return [p for p in plans if not (p.items or p.children)]
+        except Exception:  # noqa: BLE001 - one plan's items broke the call: find which
+            log.warning("publishing %d completions failed; one at a time", len(sending))
+            sent = []
+            for plan in sending:
+                try:
+                    self._send([plan])
+                except BackendError as exc:
+                    report.add(self._result(plan.completion, Outcome.FAILED, str(exc)))
+                except Exception as exc:  # noqa: BLE001 - fails this completion only
+                    report.add(self._crashed(plan.completion, exc))
+                else:
+                    sent.append(plan)
+            return [p for p in plans if not (p.items or p.children)] + sent
         return plans
+
+    def _send(self, sending: list[_CompletionPlan]) -> None:
+        """Publish the items and enqueue the children of ``sending`` in bulk."""
+        self._publish(sending)
+        chained = self.enqueuer.enqueue(
+            (child for p in sending for child in p.children), send_ids=False
+        )
+        if chained.counts.get(Outcome.FAILED.value):
+            # Invalid children are already in the invalid store; failed sends retry.
+            raise BackendError(f"chaining failed: {chained.counts}")
 
     def _publish(self, sending: list[_CompletionPlan]) -> None:
         """Publish the items of every plan in one call. A plan with an item the notifier
@@ -271,16 +341,7 @@ class StateUpdater:
 
     def _finish(self, plan: _CompletionPlan, announcer: Announcer) -> RecordResult:
         completion, arn = plan.completion, plan.completion.outcome.execution_arn
-        try:
-            self.b.state.finish(plan.record, arn, plan.state, plan.error)
-        except StaleExecutionError as exc:
-            return self._stale(completion, exc.current)
-        except ClaimConflictError as exc:
-            current = exc.current.state.value if exc.current else "absent"
-            return self._result(completion, Outcome.DUPLICATE, f"already {current}")
-        except BackendError as exc:
-            return self._result(completion, Outcome.FAILED, str(exc))
-        announcer.event(
+        event = announcer.outbox_event(
             plan.event_type,
             completion.payload.id,
             execution_arn=arn,
@@ -288,6 +349,23 @@ class StateUpdater:
             output_url=plan.output_url,
             error=plan.error,
         )
+        try:
+            self.b.state.finish(plan.record, arn, plan.state, plan.error, event=event)
+        except StaleExecutionError as exc:
+            return self._stale(completion, exc.current)
+        except ClaimConflictError as exc:
+            if exc.current is not None and exc.current.latest_execution == arn:
+                # Finished by this execution: maybe by this very write, whose response was
+                # lost and whose retry found it done. Its event may be in the outbox.
+                try:
+                    announcer.drain([completion.payload.id])
+                except BackendError as drain_exc:
+                    return self._result(completion, Outcome.FAILED, str(drain_exc))
+            current = exc.current.state.value if exc.current else "absent"
+            return self._result(completion, Outcome.DUPLICATE, f"already {current}")
+        except BackendError as exc:
+            return self._result(completion, Outcome.FAILED, str(exc))
+        announcer.add(event)
         return self._result(completion, Outcome.UPDATED, plan.state.value)
 
     def _stale(self, completion: _Completion, record: StateRecord | None) -> RecordResult:

@@ -24,6 +24,7 @@ from cirrus_feed.backends.base import PayloadQueue
 from cirrus_feed.errors import CirrusFeedError
 from cirrus_feed.model.envelopes import Envelope, normalize
 from cirrus_feed.model.reports import StageReport
+from cirrus_feed.pipeline.announcer import drain_outbox
 from cirrus_feed.pipeline.execution_events import apply_execution_events
 from cirrus_feed.service.worker import (
     RETRY_MAX_SECONDS,
@@ -31,6 +32,7 @@ from cirrus_feed.service.worker import (
     Pulse,
     WorkTotals,
     as_sqs_event,
+    settle,
 )
 from cirrus_feed.support.clock import SYSTEM_CLOCK, Clock
 
@@ -111,8 +113,8 @@ class QueueWorker:
         with Heartbeat(self.queue, [m.receipt for m in messages], self.visibility_timeout):
             report = self.stage(normalize(as_sqs_event(messages)))
         self.pulse.timed(self.name.replace("-", "_"), started, report)
-        failed = set(report.failed_message_ids())
-        self.queue.delete([m.receipt for m in messages if m.message_id not in failed])
+        settle(self.queue, messages, report)
+        failed = report.failed_message_ids()
         if failed:
             log.warning("%s: %d left for redrive: %s", self.name, len(failed), report.counts)
         self.pulse.beat()
@@ -178,12 +180,22 @@ def queue_workers(app: App, workers: int) -> list[QueueWorker]:
     return found
 
 
+def start_drain(app: App) -> None:
+    """Announce what a crashed worker left in the outbox (a Scan on DynamoDB: once, at
+    start; afterwards redeliveries of the completions find their own events)."""
+    try:
+        drain_outbox(app.backends, app.clock)
+    except CirrusFeedError as exc:
+        log.warning("outbox not drained at start: %s", exc)
+
+
 def run_queue_workers(
     app: App, workers: int, *, once: bool, stop: threading.Event, keep_results: bool = False
 ) -> WorkTotals:
     """Run `queue_workers` as threads until drained (``once``) or ``stop`` is set; a crashed
     worker stops the others and marks ``totals.crashed``."""
     totals = WorkTotals(keep_results=keep_results)
+    start_drain(app)
 
     def target(worker: QueueWorker) -> None:
         try:

@@ -41,7 +41,7 @@ from cirrus_feed.feeding.runner import FeedResult, FeedRunner
 from cirrus_feed.feeding.schedules import Schedule
 from cirrus_feed.service.health import Check
 from cirrus_feed.service.metrics import ServiceMetrics
-from cirrus_feed.service.queue_worker import QueueWorker, queue_workers
+from cirrus_feed.service.queue_worker import QueueWorker, queue_workers, start_drain
 from cirrus_feed.service.state_summary import CachedSummary, summarise
 from cirrus_feed.service.worker import LocalWorker, Pulse, WorkTotals, run_workers
 
@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 JOB_PREFIX = "feed:"
 HEARTBEAT_JOB = "heartbeat"
 HEARTBEAT_SECONDS = 10  # the scheduler proves its loop works this often (/healthz)
+RESTART_MIN_SECONDS = 1.0
+RESTART_MAX_SECONDS = 60.0
 
 
 def load_schedules(app: App) -> dict[str, Schedule]:
@@ -99,7 +101,8 @@ class Service:
         root = app.settings.local.root.resolve()
         self.key = str(root) if local else f"aws:{app.settings.source}"
         self.events: Counter[str] = Counter()  # error / missed / max_instances, for metrics
-        self.failed = False  # a worker crashed: serve exits 1
+        self.failed = False  # a worker crashed (and was restarted): serve exits 1
+        self.restarts = 0
         self.stop_requested = threading.Event()
         self._stopping = False
         self._runners: set[FeedRunner] = set()
@@ -320,6 +323,7 @@ class Service:
         if self.app.settings.backend == "local":
             workers += [LocalWorker(self.app) for _ in range(self.workers)]
         else:
+            start_drain(self.app)
             workers += queue_workers(self.app, self.workers)
         for i, worker in enumerate(workers):
             thread = threading.Thread(target=self._work, args=(worker,), name=f"worker-{i}")
@@ -329,8 +333,12 @@ class Service:
             self._threads.append(thread)
 
     def _work(self, worker: LocalWorker | QueueWorker) -> None:
-        """Until stopped; a retryable backend error backs off, any other error stops serve."""
+        """Until stopped. A retryable backend error backs off; a worker that dies of any
+        other error is logged and restarted after a growing pause (1 s doubling to 60 s,
+        back to 1 s after a minute of work), and serve will exit 1."""
+        delay = RESTART_MIN_SECONDS
         while not self._stop_workers.is_set():
+            started = self.app.clock.monotonic()
             try:
                 worker.run_forever(self._stop_workers, self.totals)
             except CirrusFeedError as exc:
@@ -338,14 +346,18 @@ class Service:
                     log.warning("worker: %s; retrying in 1 s", exc)
                     self._stop_workers.wait(1.0)
                     continue
-                log.exception("worker stopped")
+                log.exception("worker died; restarting it in %.0f s", delay)
             except Exception:
-                log.exception("worker crashed")
+                log.exception("worker crashed; restarting it in %.0f s", delay)
             else:
                 return  # run_forever returns only once stop is set
-            self.failed = True
-            self.stop_requested.set()
-            return
+            with self._lock:
+                self.failed = True
+                self.restarts += 1
+            if self.app.clock.monotonic() - started > RESTART_MAX_SECONDS:
+                delay = RESTART_MIN_SECONDS
+            self._stop_workers.wait(delay)
+            delay = min(delay * 2, RESTART_MAX_SECONDS)
 
     # -- one service per local root ---------------------------------------------------------------
 

@@ -16,12 +16,13 @@ from typing import Any, Protocol
 from urllib.parse import urlencode
 
 from cirrus_feed.backends.base import DeadLetter, FeedRun, InvalidRecord, QueueDepth, StatePage
+from cirrus_feed.feeding.runner import COUNTS
 from cirrus_feed.model.states import State
 from cirrus_feed.service.state_summary import StateSummary
 from cirrus_feed.service.svg_chart import stacked_bars
 
 COLORS = {"SUCCEEDED": "#2e7d32", "FAILED": "#c62828", "INVALID": "#ef6c00", "ABORTED": "#6d4c41"}
-FEED_COUNTS = ("seen", "enqueued", "duplicate", "filtered", "invalid", "failed")
+FEED_COUNTS = COUNTS  # the run record's totals (each kind of skip has its own key too)
 EXCERPT = 200  # characters of a dead letter's body shown
 
 STYLE = """

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from cirrus_feed.app import App
-from cirrus_feed.backends.base import LocalExecutor, QueueMessage
+from cirrus_feed.backends.base import LocalExecutor, PayloadQueue, QueueMessage
 from cirrus_feed.errors import CirrusFeedError, ConfigError
 from cirrus_feed.model.envelopes import normalize
 from cirrus_feed.model.reports import Outcome, RecordResult, StageReport
+from cirrus_feed.pipeline.announcer import drain_outbox
 from cirrus_feed.support.clock import SYSTEM_CLOCK, Clock
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ class WorkTotals:
         self.process = StageTally(results=[] if keep_results else None)
         self.update = StageTally(results=[] if keep_results else None)
         self.lock = threading.Lock()
-        self.crashed = False  # AWS queue workers: one ended with an error
+        self.crashed = False  # a worker ended with an error (`process` exits 1)
 
     def add(self, process: StageReport, update: StageReport) -> None:
         with self.lock:
@@ -101,6 +102,20 @@ def as_sqs_event(messages: Sequence[QueueMessage]) -> dict[str, Any]:
     }
 
 
+def settle(queue: PayloadQueue, messages: Sequence[QueueMessage], report: StageReport) -> None:
+    """Delete the messages that did not fail; note why the others failed (their reason goes
+    with them to the dead-letter queue once they run out of receives)."""
+    failed: dict[str, str] = {}
+    for result in report.results:
+        if result.outcome is Outcome.FAILED and result.message_id:
+            failed.setdefault(result.message_id, result.reason or "failed")
+    queue.delete([m.receipt for m in messages if m.message_id not in failed])
+    if failed:
+        queue.record_failures(
+            [(m.receipt, failed[m.message_id]) for m in messages if m.message_id in failed]
+        )
+
+
 class LocalWorker:
     """Runs the whole local loop; several may share the same files (threads or processes)."""
 
@@ -115,7 +130,9 @@ class LocalWorker:
         self.pulse = Pulse(app.clock)
 
     def step(self, *, wait: bool = False) -> tuple[StageReport, StageReport]:
-        """One batch from the queue and the executions it (or anyone) left pending."""
+        """One batch from the queue and the executions it (or anyone) left pending, after
+        announcing what a crashed run left in the outbox."""
+        drain_outbox(self.app.backends, self.app.clock)
         queue = self.app.backends.queue
         messages = queue.receive(self.batch_size, wait_seconds=self.wait_seconds if wait else 0)
         processed = StageReport()
@@ -123,8 +140,7 @@ class LocalWorker:
             started = self.pulse.clock.monotonic()
             processed = self.app.processor.process(normalize(as_sqs_event(messages)))
             self.pulse.timed("process", started, processed)
-            failed = set(processed.failed_message_ids())
-            queue.delete([m.receipt for m in messages if m.message_id not in failed])
+            settle(queue, messages, processed)
         updated = self.run_pending()
         self.pulse.beat()
         return processed, updated
@@ -182,16 +198,16 @@ def run_workers(
     totals = WorkTotals(keep_results=keep_results)
 
     def target() -> None:
-        worker = LocalWorker(app)
         try:
+            worker = LocalWorker(app)
             if once:
                 worker.drain(totals, stop)
             else:
                 worker.run_forever(stop, totals)
         except Exception:
             log.exception("worker crashed")
+            totals.crashed = True
             stop.set()
-            raise
 
     threads = [threading.Thread(target=target, name=f"worker-{i}") for i in range(workers)]
     for thread in threads:

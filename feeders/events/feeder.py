@@ -13,8 +13,10 @@ retryable `SourceRejection` (its reason is recorded and it stays on the queue, s
 redrive policy moves it to the dead-letter queue) while its batch-mates are acked; a
 record no mapper takes is rejected without retry; mapper `Skip`s and items the filter
 drops are counted in `EventsFeeder.filtered` and yielded as `Skipped` (kind and reason, with
-the message's tag), which the runner counts and logs. After each batch a `Checkpoint` (no cursor)
-settles it: the runner's ``commit`` acks every message but the failed ones.
+the message's tag), which the runner counts and logs; so are records the seen cache
+suppresses (kind ``seen-cache``) and test events (kind ``ignored``). After each batch a
+`Checkpoint` (no cursor) settles it: the runner's ``commit`` acks every message but the
+failed ones.
 
 Idempotency: the seen cache (`FeederContext.seen`, the feeder's slice of the feed store) is asked
 about each message's keys (``sns:<MessageId>``; ``s3:<bucket>/<key>#<sequencer>`` per S3
@@ -127,7 +129,12 @@ def _build_mappers(
 
 @dataclass
 class _Budget:
-    """``request.limit``: payloads this run may still yield (None: no limit)."""
+    """``request.limit``: payloads this run may still yield (None: no limit).
+
+    A message is the unit of acking, so the message that reaches the limit is fed whole:
+    acked, nothing of it is sent twice; the run may overshoot the limit by the rest of
+    that one message.
+    """
 
     left: int | None
 
@@ -135,18 +142,10 @@ class _Budget:
     def exhausted(self) -> bool:
         return self.left is not None and self.left <= 0
 
-    def take(self, outputs: list[FeedItem]) -> tuple[list[FeedItem], bool]:
-        """The outputs within the budget, and whether all of them fit."""
-        if self.left is None:
-            return outputs, True
-        kept: list[FeedItem] = []
-        for output in outputs:
-            if isinstance(output, Tagged):
-                if self.left <= 0:
-                    return kept, False
-                self.left -= 1
-            kept.append(output)
-        return kept, True
+    def take(self, outputs: list[FeedItem]) -> list[FeedItem]:
+        if self.left is not None:
+            self.left -= sum(isinstance(output, Tagged) for output in outputs)
+        return outputs
 
 
 class EventsFeeder(Feeder[EventsConfig]):
@@ -222,10 +221,7 @@ class EventsFeeder(Feeder[EventsConfig]):
                     if budget.exhausted:
                         unfinished.add(message.tag)
                         continue
-                    kept, whole = budget.take(list(self._handle(message, process, request)))
-                    yield from kept
-                    if not whole:
-                        unfinished.add(message.tag)
+                    yield from budget.take(list(self._handle(message, process, request)))
                 label = f"batch {number}: {len(batch.messages)} messages"
                 yield Checkpoint(label=label, commit=self._settler(batch, frozenset(unfinished)))
                 if budget.exhausted:
@@ -241,7 +237,16 @@ class EventsFeeder(Feeder[EventsConfig]):
         if message.error is not None:
             yield SourceRejection(message.event, message.error, message.tag, retry=True)
             return
-        envelopes = self._fresh(normalize(message.event), message, request)
+        envelopes = []
+        for envelope in normalize(message.event):
+            if envelope.kind == "ignored":  # s3:TestEvent and the like: counted, not mapped
+                yield Skipped(f"message {message.tag}: a test event", "ignored", message.tag)
+            else:
+                envelopes.append(envelope)
+        envelopes, already = self._fresh(envelopes, message, request)
+        for key in already:
+            reason = f"message {message.tag}: record {key} already handled (seen cache)"
+            yield Skipped(reason, "seen-cache", message.tag)
         try:
             outputs = list(self._map(envelopes, message.tag, process))
         except Exception as exc:  # noqa: BLE001 - a plugin mapper's bug must not sink the batch
@@ -281,21 +286,22 @@ class EventsFeeder(Feeder[EventsConfig]):
 
     def _fresh(
         self, envelopes: list[Envelope], message: Message, request: FeedRequest
-    ) -> list[Envelope]:
-        """``envelopes`` without the records the seen cache already knows (first delivery)."""
+    ) -> tuple[list[Envelope], list[str]]:
+        """``envelopes`` without the records the seen cache already knows (first delivery),
+        and the seen keys of those left out."""
         if self.seen is None or request.dry_run:
-            return envelopes
+            return envelopes, []
         keys = [seen_key(envelope) for envelope in envelopes]
         wanted = sorted({key for key in keys if key is not None})
         if not wanted:
-            return envelopes
+            return envelopes, []
         already = self.seen.remember(wanted, self.config.seen_ttl_seconds)
         if message.receive_count is not None and message.receive_count > 1:
-            return envelopes  # a retry of ours: see the module docstring
+            return envelopes, []  # a retry of ours: see the module docstring
         self._remembered[message.tag] = [key for key in wanted if key not in already]
         fresh = [e for e, key in zip(envelopes, keys, strict=True) if key not in already]
         self.duplicates += len(envelopes) - len(fresh)
-        return fresh
+        return fresh, [key for key in keys if key in already]
 
     def _map(self, envelopes: list[Envelope], tag: str, process: list[Any]) -> Iterator[FeedItem]:
         topic = self._topic(envelopes)

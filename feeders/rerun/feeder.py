@@ -47,6 +47,7 @@ from cirrus_feed.feeding.contract import (
     FeedItem,
     FeedRequest,
     PayloadReader,
+    Skipped,
     SourceRejection,
     StateReader,
 )
@@ -153,6 +154,9 @@ class RerunFeeder(Feeder[RerunConfig]):
         done = 0
         last: StateRecord | None = None
         for record in self._records(state, query, start, as_of):
+            if isinstance(record, Skipped):
+                yield record
+                continue
             if budget is not None and done >= budget:
                 break
             yield self._rerun(record, store)
@@ -168,15 +172,17 @@ class RerunFeeder(Feeder[RerunConfig]):
 
     def _records(
         self, state: StateReader, query: StateQuery, start: str | None, as_of: datetime
-    ) -> Iterator[StateRecord]:
-        """Matching records not touched since ``as_of``, each page read ahead (see above)."""
+    ) -> Iterator[StateRecord | Skipped]:
+        """Matching records not touched since ``as_of`` (those touched: `Skipped`, kind
+        ``changed``), each page read ahead (see above)."""
         size = self.config.page_size
         page = _query(state, query, size, start)
         while True:
             following = _query(state, query, size, page.next_key) if page.next_key else None
             for record in page.records:
                 if _parse_time(record.updated) > as_of:
-                    log.debug("rerun %s: %s changed since the run began", self.instance, record)
+                    reason = f"{record.payload_id}: changed since the run began"
+                    yield Skipped(reason, "changed", record.payload_id)
                     continue
                 yield record
             if following is None:

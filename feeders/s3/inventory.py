@@ -11,7 +11,9 @@ memory.
 Cursor: ``{"report": url, "since": url|None, "complete": bool, "files": {key: {"row": N,
 "done": bool, "error"?: str}}}``. ``row`` counts the rows of that file whose items were all
 yielded before the checkpoint (an open group's rows are not counted, so it is rebuilt on
-resume); a resumed file skips that many rows. A checkpoint follows every chunk of items
+resume); a resumed file skips that many rows. A ``--limit`` reached inside a chunk leaves
+``row`` at the chunk's start and lists digests of the payloads sent after it in the file's
+``sent``; the next run leaves those out as it meets them. A checkpoint follows every chunk of items
 (fewer than the runner's flush size, see `S3InventoryConfig.chunk_items`), every
 ``checkpoint_rows`` rows scanned, and each file's end.
 
@@ -25,6 +27,7 @@ ranged requests.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -39,6 +42,7 @@ from cirrus_feed.errors import ConfigError, FeederError, InvalidSourceDataError
 from cirrus_feed.feeding.contract import (
     FLUSH_SIZE,
     Checkpoint,
+    Counted,
     Feeder,
     FeederConfig,
     FeederContext,
@@ -276,12 +280,31 @@ class S3InventoryFeeder(Feeder[S3InventoryConfig]):
                 chunk = readers.chunks.get()
                 if chunk.fatal is not None:
                     raise FeederError(f"reading {chunk.file}: {chunk.fatal}") from chunk.fatal
+                progress = plan.files[chunk.file]
+                before = frozenset(progress.get("sent", ()))  # by a --limit run, after ``row``
+                sent, yielded = set(before), list[str]()
                 for item in chunk.items:
-                    payload = not isinstance(item, SourceRejection)
-                    if payload and limit is not None and fed >= limit:
+                    if not isinstance(item, Mapping):  # a rejection: not counted by limit
+                        yield item
+                        continue
+                    digest = _digest(item)
+                    if digest in sent:
+                        sent.discard(digest)
+                        continue
+                    if limit is not None and fed >= limit:
+                        # Resume at this chunk's start, leaving out what was sent of it.
+                        progress["sent"] = sorted(before | set(yielded))
+                        yield Checkpoint(plan.cursor(), label=f"{_label(plan)} (limit)")
                         return
-                    fed += payload
+                    yielded.append(digest)
+                    fed += 1
                     yield item
+                if chunk.left_out:
+                    yield Counted(chunk.left_out)
+                if sent:
+                    progress["sent"] = sorted(sent)
+                else:
+                    progress.pop("sent", None)
                 yield from self._account(plan, chunk)
                 scanned += chunk.scanned
                 finished = chunk.done or chunk.error is not None
@@ -364,9 +387,12 @@ class _FileReader:
             skip_rows=start,
         ):
             out: list[FeedItem] = []
-            mask = self.filter.mask(batch)
+            mask = pc.fill_null(self.filter.mask(batch), False)
+            selected = _true(mask)
+            left_out = {"object-filter": batch.num_rows - selected}
             if self.index is not None:
-                mask = pc.and_(mask, self.index.changed(batch))
+                mask = pc.and_(mask, pc.fill_null(self.index.changed(batch), False))
+                left_out["unchanged"] = selected - _true(mask)
             positions = pc.indices_nonzero(mask).to_pylist()
             kept = batch.filter(mask)
             for offset, obj in zip(positions, self._objects(kept), strict=True):
@@ -380,7 +406,9 @@ class _FileReader:
                     out = []
             self.row += batch.num_rows
             self.row_done = self._covered(self.row)
-            if not put(Chunk(data.key, out, self.row_done, scanned=batch.num_rows)):
+            counts = {kind: n for kind, n in left_out.items() if n}
+            chunk = Chunk(data.key, out, self.row_done, scanned=batch.num_rows, left_out=counts)
+            if not put(chunk):
                 return False
         return True
 
@@ -400,6 +428,18 @@ class _FileReader:
 
     def _payloads(self, built: list[dict[str, Any] | SourceRejection]) -> list[FeedItem]:
         return [b if isinstance(b, SourceRejection) else to_payload(b, self.process) for b in built]
+
+
+def _true(mask: pa.Array) -> int:
+    """How many of a boolean mask's values are true."""
+    return int(pc.sum(mask.cast(pa.int64())).as_py() or 0)
+
+
+def _digest(payload: Mapping[str, Any]) -> str:
+    """A short stable digest of a payload's items, for a file's ``sent`` in the cursor."""
+    ids = [f"{f.get('collection')}/{f.get('id')}" for f in payload.get("features", [])]
+    text = "\n".join(ids).encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(text, digest_size=8).hexdigest()
 
 
 def _windowed(base: ObjectFilter, since: datetime | None, until: datetime | None) -> ObjectFilter:

@@ -11,7 +11,7 @@ import contextlib
 import queue
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from cirrus_feed.feeding.contract import FeedItem
@@ -31,6 +31,7 @@ class Chunk:
     done: bool = False
     error: str | None = None
     fatal: BaseException | None = None
+    left_out: dict[str, int] = field(default_factory=dict)  # rows not fed, by `Skipped` kind
 
 
 class ReaderPool(Generic[_T]):

@@ -28,6 +28,7 @@ import json
 import queue
 import re
 import threading
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from pydantic import Field, model_validator
 from cirrus_feed.errors import ConfigError, FeederError, SourceUnavailableError
 from cirrus_feed.feeding.contract import (
     Checkpoint,
+    Counted,
     Feeder,
     FeederConfig,
     FeederContext,
@@ -111,6 +113,7 @@ class _Unit:
     items: list[FeedItem]
     after: str  # the shard's resume key once these items are yielded
     seen: datetime | None  # newest LastModified listed in the shard so far
+    left_out: dict[str, int] = field(default_factory=dict)  # objects not fed, by `Skipped` kind
 
 
 @dataclass(slots=True)
@@ -180,24 +183,36 @@ class S3ListingFeeder(Feeder[S3ListingConfig]):
             return Checkpoint(state | {"shards": shard_json}, label=label)
 
         fed, units = 0, 0
+        left_out: Counter[str] = Counter()  # objects listed and not fed, reported in bulk
+
+        def counted() -> Iterator[Counted]:
+            if left_out:
+                yield Counted(dict(left_out))
+                left_out.clear()
+
         with _Listing(self, todo, passes, request) as listing:
             for shard_id, unit in listing.units():
                 if unit is None:  # the shard's pass is over
                     passes[shard_id] = self._finished(passes[shard_id], started)
                     finished = sum(p.done for p in passes.values())
+                    yield from counted()
                     yield checkpoint(f"{finished}/{len(passes)} shards")
                     continue
                 for item in unit.items:
                     yield item
                     fed += not isinstance(item, SourceRejection)
+                left_out.update(unit.left_out)
                 progress = passes[shard_id]
                 progress.after, progress.seen = unit.after, unit.seen
                 units += 1
                 if request.limit is not None and fed >= request.limit:
+                    yield from counted()
                     yield checkpoint(f"limit {request.limit} reached")
                     return
                 if units % config.checkpoint_every == 0:
+                    yield from counted()
                     yield checkpoint(f"{units} units")
+        yield from counted()
         final = {sid: _ShardPass(watermark=p.watermark).dump() for sid, p in passes.items()}
         incremental = config.modified_since is not None
         yield Checkpoint(
@@ -282,8 +297,12 @@ class S3ListingFeeder(Feeder[S3ListingConfig]):
         batch: list[_Unit] = []
         group: list[S3Object] = []
         last_key = progress.after
+        filtered_in_group = 0  # objects the filter dropped while a group was open
 
         def unit(objects: list[S3Object], after: str) -> _Unit:
+            nonlocal filtered_in_group
+            left_out = {"object-filter": filtered_in_group} if filtered_in_group else {}
+            filtered_in_group = 0
             new = progress.watermark is None or any(
                 o.last_modified is not None and o.last_modified > progress.watermark
                 for o in objects
@@ -292,7 +311,9 @@ class S3ListingFeeder(Feeder[S3ListingConfig]):
             items: list[FeedItem] = [
                 b if isinstance(b, SourceRejection) else to_payload(b, process) for b in built
             ]
-            return _Unit(items if new else [], after, seen)
+            if new:
+                return _Unit(items, after, seen, left_out)
+            return _Unit([], after, seen, left_out | {"unchanged": len(objects)})
 
         group_key: str | None = None
         for obj in self.objects(shard, progress.after):
@@ -311,7 +332,9 @@ class S3ListingFeeder(Feeder[S3ListingConfig]):
                 else:
                     batch.append(unit([obj], obj.key))
             elif not group:
-                batch.append(_Unit([], obj.key, seen))
+                batch.append(_Unit([], obj.key, seen, {"object-filter": 1}))
+            else:
+                filtered_in_group += 1
             last_key = obj.key
             if len(batch) >= config.page_size:
                 yield batch

@@ -15,12 +15,14 @@ feeder's `clock`. Exhausted retries raise `SourceUnavailableError`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
 import threading
 import weakref
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import islice
 from typing import Any, ClassVar, Literal
@@ -293,28 +295,48 @@ class StacApiFeeder(Feeder[StacApiConfig]):
         self._time_field = "updated" if config.watermark == "updated" else "datetime"
         self._rejected: set[str] = set()  # keys of rejections already yielded this run
         self._pending: list[SourceRejection] = []
+        self._group_digests: list[str] = []
 
     # The run --------------------------------------------------------------------------
 
     def feed(self, request: FeedRequest) -> Iterator[FeedItem]:
-        """Yield payloads window by window, each completed window followed by a checkpoint."""
+        """Yield payloads window by window, each completed window followed by a checkpoint.
+
+        A ``limit`` reached inside a window checkpoints that window as partial: the
+        watermark stays at its start and ``partial`` lists digests of the items sent, which
+        the next run leaves out of the windows before ``partial.end``.
+        """
         self._rejected.clear()
         self._pending.clear()
         run = self._run_window(request)
         if run is None or request.limit == 0:
             return
+        partial = _Partial.load(request.cursor)
         client = self._open()
         cap = self.config.max_items_per_window
         fed = 0
         for leaf in split(run, lambda w, c: self._probe(client, w, c), cap):
             yield from self._drain_rejections()
-            for out in self._leaf_output(client, leaf):
-                if request.limit is not None and fed >= request.limit:
-                    return  # the window is not complete: no checkpoint for it
+            skip = partial.sent if partial is not None and leaf.window.start < partial.end else None
+            sent: list[str] = []
+            for out in self._leaf_output(client, leaf, skip or frozenset()):
+                if isinstance(out, ProcessPayload):
+                    if request.limit is not None and fed >= request.limit:
+                        yield Checkpoint(
+                            _Partial.after(partial, leaf.window, sent).cursor(leaf.window.start),
+                            label=f"{leaf.window.label}: {len(sent)} items sent (limit)",
+                        )
+                        return
+                    sent += self._group_digests
+                    fed += 1
                 yield out
-                fed += isinstance(out, ProcessPayload)
             yield from self._drain_rejections()
-            yield Checkpoint({"watermark": isoformat(leaf.window.end)}, label=leaf.window.label)
+            cursor: dict[str, Any] = {"watermark": isoformat(leaf.window.end)}
+            if partial is not None and leaf.window.end < partial.end:
+                cursor = partial.cursor(leaf.window.end)  # still inside the partial part
+            else:
+                partial = None
+            yield Checkpoint(cursor, label=leaf.window.label)
             if request.limit is not None and fed >= request.limit:
                 return
 
@@ -445,17 +467,20 @@ class StacApiFeeder(Feeder[StacApiConfig]):
     # Payloads ---------------------------------------------------------------------------
 
     def _leaf_output(
-        self, client: Client, leaf: Leaf[dict[str, Any]]
+        self, client: Client, leaf: Leaf[dict[str, Any]], skip: frozenset[str]
     ) -> Iterator[ProcessPayload | SourceRejection]:
+        """The window's payloads, without the items in ``skip`` (digests, see `_digest`);
+        ``_group_digests`` holds the digests of the items of the payload just yielded."""
         if leaf.records is not None:  # at most the cap: group in id order
             items: Iterable[dict[str, Any]] = sorted(leaf.records, key=lambda r: str(r.get("id")))
         else:  # one instant over the cap: stream it in API order
             logger.info("%s: %s holds more than the cap; paging it", self.instance, leaf.window)
             search = self._search(client, leaf.window, self.config.page_size)
             items = (raw for raw in search if self._owns(leaf.window, raw))
-        valid = self._with_ids(items)
+        valid = (raw for raw in self._with_ids(items) if _digest(raw) not in skip)
         for group in _batched(valid, self.config.items_per_payload):
             yield from self._drain_rejections()
+            self._group_digests = [_digest(raw) for raw in group]
             yield self._payload(group)
         yield from self._drain_rejections()
 
@@ -503,6 +528,41 @@ def _batched(items: Iterable[dict[str, Any]], size: int) -> Iterator[tuple[dict[
     iterator = iter(items)
     while chunk := tuple(islice(iterator, size)):
         yield chunk
+
+
+def _digest(item: Mapping[str, Any]) -> str:
+    """A short stable digest of an item's collection and id, for `_Partial.sent`."""
+    key = f"{item.get('collection')}/{item.get('id')}"
+    return hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+
+
+@dataclass(frozen=True)
+class _Partial:
+    """The cursor's ``partial``: items sent from windows before ``end`` that a ``--limit``
+    run left unfinished (64-bit digests keep a cursor of thousands of items small)."""
+
+    end: datetime
+    sent: frozenset[str]
+
+    @classmethod
+    def load(cls, cursor: Mapping[str, Any] | None) -> _Partial | None:
+        raw = (cursor or {}).get("partial")
+        if not isinstance(raw, Mapping):
+            return None
+        try:
+            return cls(parse_instant(str(raw["end"])), frozenset(map(str, raw["sent"])))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidSourceDataError(f"cursor.partial {raw!r} is not valid: {exc}") from exc
+
+    @classmethod
+    def after(cls, previous: _Partial | None, window: Window, sent: list[str]) -> _Partial:
+        if previous is None:
+            return cls(window.end, frozenset(sent))
+        return cls(max(previous.end, window.end), previous.sent | frozenset(sent))
+
+    def cursor(self, watermark: datetime) -> dict[str, Any]:
+        partial = {"end": isoformat(self.end), "sent": sorted(self.sent)}
+        return {"watermark": isoformat(watermark), "partial": partial}
 
 
 def _updated_filter(window: Window, user_filter: dict[str, Any] | None) -> dict[str, Any]:

@@ -113,6 +113,80 @@ def test_feed_store_save_and_list_round_trip_every_field(feed_store: FeedStore) 
     assert feed_store.list_runs("stac-api") == [run]
 
 
+def test_feed_store_abandon_marks_only_running_runs_whose_lease_expired(
+    feed_store: FeedStore,
+) -> None:
+    # Given: runs of every kind, leases on both sides of "now" (10:30)
+    now = "2025-04-01T10:30:00.000000+00:00"
+    expired = make_run("expired", minute=1, lease_until="2025-04-01T10:29:59.999999+00:00")
+    live = make_run("live", minute=2, lease_until="2025-04-01T10:30:00.000001+00:00")
+    legacy = make_run("legacy", minute=3)  # running, written before runs had leases
+    done = make_run("done", minute=4, status="succeeded", lease_until=None)
+    other = make_run("other", feeder="beta", minute=5, lease_until="2025-04-01T10:00:00+00:00")
+    for run in (expired, live, legacy, done, other):
+        feed_store.save_run(run)
+
+    # When
+    marked = feed_store.abandon("stac-api", now=now)
+
+    # Then: the expired and the lease-less running runs, and nothing else
+    assert sorted(r.run_id for r in marked) == ["expired", "legacy"]
+    listed = {r.run_id: r for r in feed_store.list_runs("stac-api")}
+    assert {k: r.status for k, r in listed.items()} == {
+        "expired": "abandoned",
+        "live": "running",
+        "legacy": "abandoned",
+        "done": "succeeded",
+    }
+    assert listed["expired"].lease_until is None
+    assert "lease expired at 2025-04-01T10:29:59.999999+00:00" in (listed["expired"].error or "")
+    assert listed["expired"] == next(r for r in marked if r.run_id == "expired")
+    assert feed_store.list_runs("beta")[0].status == "running"
+    assert feed_store.abandon("stac-api", now=now) == []  # idempotent
+
+
+@pytest.mark.aws
+def test_dynamodb_feed_store_abandon_spares_a_run_that_heartbeats_meanwhile(
+    aws_client: Callable[[str], Any], clock: FakeClock
+) -> None:
+    """The run heartbeats between `abandon`'s Query and its UpdateItem: it stays running."""
+    from cirrus_feed.backends.aws.dynamodb_feeds import DynamoDbFeedStore
+
+    client = aws_client("dynamodb")
+    table = unique("feeds-")
+    DynamoDbFeedStore.create_table(client, table)
+    store = DynamoDbFeedStore(table, client=client, clock=clock)
+    run = make_run("r-1", lease_until="2025-04-01T10:01:00.000000+00:00")
+    store.save_run(run)
+    renewed = replace(run, lease_until="2025-04-01T11:00:00.000000+00:00")
+
+    def heartbeat(**_: Any) -> None:
+        client.meta.events.unregister("before-call.dynamodb.UpdateItem", heartbeat)
+        store.save_run(renewed)
+
+    client.meta.events.register("before-call.dynamodb.UpdateItem", heartbeat)
+    try:
+        marked = store.abandon("stac-api", now="2025-04-01T10:30:00.000000+00:00")
+        listed = store.list_runs("stac-api")
+    finally:
+        client.meta.events.unregister("before-call.dynamodb.UpdateItem", heartbeat)
+        client.delete_table(TableName=table)
+
+    assert marked == []
+    assert listed == [renewed]
+
+
+def test_feed_store_lease_round_trips_and_a_heartbeat_keeps_the_run(feed_store: FeedStore) -> None:
+    run = make_run("r-1", lease_until="2025-04-01T10:01:00.000000+00:00")
+    feed_store.save_run(run)
+    assert feed_store.list_runs("stac-api") == [run]
+
+    feed_store.save_run(replace(run, lease_until="2025-04-01T10:02:00.000000+00:00"))
+
+    assert feed_store.abandon("stac-api", now="2025-04-01T10:01:30.000000+00:00") == []
+    assert feed_store.list_runs("stac-api")[0].status == "running"
+
+
 def test_feed_store_run_with_defaults_round_trips(feed_store: FeedStore) -> None:
     run = make_run("r-defaults")
     feed_store.save_run(run)

@@ -176,7 +176,7 @@ def test_events_commit_fails_exactly_the_poison_messages(tmp_path: Path) -> None
     assert result.counts["invalid"] == 2
 
 
-def test_events_limit_leaves_unfinished_messages_unacked() -> None:
+def test_events_limit_feeds_the_message_reaching_it_whole_and_leaves_the_rest_unacked() -> None:
     two_tiles = load("sentinel2_l2a_sns")
     events = [{"Records": [sqs_of(two_tiles["Records"][0]["Sns"], f"sqs-{n}")]} for n in range(3)]
     source = ListMessageSource(events)
@@ -187,9 +187,11 @@ def test_events_limit_leaves_unfinished_messages_unacked() -> None:
     assert checkpoint.commit is not None
     checkpoint.commit(frozenset())
 
-    assert [o.tag for o in outputs if isinstance(o, Tagged)] == ["sqs-0", "sqs-0", "sqs-1"]
-    assert source.acked == {"sqs-0"}
-    assert source.unfinished == {"sqs-1", "sqs-2"}
+    # sqs-1 reached the limit: fed whole (4 payloads) and acked, so none is sent twice
+    tags = [o.tag for o in outputs if isinstance(o, Tagged)]
+    assert tags == ["sqs-0", "sqs-0", "sqs-1", "sqs-1"]
+    assert source.acked == {"sqs-0", "sqs-1"}
+    assert source.unfinished == {"sqs-2"}
 
 
 # -- the seen cache -------------------------------------------------------------------------
@@ -226,6 +228,11 @@ def test_events_duplicate_sns_deliveries_give_one_payload(tmp_path: Path) -> Non
     assert queued(app) == [tile_id("31UFT")]
     assert (first.counts["enqueued"], second.counts["enqueued"]) == (1, 0)
     assert later.duplicates == 1
+    # both suppressed deliveries are in their run records, as duplicates of the seen cache
+    records = {r.run_id: r.counts for r in app.backends.feeds.list_runs("s2")}
+    for result in (first, second):
+        assert records[result.run.run_id]["duplicate"] == 1
+        assert records[result.run.run_id]["duplicate:seen-cache"] == 1
 
 
 def test_events_redelivered_message_bypasses_the_seen_cache() -> None:
@@ -516,21 +523,22 @@ def test_sqs_limit_receives_no_more_than_it_may_feed(tmp_path: Path, sqs: Sqs) -
 
 
 @pytest.mark.aws
-def test_sqs_message_straddling_the_limit_is_released_at_once(
+def test_sqs_message_straddling_the_limit_is_fed_whole_and_acked(
     tmp_path: Path, make_sqs: Callable[[int], Sqs]
 ) -> None:
     sqs = make_sqs(5)
     app = make_app(tmp_path)
-    sqs.publish(json.loads(load("sentinel2_l2a_sns")["Records"][0]["Sns"]["Message"]))
+    for _ in range(2):
+        sqs.publish(json.loads(load("sentinel2_l2a_sns")["Records"][0]["Sns"]["Message"]))
 
     first = FeedRunner(app).run("s2", sqs_feeder(app, sqs), FeedRequest(limit=1))
 
-    assert first.counts["enqueued"] == 1
-    assert sqs.visible(sqs.url) == (1, 0)  # released: no wait for its visibility timeout
-    # Redelivered whole: its first tile is sent again (documented; dedupe absorbs it).
+    # its two tiles are sent and the message acked: the next run sends neither again
+    assert first.counts["enqueued"] == 2
+    assert sorted(queued(app)) == [tile_id("24VUR"), tile_id("24VVR", 1)]
+    assert sqs.visible(sqs.url) == (1, 0)  # the second message, never received
     second = FeedRunner(app).run("s2", sqs_feeder(app, sqs), FeedRequest())
-    assert second.counts["enqueued"] == 2
-    assert sorted(set(queued(app))) == [tile_id("24VUR"), tile_id("24VVR", 1)]
+    assert second.counts["enqueued"] + second.counts["duplicate"] == 2  # the second message
     assert sqs.count(sqs.url) == 0
 
 

@@ -470,8 +470,9 @@ def test_skips_are_counted_by_kind_in_the_run_record_and_logged(
     app.close()
 
     assert result.counts["enqueued"] == 1
-    assert run.counts["filtered"] == 2
-    assert (run.counts["filtered:tier"], run.counts["filtered:folder-marker"]) == (1, 1)
+    assert run.counts["skipped"] == 2  # rules of the mappings, not a configured filter
+    assert (run.counts["skipped:tier"], run.counts["skipped:folder-marker"]) == (1, 1)
+    assert run.counts["filtered"] == 0
     skipped = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
     assert skipped[0].startswith("feed es: skipped 00000000-0000-4000-8000-000000000001 (tier):")
     assert "m-1 (folder-marker): s3://uploads-bucket/drops/2024/" in skipped[1]

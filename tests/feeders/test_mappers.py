@@ -11,13 +11,19 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from importlib.metadata import EntryPoint
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 from message_data import FIXTURES, item_of, load
 
+from cirrus_feed.app import build_app
+from cirrus_feed.backends.local.workflows import TaskSpec, Workflow
+from cirrus_feed.config import LocalSettings, Settings
 from cirrus_feed.errors import ConfigError, InvalidRecordError
 from cirrus_feed.feeding.contract import FeedRequest, SourceRejection, Tagged
+from cirrus_feed.feeding.runner import FeedRunner
+from cirrus_feed.feeding.seen import FeedStoreSeenCache
 from cirrus_feed.model.envelopes import Envelope, normalize
 from cirrus_feed.model.payload import ProcessPayload
 from cirrus_feed.testing import feeder_context
@@ -85,6 +91,40 @@ def test_mappers_fixture_gives_its_expected_payloads(case: str) -> None:
     assert feeder.filtered == expected["filtered"]
     for payload in payloads:
         assert dict(payload.payload)["process"] == [{"workflow": "publish"}]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_mappers_fixture_outcomes_all_reach_the_run_record(case: str, tmp_path: Path) -> None:
+    """Through the runner, each message's payloads, rejections and left-out records are
+    counted in the saved run record."""
+    expected = json.loads((FIXTURES / f"{case}.expected.json").read_text())
+    settings = Settings(
+        local=LocalSettings(root=tmp_path),
+        workflows={"publish": Workflow(tasks=[TaskSpec(task="noop")])},
+    )
+    app = build_app(settings)
+    assert app.backends.feeds is not None
+    config = EventsConfig.model_validate(
+        {"type": "events", "process": {"workflow": "publish"}, **expected["feeder"]}
+    )
+    seen = FeedStoreSeenCache(app.backends.feeds, "ev")
+    feeder = EventsFeeder("ev", config, feeder_context(seen=seen))
+
+    result = FeedRunner(app).run(
+        "ev", feeder.with_source(ListMessageSource([load(case)])), FeedRequest()
+    )
+
+    counts = result.counts
+    assert counts["enqueued"] + counts["duplicate"] == len(expected["payloads"])
+    assert counts["enqueued"] == len({p["id"] for p in expected["payloads"]})
+    assert counts["invalid"] == len(expected["rejections"])
+    left_out = expected["filtered"] + (case == "s3_test_event")  # the test event: ignored
+    assert counts["filtered"] + counts["skipped"] == left_out
+    assert sum(n for k, n in counts.items() if k.startswith(("filtered:", "skipped:"))) == left_out
+    runs = [result]
+    listed = {r.run_id: dict(r.counts) for r in app.backends.feeds.list_runs("ev")}
+    assert listed == {r.run.run_id: dict(r.counts) for r in runs}
+    app.close()
 
 
 def test_s3_object_every_record_decoded_and_test_event_ignored() -> None:

@@ -8,6 +8,7 @@ then finished.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,6 +27,7 @@ from cirrus_feed.model.executions import execution_arn, execution_name
 from cirrus_feed.model.payload import ProcessPayload
 from cirrus_feed.model.states import State
 from cirrus_feed.service.worker import LocalWorker, WorkTotals
+from cirrus_feed.support.clock import FakeClock
 from cirrus_feed.testing import feeder_context
 from feeders.rerun.feeder import RerunConfig, RerunFeeder, deep_merge, rerun_payload
 
@@ -120,6 +122,28 @@ def test_rerun_of_succeeded_payload_runs_again_because_of_replace(tmp_path: Path
 
     assert result.counts["enqueued"] == 1  # the runner's dedupe let it through
     assert len(app.backends.state.get(done).executions) == 2
+
+
+def test_rerun_records_changed_since_the_run_began_are_counted_as_skipped(
+    tmp_path: Path,
+) -> None:
+    # Given: the feeder's clock a year behind the records' last updates
+    app = make_app(tmp_path)
+    seed(app, "f1", error="boom")
+    seed(app, "f2", error="boom")
+    settings = RerunConfig.model_validate({"type": "rerun", "collections_workflow": CW})
+    context = feeder_context(
+        state=app.backends.state,
+        store=app.backends.store,
+        clock=FakeClock(datetime(2020, 1, 1, tzinfo=UTC)),
+    )
+
+    result = run(app, RerunFeeder("again", settings, context))
+
+    assert result.counts["enqueued"] == 0
+    assert result.counts["skipped"] == result.counts["skipped:changed"] == 2
+    assert app.backends.feeds is not None
+    assert app.backends.feeds.list_runs("again")[0].counts["skipped:changed"] == 2
 
 
 def test_rerun_missing_stored_payload_is_rejected_and_counted_invalid(tmp_path: Path) -> None:

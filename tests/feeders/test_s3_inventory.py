@@ -119,6 +119,9 @@ def test_inventory_feeds_every_format_with_odd_keys(
 
     assert result.ok, result.run
     assert sorted(enqueued(app)) == sorted(pid(k) for k in ODD_KEYS if k.endswith(".json"))
+    not_json = sum(not k.endswith(".json") for k in ODD_KEYS)
+    assert not_json
+    assert result.counts["filtered"] == result.counts["filtered:object-filter"] == not_json
     payload = app.backends.queue.receive(1)[0].body
     feature = json.loads(payload)["features"][0]
     assert feature["assets"][next(iter(feature["assets"]))]["href"].startswith(
@@ -250,6 +253,37 @@ def test_inventory_resume_after_random_kills_enqueues_each_id_once(
     assert set(sent) == expected
 
 
+@pytest.mark.parametrize("grouped", [False, True])
+def test_inventory_chained_limit_runs_enqueue_each_id_exactly_once(
+    s3: S3Client, bucket: str, aws_endpoint: str, tmp_path: Path, grouped: bool
+) -> None:
+    """Runs of --limit 37 (limits fall inside chunks of 11 items, two readers interleaving)
+    until one feeds nothing: every payload is sent exactly once."""
+    data = [[inv.row(f"p{f}/s{i:03d}/{b}.tif", i) for i in range(60) for b in "ab"] for f in "xyz"]
+    report = inv.write_report(s3, bucket, "inv", "CSV", data)
+    item: dict[str, Any] = {"collection": "c", "datetime": "2024-05-01T00:00:00Z"}
+    if grouped:
+        item |= {"id": "{dirname|replace('/', '-')}", "group_by": "{dirname}"}
+    app = make_app(
+        tmp_path, aws_endpoint, manifest=report.manifest_url, item=item, checkpoint_items=11
+    )
+    runs, partial = 0, 0
+    while True:
+        result = FeedRunner(app).run("inv", app.feeders["inv"], FeedRequest(limit=37))
+        assert result.ok, result.run
+        cursor = feeds_of(app).get_cursor("inv") or {}
+        partial += any("sent" in f for f in cursor.get("files", {}).values())
+        runs += 1
+        if result.counts["seen"] == 0:
+            break
+
+    keys = [row["key"] for rows_ in data for row in rows_]
+    expected = sorted({pid(k.rsplit("/", 1)[0]) for k in keys} if grouped else map(pid, keys))
+    assert sorted(enqueued(app)) == expected  # each exactly once
+    assert runs == -(-len(expected) // 37) + 1
+    assert partial >= runs // 2  # most limits fell inside a chunk
+
+
 def test_inventory_reader_crash_resumes_without_loss(
     s3: S3Client, bucket: str, aws_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -296,8 +330,11 @@ def test_inventory_diff_feeds_only_new_and_changed_keys(
     )
 
     for app in (previous, explicit):
-        assert run(app).ok
+        result = run(app)
+        assert result.ok
         assert sorted(enqueued(app)) == [pid("d/added.json"), pid("d/changed.json")]
+        assert result.counts["skipped:unchanged"] == 1  # d/same.json, in the run record
+        assert feeds_of(app).list_runs("inv")[0].counts["skipped"] == 1
 
 
 def test_feeder_checkpoints_cover_only_yielded_rows_under_interleaving(

@@ -153,6 +153,7 @@ def test_s3_listing_filters_and_groups_siblings_per_shard(
     assert items["s1"]["properties"]["scene"] == "S1"
     assert items["s3"]["assets"]["B01"]["href"] == f"s3://{bucket}/scenes/S3/B01.tif"
     assert result.counts["invalid"] == 1  # S2
+    assert result.counts["filtered:object-filter"] == 2  # notes.txt, other/S9/MTD.xml
 
 
 def test_s3_listing_sends_requester_pays(
@@ -191,6 +192,31 @@ def test_s3_listing_resumes_after_a_limit_and_feeds_the_rest_once(
     assert first.counts["enqueued"] == 15
     assert second.counts["enqueued"] == len(keys) - 15
     assert sorted(first_ids + second_ids) == sorted(item_id(k) for k in keys)
+
+
+def test_s3_listing_chained_limit_runs_of_grouped_scenes_feed_each_once(
+    tmp_path: Path, aws_endpoint: str, make_aws_client: Callable[[str], Any]
+) -> None:
+    keys = [f"{p}/s{n:02d}/{f}" for p in "ab" for n in range(12) for f in ("1.tif", "MTD.xml")]
+    bucket = make_bucket(make_aws_client("s3"), keys)
+    app = make_app(tmp_path)
+    config = {
+        "shard_depth": 1,
+        "concurrency": 2,
+        "page_size": 3,
+        "item": {"collection": "c", "group_by": "{dirname}", "anchor": "MTD.xml"},
+    }
+    assert app.backends.feeds is not None
+    fed: list[str] = []
+    for _ in range(10):  # a complete listing resets the cursor: the next run starts over
+        run(app, make_feeder(aws_endpoint, bucket, **config), limit=5)
+        fed += [i["id"] for i in queued_items(app)]
+        if app.backends.feeds.get_cursor("listing") == {}:
+            break
+
+    scenes = sorted({k.rsplit("/", 1)[0] for k in keys})
+    assert len(fed) == len(scenes)  # 24 scenes in runs of 5, none twice
+    assert len(set(fed)) == len(scenes)
 
 
 class FailingClient:
@@ -261,6 +287,7 @@ def test_s3_listing_modified_since_second_run_feeds_only_new_objects(
     assert first.counts["enqueued"] == len(KEYS)
     assert sorted(i["id"] for i in queued_items(app)) == ["a-new.tif", "zz-top.txt"]
     assert second.counts["enqueued"] == 2
+    assert second.counts["skipped:unchanged"] == len(KEYS)
     assert app.backends.feeds is not None
     cursor = app.backends.feeds.get_cursor("listing")
     assert cursor is not None

@@ -157,9 +157,27 @@ def test_stac_api_resume_from_checkpoint_feeds_exactly_the_rest(stac_api_url: st
 
     rest = feed(make_feeder(stac_api_url), cursor=cursor)
 
-    done = first.ids_before_last_checkpoint()
-    assert Counter(done + rest.item_ids) == Counter(IN_RANGE)
-    assert set(first.item_ids) - set(done) <= set(rest.item_ids)  # the unfinished window again
+    # the limit run's last checkpoint covers every item it yielded: nothing is fed twice
+    assert first.ids_before_last_checkpoint() == first.item_ids
+    assert Counter(first.item_ids + rest.item_ids) == Counter(IN_RANGE)
+
+
+@pytest.mark.parametrize("per_payload", [1, 3])
+def test_stac_api_chained_limit_runs_feed_every_item_exactly_once(
+    stac_api_url: str, per_payload: int
+) -> None:
+    cursor, fed, partial = None, [], 0
+    while True:
+        run = feed(make_feeder(stac_api_url, items_per_payload=per_payload), limit=4, cursor=cursor)
+        if not run.payloads:
+            break
+        assert run.ids_before_last_checkpoint() == run.item_ids
+        fed += run.item_ids
+        cursor = run.checkpoints[-1].cursor
+        partial += "partial" in (cursor or {})
+
+    assert Counter(fed) == Counter(IN_RANGE)
+    assert partial > 5  # many runs ended inside a window
 
 
 def test_stac_api_lookback_refeeds_only_the_lookback_span(stac_api_url: str) -> None:
@@ -196,15 +214,20 @@ def test_stac_api_stub_mapping_keeps_only_named_assets(stac_api_url: str) -> Non
         assert feature["collection"] == stac_data.COLLECTION
 
 
-def test_stac_api_limit_caps_payloads_and_skips_the_partial_checkpoint(stac_api_url: str) -> None:
+def test_stac_api_limit_inside_a_window_checkpoints_what_it_sent(stac_api_url: str) -> None:
     run = feed(make_feeder(stac_api_url, max_items_per_window=2), limit=5)
 
     assert len(run.payloads) == 5
-    assert run.checkpoints  # windows of at most 2 items: some completed before the 5th
-    watermark = parse(watermark_of(run.checkpoints[-1]))
-    # a checkpoint claims only windows whose every item was yielded before it
-    assert set(run.ids_before_last_checkpoint()) == ids_between(RANGE_START, watermark, ALL_ITEMS)
     assert len(set(run.item_ids)) == 5
+    *complete, last = run.checkpoints
+    assert last.cursor is not None
+    assert "partial" in last.cursor  # the fifth item's window was not complete
+    # the complete windows' checkpoints claim only windows whose items were all yielded
+    watermark = parse(watermark_of(complete[-1]))
+    before = ids_between(RANGE_START, watermark, ALL_ITEMS)
+    assert before < set(run.item_ids)
+    assert watermark_of(last) == watermark_of(complete[-1])  # resumes at that window's start
+    assert len(last.cursor["partial"]["sent"]) == len(set(run.item_ids) - before)
 
 
 def test_stac_api_rejects_item_without_datetime_once(

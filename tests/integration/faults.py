@@ -15,6 +15,12 @@ independently per call or attempt with its own rate:
   botocore's standard retry mode sees them and retries, so a StartExecution that went
   through can come back as ``ExecutionAlreadyExists`` on its retry.
 
+* ``partial`` — a batch call (SQS ``SendMessageBatch``/``DeleteMessageBatch``, SNS
+  ``PublishBatch``, DynamoDB ``BatchGetItem``) of two or more entries is sent without some of
+  them (``before-parameter-build``), and the response reports those as failed through the
+  service's fault (``Failed`` with ``SenderFault: false``; ``UnprocessedKeys``), as a real
+  partial failure would (``after-call``).
+
 Faults apply only to ``services`` (botocore service ids: ``sfn``, ``dynamodb``, ...), to
 ``operations`` when given (``StartExecution``), and only while `active`; `counts` says what
 was injected, per fault and operation.
@@ -55,6 +61,7 @@ class FaultInjector:
     throttled: float = 0.0
     lost_attempt: float = 0.0
     throttled_attempt: float = 0.0
+    partial: float = 0.0
     server_errors: float = 0.25
     services: frozenset[str] = frozenset({"dynamodb", "s3", "sfn", "sns", "sqs"})
     operations: frozenset[str] | None = None
@@ -64,6 +71,7 @@ class FaultInjector:
     _random: random.Random = field(init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _http: URLLib3Session = field(default_factory=URLLib3Session, repr=False)
+    _withheld: threading.local = field(default_factory=threading.local, repr=False)
 
     def __post_init__(self) -> None:
         self._random = random.Random(self.seed)
@@ -73,6 +81,8 @@ class FaultInjector:
         events.register_first("before-call", self._before_call)
         events.register_first("after-call", self._after_call)
         events.register_first("before-send", self._before_send)
+        events.register_first("before-parameter-build", self._before_parameter_build)
+        events.register_first("after-call", self._partial_response)
 
     @contextmanager
     def enabled(self) -> Iterator[None]:
@@ -115,6 +125,39 @@ class FaultInjector:
             raise self._lost(request.url)
         return None
 
+    def _before_parameter_build(self, event_name: str, params: dict[str, Any], **_: Any) -> None:
+        """Withhold some entries of a batch call (remembered for `_partial_response`)."""
+        self._withheld.entries = None
+        operation = event_name.split(".")[2]
+        entries = _batch_entries(operation, params)
+        if entries is None or len(entries) < 2:
+            return
+        if not self._draw(self.partial, event_name, "partial"):
+            return
+        with self._lock:
+            count = self._random.randint(1, len(entries) - 1)
+            withheld = self._random.sample(range(len(entries)), count)
+        kept = [e for i, e in enumerate(entries) if i not in withheld]
+        self._withheld.entries = (operation, [entries[i] for i in sorted(withheld)])
+        _set_batch_entries(operation, params, kept)
+
+    def _partial_response(self, event_name: str, parsed: dict[str, Any], **_: Any) -> None:
+        """Report the withheld entries as failed through the service's fault."""
+        withheld = getattr(self._withheld, "entries", None)
+        self._withheld.entries = None
+        if withheld is None or withheld[0] != event_name.split(".")[2]:
+            return
+        operation, entries = withheld
+        if operation == "BatchGetItem":
+            table, keys = entries[0][0], [key for _, key in entries]
+            parsed.setdefault("UnprocessedKeys", {}).setdefault(table, {"Keys": []})
+            parsed["UnprocessedKeys"][table]["Keys"] += keys
+            return
+        parsed.setdefault("Failed", []).extend(
+            {"Id": e["Id"], "SenderFault": False, "Code": "InternalError", "Message": "injected"}
+            for e in entries
+        )
+
     def _lost(self, url: str) -> Exception:
         with self._lock:
             reset = self._random.random() < 0.5
@@ -139,3 +182,28 @@ class FaultInjector:
             "ResponseMetadata": {"HTTPStatusCode": status, "HTTPHeaders": {}},
         }
         return http, parsed
+
+
+_ENTRY_LISTS = {
+    "SendMessageBatch": "Entries",
+    "DeleteMessageBatch": "Entries",
+    "PublishBatch": "PublishBatchRequestEntries",
+}
+
+
+def _batch_entries(operation: str, params: dict[str, Any]) -> list[Any] | None:
+    """The entries of a batch request (BatchGetItem: (table, key) pairs of one table)."""
+    if operation in _ENTRY_LISTS:
+        return list(params.get(_ENTRY_LISTS[operation], []))
+    if operation == "BatchGetItem" and len(params.get("RequestItems", {})) == 1:
+        [(table, request)] = params["RequestItems"].items()
+        return [(table, key) for key in request.get("Keys", [])]
+    return None
+
+
+def _set_batch_entries(operation: str, params: dict[str, Any], entries: list[Any]) -> None:
+    if operation in _ENTRY_LISTS:
+        params[_ENTRY_LISTS[operation]] = entries
+    else:
+        [table] = params["RequestItems"]
+        params["RequestItems"][table]["Keys"] = [key for _, key in entries]

@@ -123,6 +123,7 @@ def test_feed_enqueues_every_item_and_records_the_run(tmp_path: Path) -> None:
     assert run.counts == {
         "seen": 10,
         "filtered": 0,
+        "skipped": 0,
         "enqueued": 10,
         "duplicate": 0,
         "invalid": 0,
@@ -207,13 +208,24 @@ def test_feed_dry_run_writes_ndjson_and_sends_nothing(tmp_path: Path) -> None:
     assert feeds_of(app).get_cursor("nums") is None
 
 
-def test_feed_limit_caps_payloads(tmp_path: Path) -> None:
+def test_feed_limit_stops_at_the_next_checkpoint_and_the_next_run_resumes_there(
+    tmp_path: Path,
+) -> None:
+    # CountingFeeder ignores ``limit``: the runner stops it at the first checkpoint at or
+    # after the limit, sending what that checkpoint covers (dropping it would lose item 3).
     app = make_app(tmp_path, count=10)
 
     result = FeedRunner(app).run("nums", app.feeders["nums"], FeedRequest(limit=3))
 
-    assert result.counts["seen"] == 3
-    assert len(queued(app)) == 3
+    assert result.counts["seen"] == 4
+    first = queued(app)
+    assert sorted(first) == [pid(n) for n in range(4)]
+    assert feeds_of(app).get_cursor("nums") == {"next": 4}
+    assert result.run.checkpoint == "..4"
+
+    FeedRunner(app).run("nums", app.feeders["nums"], FeedRequest())
+
+    assert sorted(first + queued(app)) == [pid(n) for n in range(10)]  # each exactly once
 
 
 def test_feed_rejections_are_kept_as_invalid(tmp_path: Path) -> None:

@@ -289,6 +289,46 @@ def test_stac_end_to_end_dry_run_writes_ndjson_and_queues_nothing(
     app.close()
 
 
+def backend_snapshot(root: Path) -> dict[str, object]:
+    """Every row of every SQLite file of the local backend, and every payload file."""
+    snapshot: dict[str, object] = {}
+    for path in sorted(root.rglob("*.sqlite")):
+        with sqlite3.connect(path) as db:
+            tables = [
+                row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            ]
+            for table in tables:
+                snapshot[f"{path.name}:{table}"] = sorted(
+                    map(repr, db.execute(f"SELECT * FROM {table}"))
+                )
+    snapshot["files"] = sorted(str(p) for p in root.rglob("*") if p.suffix != ".sqlite-wal")
+    return snapshot
+
+
+def test_stac_end_to_end_dry_run_restart_changes_nothing_in_the_backend(
+    stac_url: str, tmp_path: Path
+) -> None:
+    # Given: a real run up to noon (a cursor, a run record, queued payloads)
+    config = write_config(tmp_path, stac_url)
+    app = open_app(config)
+    FeedRunner(app).run("s2", app.feeders["s2"], FeedRequest(until=START + timedelta(hours=12)))
+    app.close()
+    before = backend_snapshot(tmp_path / "var")
+
+    # When
+    result = run_cli(config, "feed", "s2", "--dry-run", "--restart", "--output", "-")
+
+    # Then: the dry run read from the start, and wrote nothing to the backend
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == COUNT
+    assert backend_snapshot(tmp_path / "var") == before
+    app = open_app(config)
+    assert app.backends.feeds.get_cursor("s2") is not None  # type: ignore[union-attr]  # local: always a feed store
+    again = FeedRunner(app).run("s2", app.feeders["s2"], FeedRequest())
+    assert again.counts["enqueued"] == 30  # only the afternoon: the real cursor survived
+    app.close()
+
+
 def test_stac_end_to_end_feeders_list_and_runs(stac_url: str, tmp_path: Path) -> None:
     config = write_config(tmp_path, stac_url, schedule={"interval": "15m"})
     app = open_app(config)

@@ -10,7 +10,8 @@ in `cirrus_feed.support.retry`.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import boto3
 from botocore.config import Config
@@ -20,7 +21,17 @@ from cirrus_feed.errors import BackendError, BackendUnavailableError
 from cirrus_feed.support import aws_errors
 from cirrus_feed.support.aws_errors import error_code
 
-__all__ = ["BATCH_ATTEMPTS", "call", "error_code", "make_client", "retryable_ids", "translate"]
+__all__ = [
+    "BATCH_ATTEMPTS",
+    "call",
+    "call_errors_per_entry",
+    "error_code",
+    "make_client",
+    "retryable_ids",
+    "translate",
+]
+
+E = TypeVar("E")
 
 _CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 5},
@@ -72,3 +83,23 @@ def retryable_ids(response: dict[str, Any]) -> list[int]:
     """The ``Id``s (entry indexes) in a SQS/SNS ``*Batch`` response's ``Failed`` list that
     failed through no fault of the sender: worth sending again."""
     return [int(f["Id"]) for f in response.get("Failed", []) if not f.get("SenderFault", False)]
+
+
+def call_errors_per_entry(
+    send: Callable[[Sequence[E]], Sequence[E]],
+    on_error: Callable[[Sequence[E], BackendError], None],
+) -> Callable[[Sequence[E]], list[E]]:
+    """``send`` (one batch call, for `support.retry.retry_entries`) whose call-level failure
+    is a failure of every entry it carried: ``on_error`` notes it for each, and the entries
+    come back for another try (with backoff) when it is worth one (throttling, 5xx, a
+    connection lost before or after the request went out). Nothing is raised: the caller
+    reports every entry."""
+
+    def wrapped(pending: Sequence[E]) -> list[E]:
+        try:
+            return list(send(pending))
+        except BackendError as exc:
+            on_error(pending, exc)
+            return list(pending) if exc.retryable else []
+
+    return wrapped

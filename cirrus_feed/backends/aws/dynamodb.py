@@ -15,8 +15,15 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from cirrus_feed.backends.aws.clients import call, error_code, translate
-from cirrus_feed.backends.base import StatePage, StateQuery, StateRecord
+from cirrus_feed.backends.aws import dynamodb_outbox as outbox
+from cirrus_feed.backends.aws.clients import (
+    BATCH_ATTEMPTS,
+    call,
+    call_errors_per_entry,
+    error_code,
+    translate,
+)
+from cirrus_feed.backends.base import StatePage, StateQuery, StateRecord, WorkflowEvent
 from cirrus_feed.backends.limits import DYNAMODB_MAX_BATCH_GET_KEYS, check_state_key
 from cirrus_feed.errors import (
     BackendError,
@@ -265,12 +272,25 @@ class DynamoDbStateStore:
             )
             return unprocessed
 
-        if left := retry_entries(
-            keys, send, attempts=_UNPROCESSED_ATTEMPTS, sleep=self.clock.sleep
-        ):
+        errors: list[BackendError] = []
+
+        def failed_call(pending: Sequence[Item], exc: BackendError) -> None:
+            errors.append(exc)
+
+        # A throttled or dropped call is retried like unprocessed keys (backoff, jitter).
+        left = retry_entries(
+            keys,
+            call_errors_per_entry(send, failed_call),
+            attempts=_UNPROCESSED_ATTEMPTS,
+            sleep=self.clock.sleep,
+        )
+        if errors and not errors[-1].retryable:
+            raise errors[-1]
+        if left:
+            last = f" (last: {errors[-1]})" if errors else ""
             raise BackendUnavailableError(
                 f"DynamoDB BatchGetItem: {len(left)} keys still unprocessed after "
-                f"{_UNPROCESSED_ATTEMPTS} attempts"
+                f"{_UNPROCESSED_ATTEMPTS} attempts{last}"
             )
         return items
 
@@ -369,6 +389,8 @@ class DynamoDbStateStore:
         execution_arn: str,
         state: State,
         error: str | None = None,
+        *,
+        event: WorkflowEvent | None = None,
     ) -> StateRecord:
         """See `StateStore.finish`; a record that no longer exists counts as stale."""
         payload_id = current.payload_id
@@ -384,6 +406,8 @@ class DynamoDbStateStore:
         )
         if error is not None:
             update += f", {expr.name('last_error')} = {expr.value(error)}"
+        if event is not None:
+            update += " " + outbox.add_clause(event, expr.names, expr.values)
         active = expr.begins_with_any("state_updated", _state_names(ACTIVE))
         condition = f"{active} AND {expr.latest_is(current.executions)}"
         try:
@@ -393,6 +417,59 @@ class DynamoDbStateStore:
             if old is None or old.latest_execution != execution_arn:
                 raise StaleExecutionError(payload_id, execution_arn, old) from None
             raise ClaimConflictError(payload_id, old) from None
+
+    # -- outbox (`dynamodb_outbox`) --------------------------------------------------------
+
+    def pending_events(
+        self, payload_ids: Iterable[str] | None = None, *, limit: int = 100
+    ) -> list[WorkflowEvent]:
+        if payload_ids is None:
+            return outbox.pending_any(self._call, self.table, limit=limit)
+        keys: dict[tuple[str, str], Item] = {}
+        for payload_id in payload_ids:
+            try:
+                key = _key(payload_id)
+            except (ValueError, LimitExceededError):
+                continue
+            keys[(key["collections_workflow"]["S"], key["itemids"]["S"])] = key
+        if not keys:
+            return []
+        return outbox.pending_of(
+            self._call, self.table, list(keys.values()), limit=limit, sleep=self.clock.sleep
+        )
+
+    def mark_announced(self, events: Sequence[WorkflowEvent]) -> None:
+        by_payload: dict[str, list[WorkflowEvent]] = {}
+        for event in events:
+            if event.event_id is not None:
+                by_payload.setdefault(event.payload_id, []).append(event)
+        keys = {}
+        for payload_id in by_payload:
+            try:
+                keys[payload_id] = _key(payload_id)
+            except (ValueError, LimitExceededError):
+                continue
+        errors: list[BackendError] = []
+
+        def remove(pending: Sequence[str]) -> list[str]:
+            failed = []
+            for payload_id in pending:  # every record is tried, whatever failed before it
+                try:
+                    outbox.remove(
+                        self._client, self.table, keys[payload_id], by_payload[payload_id]
+                    )
+                except BackendError as exc:
+                    errors.append(exc)
+                    if exc.retryable:
+                        failed.append(payload_id)
+            return failed
+
+        left = retry_entries(list(keys), remove, attempts=BATCH_ATTEMPTS, sleep=self.clock.sleep)
+        if left or any(not e.retryable for e in errors):
+            raise BackendError(
+                f"DynamoDB outbox: {len(left)} records still holding announced events; "
+                f"last error: {errors[-1]}"
+            )
 
     def delete(self, payload_id: str) -> None:
         try:

@@ -16,7 +16,11 @@ takes no conditions, and TransactWriteItems costs 2 WCU per key and fails as a w
 ``request``/``counts``/``cursor`` are stored as JSON strings (DynamoDB numbers would come
 back as Decimals and lose float/int distinctions); the other fields are plain ``S``
 attributes, left out when None. Writes are unconditional puts: a run saved again (progress
-updates) replaces its item, as long as its ``started`` does not change.
+updates) replaces its item, as long as its ``started`` does not change. A running run also
+has a marker ``sk = "live#<run_id>"`` (``run_sk``: its run item's key), put before each
+running save and deleted after the final one, so `abandon` reads the running runs only, not
+a history that grows with every Lambda push; it marks each expired one with a conditional
+UpdateItem (still ``running`` with the same ``lease_until``): a heartbeat in between wins.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from typing import Any, cast, get_args
 from botocore.exceptions import BotoCoreError, ClientError
 
 from cirrus_feed.backends.aws.clients import call, error_code, translate
-from cirrus_feed.backends.base import FeedRun, RunStatus
+from cirrus_feed.backends.base import FeedRun, RunStatus, abandoned
 from cirrus_feed.backends.limits import DYNAMODB_MAX_SORT_KEY_BYTES, check_seen_keys
 from cirrus_feed.errors import BackendError
 from cirrus_feed.support.clock import SYSTEM_CLOCK, Clock
@@ -48,7 +52,8 @@ _TABLE_SCHEMA: dict[str, Any] = {
 }
 _CURSOR_SK = "cursor"
 _RUN_PREFIX = "run#"
-_OPTIONAL = ("finished", "checkpoint", "error")
+_LIVE_PREFIX = "live#"  # one marker per running run: what `abandon` reads
+_OPTIONAL = ("finished", "checkpoint", "error", "lease_until")
 _STATUSES: frozenset[str] = frozenset(get_args(RunStatus))
 
 
@@ -116,6 +121,7 @@ def _run(item: Item) -> FeedRun:
         counts=_load_object(item, "counts", what),
         checkpoint=optional.get("checkpoint"),
         error=optional.get("error"),
+        lease_until=optional.get("lease_until"),
     )
 
 
@@ -152,7 +158,14 @@ class DynamoDbFeedStore:
 
     def save_run(self, run: FeedRun) -> None:
         item = _run_item(run)
-        self._call("put_item", f"DynamoDB PutItem feed run {run.run_id!r}", Item=item)
+        live = {"pk": item["pk"], "sk": {"S": f"{_LIVE_PREFIX}{run.run_id}"}}
+        what = f"DynamoDB PutItem feed run {run.run_id!r}"
+        if run.status == "running":  # the marker first: a running run always has one
+            self._call("put_item", what, Item=live | {"run_sk": item["sk"]})
+            self._call("put_item", what, Item=item)
+        else:
+            self._call("put_item", what, Item=item)
+            self._call("delete_item", f"DynamoDB DeleteItem live marker {run.run_id!r}", Key=live)
 
     def list_runs(self, feeder: str, *, limit: int = 20) -> list[FeedRun]:
         runs: list[FeedRun] = []
@@ -178,6 +191,74 @@ class DynamoDbFeedStore:
                 break
             request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
         return runs
+
+    def abandon(self, feeder: str, *, now: str) -> list[FeedRun]:
+        """Reads only the feeder's ``live#`` markers (its running runs), never its history."""
+        request: dict[str, Any] = {
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "ExpressionAttributeValues": {
+                ":pk": {"S": _pk(feeder)},
+                ":prefix": {"S": _LIVE_PREFIX},
+            },
+            "ConsistentRead": True,
+        }
+        markers: list[Item] = []
+        while True:
+            response = self._call("query", f"DynamoDB Query running runs of {feeder!r}", **request)
+            markers += response.get("Items", [])
+            if "LastEvaluatedKey" not in response:
+                break
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        marked: list[FeedRun] = []
+        for marker in markers:
+            key = {"pk": marker["pk"], "sk": marker["run_sk"]}
+            found = self._call(
+                "get_item", f"DynamoDB GetItem feed run {key['sk']}", Key=key, ConsistentRead=True
+            ).get("Item")
+            if found is None:
+                continue  # a run being saved right now: its own puts follow
+            run = _run(found)
+            if run.status == "running" and run.lease_until is not None and run.lease_until >= now:
+                continue
+            if run.status == "running":
+                done = self._abandon(found)
+                if done is None:
+                    continue  # it heartbeated meanwhile
+                marked.append(done)
+            what = f"DynamoDB DeleteItem live marker {run.run_id!r}"
+            self._call("delete_item", what, Key={"pk": marker["pk"], "sk": marker["sk"]})
+        return marked
+
+    def _abandon(self, item: Item) -> FeedRun | None:
+        """Mark one expired run, unless it heartbeated (or finished) since it was read."""
+        run = _run(item)
+        marked = abandoned(run)
+        condition = "#status = :running AND " + (
+            "lease_until = :lease" if run.lease_until else "attribute_not_exists(lease_until)"
+        )
+        values: Item = {
+            ":running": {"S": "running"},
+            ":abandoned": {"S": marked.status},
+            ":error": {"S": marked.error or ""},
+        }
+        if run.lease_until:
+            values[":lease"] = {"S": run.lease_until}
+        try:
+            self._client.update_item(
+                TableName=self.table,
+                Key={"pk": item["pk"], "sk": item["sk"]},
+                UpdateExpression="SET #status = :abandoned, #error = :error REMOVE lease_until",
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#status": "status", "#error": "error"},
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return None
+            raise translate(exc, f"DynamoDB UpdateItem feed run {run.run_id!r}") from exc
+        except BotoCoreError as exc:
+            raise translate(exc, f"DynamoDB UpdateItem feed run {run.run_id!r}") from exc
+        return marked
 
     def get_cursor(self, feeder: str) -> dict[str, Any] | None:
         response = self._call(

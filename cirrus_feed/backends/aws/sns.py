@@ -2,7 +2,8 @@
 
 Either topic may be unset, which switches that kind of message off, as in Cirrus. Messages
 go out with ``PublishBatch`` (10 entries, 256 KiB a call), in order; entries that fail
-through no fault of their own are retried with backoff, and any entry still failing at the
+through no fault of their own, and whole batches whose call failed (throttled, 5xx, the
+connection lost), are retried with backoff; every batch is tried, and any entry still failing at the
 end raises `BackendError` once the rest has been sent. Entries over 256 KiB are not sent:
 with no other failure, that raises `PayloadTooLargeError` naming them, as the event log does.
 """
@@ -13,7 +14,12 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from cirrus_feed.backends.aws.clients import BATCH_ATTEMPTS, call, retryable_ids
+from cirrus_feed.backends.aws.clients import (
+    BATCH_ATTEMPTS,
+    call,
+    call_errors_per_entry,
+    retryable_ids,
+)
 from cirrus_feed.backends.base import WorkflowEvent
 from cirrus_feed.backends.limits import (
     SNS_MAX_BATCH_ENTRIES,
@@ -126,5 +132,14 @@ class SnsNotifier:
                 errors.pop(int(succeeded["Id"]), None)
             return retryable_ids(response)
 
-        retry_entries(indexes, send, attempts=BATCH_ATTEMPTS, sleep=self.clock.sleep)
+        def failed_call(pending: Sequence[int], exc: BackendError) -> None:
+            for index in pending:
+                errors[index] = str(exc)
+
+        retry_entries(
+            indexes,
+            call_errors_per_entry(send, failed_call),
+            attempts=BATCH_ATTEMPTS,
+            sleep=self.clock.sleep,
+        )
         return [f"message {i}: {errors[i]}" for i in sorted(errors)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,6 +12,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from cirrus_feed.backends.aws.clients import (
     BATCH_ATTEMPTS,
     call,
+    call_errors_per_entry,
     error_code,
     retryable_ids,
     translate,
@@ -24,10 +26,13 @@ from cirrus_feed.backends.limits import (
     clamp_wait_seconds,
     message_too_large,
 )
-from cirrus_feed.errors import BackendUnavailableError
+from cirrus_feed.errors import BackendError, BackendUnavailableError
 from cirrus_feed.support.batching import chunks, sized_chunks
 from cirrus_feed.support.clock import SYSTEM_CLOCK, Clock
 from cirrus_feed.support.retry import retry_entries
+from cirrus_feed.support.text import storable
+
+log = logging.getLogger(__name__)
 
 # Receipts of messages already deleted or expired: the contract says ignore them.
 _STALE_RECEIPT_CODES = frozenset(
@@ -61,17 +66,33 @@ class SqsPayloadQueue:
         batches = sized_chunks(
             sized, max_entries=SQS_MAX_BATCH_ENTRIES, max_bytes=SQS_MAX_MESSAGE_BYTES
         )
+        down: str | None = None  # set once a batch failed as a whole on every attempt
         for batch in batches:
-            self._send_batch(bodies, batch, results)
+            if down is not None:
+                # The queue refused a whole batch through all the retries: the rest is
+                # reported, not hammered in.
+                for index in batch:
+                    results[index] = SendResult(None, f"not sent: {down}")
+                continue
+            down = self._send_batch(bodies, batch, results)
         return [r if r is not None else SendResult(None, "not sent") for r in results]
 
     def _send_batch(
         self, bodies: Sequence[str], indexes: list[int], results: list[SendResult | None]
-    ) -> None:
-        """Send one batch; entries failing through no fault of theirs are retried (the last
-        failure of each stays in ``results``)."""
+    ) -> str | None:
+        """Send one batch; entries failing through no fault of theirs, and the whole batch
+        when the call itself fails (throttled, 5xx, connection lost), are retried with
+        backoff; the last failure of each entry stays in ``results``. Returns the call error
+        when the batch failed as a whole on the last attempt."""
+        call_error: list[str | None] = [None]
+
+        def failed_call(pending: Sequence[int], exc: BackendError) -> None:
+            call_error[0] = str(exc)
+            for index in pending:
+                results[index] = SendResult(None, str(exc))
 
         def send(pending: Sequence[int]) -> list[int]:
+            call_error[0] = None
             response = self._call(
                 "send_message_batch",
                 f"SQS SendMessageBatch of {len(pending)} messages",
@@ -85,7 +106,13 @@ class SqsPayloadQueue:
                 results[int(entry["Id"])] = SendResult(None, error)
             return retryable_ids(response)
 
-        retry_entries(indexes, send, attempts=BATCH_ATTEMPTS, sleep=self.clock.sleep)
+        retry_entries(
+            indexes,
+            call_errors_per_entry(send, failed_call),
+            attempts=BATCH_ATTEMPTS,
+            sleep=self.clock.sleep,
+        )
+        return call_error[0]
 
     def receive(
         self,
@@ -119,14 +146,24 @@ class SqsPayloadQueue:
 
     def delete(self, receipts: Sequence[str]) -> None:
         """Delete in batches of 10; stale receipts are ignored, transient failures retried."""
+        errors: list[str] = []
+        left: list[str] = []
+
+        def failed_call(pending: Sequence[str], exc: BackendError) -> None:
+            errors.append(str(exc))
+            if not exc.retryable:  # not retried: still undeleted
+                left.extend(pending)
+
+        send = call_errors_per_entry(self._delete_batch, failed_call)
         for batch in chunks(list(receipts), SQS_MAX_BATCH_ENTRIES):
-            if left := retry_entries(
-                batch, self._delete_batch, attempts=BATCH_ATTEMPTS, sleep=self.clock.sleep
-            ):
-                raise BackendUnavailableError(
-                    f"SQS DeleteMessageBatch on {self.queue_url}: {len(left)} entries still "
-                    f"failing after {BATCH_ATTEMPTS} attempts"
-                )
+            # Every batch is tried, so one failing batch does not keep the others undeleted.
+            left += retry_entries(batch, send, attempts=BATCH_ATTEMPTS, sleep=self.clock.sleep)
+        if left:
+            last = f" (last: {errors[-1]})" if errors else ""
+            raise BackendUnavailableError(
+                f"SQS DeleteMessageBatch on {self.queue_url}: {len(left)} entries still "
+                f"failing after {BATCH_ATTEMPTS} attempts{last}"
+            )
 
     def _delete_batch(self, receipts: Sequence[str]) -> list[str]:
         """One DeleteMessageBatch; returns the receipts worth trying again."""
@@ -137,6 +174,16 @@ class SqsPayloadQueue:
             Entries=[{"Id": str(i), "ReceiptHandle": r} for i, r in enumerate(receipts)],
         )
         return [receipts[i] for i in retryable_ids(response)]
+
+    def record_failures(self, failures: Sequence[tuple[str, str]]) -> None:
+        """SQS keeps no note with a message: the reasons are logged (the redrive moves the
+        message to the dead-letter queue as it is)."""
+        for receipt, reason in failures:
+            log.warning(
+                "SQS message not handled (left for redrive): %s",
+                storable(reason),
+                extra={"receipt": receipt[:16], "queue_url": self.queue_url},
+            )
 
     def change_visibility(self, receipt: str, timeout: int) -> None:
         """Stale receipts (message deleted or no longer in flight) are ignored."""

@@ -5,7 +5,8 @@
 ``metrics`` (`EventLogMetricLog`) the metric log events CloudWatch Logs would get (§6.4).
 All are append-only and ordered by ``seq``, so the CLI and tests can replay them. A message
 SNS would refuse (over 256 KiB with its attributes) is refused here too: the others are
-kept and `PayloadTooLargeError` names it.
+kept and `PayloadTooLargeError` names it. An event with an ``event_id`` (from the state
+store's outbox) is logged once, however often it is announced.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ CREATE TABLE IF NOT EXISTS metrics (
     timestamp INTEGER NOT NULL,
     message TEXT NOT NULL
 );
+-- Ids of the outbox events already in ``events``: a re-announcement after a crash is
+-- recognised and not logged twice.
+CREATE TABLE IF NOT EXISTS announced (event_id TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS items (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     item_id TEXT,
@@ -49,31 +53,6 @@ CREATE TABLE IF NOT EXISTS items (
     body TEXT NOT NULL
 );
 """
-
-# WorkflowEvent fields that travel in the message; any other key came from `extra`.
-_EVENT_FIELDS = (
-    "event_type",
-    "payload_id",
-    "isotimestamp",
-    "input_payload_url",
-    "output_payload_url",
-    "execution",
-    "error",
-)
-
-
-def _event(message: dict[str, str]) -> WorkflowEvent:
-    extra = {key: value for key, value in message.items() if key not in _EVENT_FIELDS}
-    return WorkflowEvent(
-        event_type=message["event_type"],
-        payload_id=message["payload_id"],
-        isotimestamp=message["isotimestamp"],
-        input_payload_url=message.get("input_payload_url"),
-        output_payload_url=message.get("output_payload_url"),
-        execution=message.get("execution"),
-        error=message.get("error"),
-        extra=extra,
-    )
 
 
 def _oversize(messages: Sequence[tuple[str, Mapping[str, tuple[str, str]]]]) -> dict[int, int]:
@@ -92,19 +71,28 @@ class EventLogNotifier:
         messages = [(json.dumps(e.to_message()), e.to_attributes()) for e in events]
         oversize = _oversize(messages)
         rows = [
-            (e.event_type, e.payload_id, e.isotimestamp, message)
+            (e, message)
             for i, (e, (message, _)) in enumerate(zip(events, messages, strict=True))
             if i not in oversize
         ]
         if rows:
             with self._db.write() as conn:
-                conn.executemany(
-                    "INSERT INTO events (event_type, payload_id, isotimestamp, message) "
-                    "VALUES (?, ?, ?, ?)",
-                    rows,
-                )
+                for event, message in rows:
+                    if event.event_id is not None and not self._first(conn, event.event_id):
+                        continue  # announced before a crash, re-announced from the outbox
+                    conn.execute(
+                        "INSERT INTO events (event_type, payload_id, isotimestamp, message) "
+                        "VALUES (?, ?, ?, ?)",
+                        (event.event_type, event.payload_id, event.isotimestamp, message),
+                    )
         if oversize:
             raise notifications_too_large(oversize, len(events), "event log (workflow events)")
+
+    @staticmethod
+    def _first(conn: Any, event_id: str) -> bool:
+        """Whether ``event_id`` is announced for the first time (and now remembered)."""
+        cursor = conn.execute("INSERT OR IGNORE INTO announced (event_id) VALUES (?)", (event_id,))
+        return bool(cursor.rowcount)
 
     def publish_items(self, items: Sequence[Mapping[str, Any]]) -> None:
         # Every item is encoded before anything is written: one that cannot be (not JSON-able)
@@ -134,7 +122,7 @@ class EventLogNotifier:
             params = (payload_id,)
         with self._db.read() as conn:
             rows = conn.execute(sql + " ORDER BY seq", params).fetchall()
-        return [_event(json.loads(row["message"])) for row in rows]
+        return [WorkflowEvent.from_message(json.loads(row["message"])) for row in rows]
 
     def items(self) -> list[dict[str, Any]]:
         """Published items in order, each the STAC item body as it would be sent to SNS."""

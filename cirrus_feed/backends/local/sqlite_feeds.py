@@ -4,6 +4,7 @@
 ``(feeder, started DESC)`` for `list_runs`. Ties on ``started`` are broken by ``run_id``
 descending: the order the DynamoDB adapter's ``run#<started>#<run_id>`` sort key gives.
 ``request``/``counts``/``cursor`` are JSON text, so any JSON object round-trips exactly.
+``lease_until`` (ISO text, added to older files on open) is what `abandon` compares.
 ``seen`` holds the `remember` cache: one row per (feeder, key) with an ``expires_at`` in
 whole epoch seconds (the same clock as the DynamoDB adapter's TTL attribute).
 """
@@ -15,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, get_args
 
-from cirrus_feed.backends.base import FeedRun, RunStatus
+from cirrus_feed.backends.base import FeedRun, RunStatus, abandoned
 from cirrus_feed.backends.limits import check_seen_keys
 from cirrus_feed.backends.local.sqlite import SqliteDatabase
 from cirrus_feed.errors import BackendError
@@ -31,7 +32,8 @@ CREATE TABLE IF NOT EXISTS feed_runs (
     request TEXT NOT NULL,
     counts TEXT NOT NULL,
     checkpoint TEXT,
-    error TEXT
+    error TEXT,
+    lease_until TEXT
 );
 CREATE INDEX IF NOT EXISTS feed_runs_by_feeder ON feed_runs (feeder, started DESC, run_id DESC);
 CREATE TABLE IF NOT EXISTS feed_cursors (
@@ -58,6 +60,9 @@ _REMEMBER = (
 )
 
 _STATUSES: frozenset[str] = frozenset(get_args(RunStatus))
+_COLUMNS = (
+    "run_id, feeder, started, status, finished, request, counts, checkpoint, error, lease_until"
+)
 
 
 def _dump(value: Mapping[str, Any], what: str) -> str:
@@ -93,6 +98,7 @@ def _run(row: Any) -> FeedRun:
         counts=_load_object(row["counts"], f"{what}: counts"),
         checkpoint=row["checkpoint"],
         error=row["error"],
+        lease_until=row["lease_until"],
     )
 
 
@@ -107,6 +113,15 @@ class SqliteFeedStore:
         self.clock = clock
         self._db = SqliteDatabase(path, SCHEMA)
         self._remember_calls = 0
+        with self._db.write() as conn:  # files written before runs had leases
+            names = {row["name"] for row in conn.execute("PRAGMA table_info(feed_runs)")}
+            if "lease_until" not in names:
+                conn.execute("ALTER TABLE feed_runs ADD COLUMN lease_until TEXT")
+            # `abandon` reads the running runs only, never the whole history
+            conn.execute(
+                "CREATE INDEX IF NOT EXISTS feed_runs_running ON feed_runs (feeder)"
+                " WHERE status = 'running'"
+            )
 
     def save_run(self, run: FeedRun) -> None:
         what = f"feed run {run.run_id!r}"
@@ -120,13 +135,30 @@ class SqliteFeedStore:
             _dump(run.counts, f"{what}: counts"),
             run.checkpoint,
             run.error,
+            run.lease_until,
         )
         with self._db.write() as conn:
             conn.execute(
-                "INSERT OR REPLACE INTO feed_runs (run_id, feeder, started, status, finished,"
-                " request, counts, checkpoint, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT OR REPLACE INTO feed_runs ({_COLUMNS})"  # noqa: S608 - constant
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 row,
             )
+
+    def abandon(self, feeder: str, *, now: str) -> list[FeedRun]:
+        """One write transaction: the expired running runs are read and marked together, so
+        a heartbeat cannot slip in between."""
+        with self._db.write() as conn:
+            rows = conn.execute(
+                "SELECT * FROM feed_runs WHERE feeder = ? AND status = 'running'"
+                " AND (lease_until IS NULL OR lease_until < ?)",
+                (feeder, now),
+            ).fetchall()
+            marked = [abandoned(_run(row)) for row in rows]
+            conn.executemany(
+                "UPDATE feed_runs SET status = ?, lease_until = NULL, error = ? WHERE run_id = ?",
+                [(run.status, run.error, run.run_id) for run in marked],
+            )
+        return marked
 
     def list_runs(self, feeder: str, *, limit: int = 20) -> list[FeedRun]:
         if limit <= 0:

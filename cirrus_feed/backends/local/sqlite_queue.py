@@ -23,6 +23,7 @@ from cirrus_feed.backends.limits import (
 )
 from cirrus_feed.backends.local.sqlite import SqliteDatabase
 from cirrus_feed.support.clock import SYSTEM_CLOCK, Clock
+from cirrus_feed.support.text import storable
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -44,6 +45,11 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     dead_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS dead_letters_by_queue ON dead_letters (queue, id);
+-- Why a message's last delivery was not handled (`record_failures`); goes with its redrive.
+CREATE TABLE IF NOT EXISTS message_errors (
+    id INTEGER PRIMARY KEY,
+    error TEXT NOT NULL
+);
 """
 
 _RECEIVE = """
@@ -173,11 +179,14 @@ class SqlitePayloadQueue:
         # Only "?" placeholders are interpolated into the SQL (S608).
         conn.execute(
             "INSERT INTO dead_letters (queue, body, receive_count, reason, dead_at) "  # noqa: S608
-            f"SELECT queue, body, receive_count - 1, ?, ? FROM messages WHERE id IN ({marks}) "
-            "ORDER BY id",
-            [reason, now, *ids],
+            "SELECT m.queue, m.body, m.receive_count - 1, "
+            "coalesce(? || '; last error: ' || e.error, ?), ? "
+            f"FROM messages AS m LEFT JOIN message_errors AS e ON e.id = m.id "
+            f"WHERE m.id IN ({marks}) ORDER BY m.id",
+            [reason, reason, now, *ids],
         )
         conn.execute(f"DELETE FROM messages WHERE id IN ({marks})", ids)  # noqa: S608
+        conn.execute(f"DELETE FROM message_errors WHERE id IN ({marks})", ids)  # noqa: S608
 
     def delete(self, receipts: Sequence[str]) -> None:
         keys = [key for key in map(_parse_receipt, receipts) if key is not None]
@@ -188,6 +197,26 @@ class SqlitePayloadQueue:
             conn.executemany(
                 "DELETE FROM messages WHERE id = ? AND receipt = ? AND queue = ?",
                 [(message_id, token, self.name) for message_id, token in keys],
+            )
+            conn.executemany(
+                "DELETE FROM message_errors WHERE id = ? AND id NOT IN (SELECT id FROM messages)",
+                [(message_id,) for message_id, _ in keys],
+            )
+
+    def record_failures(self, failures: Sequence[tuple[str, str]]) -> None:
+        rows = []
+        for receipt, reason in failures:
+            key = _parse_receipt(receipt)
+            if key is not None:
+                # Reasons may quote a record sqlite3 cannot encode (a lone surrogate).
+                rows.append((storable(reason), key[0], key[1], self.name))
+        if not rows:
+            return
+        with self._db.write() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO message_errors (id, error) SELECT id, ? FROM messages "
+                "WHERE id = ? AND receipt = ? AND queue = ?",
+                rows,
             )
 
     def change_visibility(self, receipt: str, timeout: int) -> None:

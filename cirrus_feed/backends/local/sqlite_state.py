@@ -8,11 +8,11 @@ read-check-write inside ``BEGIN IMMEDIATE``: the check sees the row as it is in 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from cirrus_feed.backends.base import StatePage, StateQuery, StateRecord
+from cirrus_feed.backends.base import StatePage, StateQuery, StateRecord, WorkflowEvent
 from cirrus_feed.backends.limits import check_state_key
 from cirrus_feed.backends.local.sqlite import SqliteDatabase
 from cirrus_feed.errors import (
@@ -49,6 +49,14 @@ CREATE TABLE IF NOT EXISTS state (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS state_by_state_updated ON state (collections_workflow, state_updated);
 CREATE INDEX IF NOT EXISTS state_by_updated ON state (collections_workflow, updated);
+-- Workflow events written with the state change they announce, until announced.
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL UNIQUE,
+    payload_id TEXT NOT NULL,
+    event TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_by_payload ON outbox (payload_id, seq);
 """
 
 # sort_index -> column; "default" is the base table, sorted by its range key.
@@ -204,6 +212,8 @@ class SqliteStateStore:
         execution_arn: str,
         state: State,
         error: str | None = None,
+        *,
+        event: WorkflowEvent | None = None,
     ) -> StateRecord:
         if state not in TERMINAL:
             raise ValueError(f"payload '{current.payload_id}': {state} is not a terminal state")
@@ -223,9 +233,47 @@ class SqliteStateStore:
                 "WHERE collections_workflow = ? AND itemids = ?",
                 (f"{state}_{now}", now, error, *_key(payload_id)),
             )
+            if event is not None:
+                self._put_event(conn, event)
             record = self._select(conn, payload_id)
         assert record is not None
         return record
+
+    # -- outbox -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _put_event(conn: Any, event: WorkflowEvent) -> None:
+        if event.event_id is None:
+            raise ValueError(f"payload '{event.payload_id}': an outbox event needs an event_id")
+        conn.execute(
+            "INSERT OR IGNORE INTO outbox (event_id, payload_id, event) VALUES (?, ?, ?)",
+            (event.event_id, event.payload_id, event.to_outbox()),
+        )
+
+    def pending_events(
+        self, payload_ids: Iterable[str] | None = None, *, limit: int = 100
+    ) -> list[WorkflowEvent]:
+        with self._db.read() as conn:
+            if payload_ids is None:
+                rows = conn.execute(
+                    "SELECT event FROM outbox ORDER BY seq LIMIT ?", (limit,)
+                ).fetchall()
+            else:
+                rows = []
+                for payload_id in dict.fromkeys(payload_ids):
+                    rows += conn.execute(
+                        "SELECT event FROM outbox WHERE payload_id = ? ORDER BY seq LIMIT ?",
+                        (payload_id, limit - len(rows)),
+                    ).fetchall()
+                    if len(rows) >= limit:
+                        break
+        return [WorkflowEvent.from_outbox(row["event"]) for row in rows]
+
+    def mark_announced(self, events: Sequence[WorkflowEvent]) -> None:
+        ids = [(e.event_id,) for e in events if e.event_id is not None]
+        if ids:
+            with self._db.write() as conn:
+                conn.executemany("DELETE FROM outbox WHERE event_id = ?", ids)
 
     def delete(self, payload_id: str) -> None:
         try:

@@ -1,0 +1,55 @@
+"""Per-record isolation: an unexpected error while handling one record fails that record only.
+
+The stages expect `BackendError`s and the permanent record errors; anything else (sqlite3
+raising ``UnicodeEncodeError`` on a lone surrogate, a ``KeyError`` from a record of an
+unforeseen shape, a bug) is caught at the record's boundary by the helpers here: the record
+is reported FAILED with a reason naming the error (so its message is retried, then
+dead-lettered with that reason) and its batch-mates go on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from cirrus_feed.backends.base import StateRecord, StateStore
+from cirrus_feed.errors import BackendError
+from cirrus_feed.support.text import storable
+
+log = logging.getLogger(__name__)
+
+
+def unexpected(exc: BaseException, what: str) -> str:
+    """Log ``exc`` (its traceback at DEBUG); the failure reason of the record ``what``."""
+    reason = storable(f"{what}: unexpected {type(exc).__name__}: {exc}")
+    log.error("record failed: %s", reason)
+    log.debug("record failed: %s", reason, exc_info=exc)  # the traceback, when asked for
+    return reason
+
+
+def read_records(
+    state: StateStore, payload_ids: Iterable[str]
+) -> tuple[dict[str, StateRecord], dict[str, str]]:
+    """The records of ``payload_ids`` and, by id, why some could not be read.
+
+    One read for the batch; when it fails unexpectedly (one id sqlite3 cannot encode), each
+    id is read alone, so only the ids that cannot be read fail. `BackendError` (the store is
+    down) propagates: it concerns the whole batch.
+    """
+    wanted = list(dict.fromkeys(payload_ids))
+    try:
+        return state.get_many(wanted), {}
+    except BackendError:
+        raise
+    except Exception:  # noqa: BLE001 - narrowed below, one id at a time
+        log.warning("batch read of %d records failed; reading one at a time", len(wanted))
+    records: dict[str, StateRecord] = {}
+    broken: dict[str, str] = {}
+    for payload_id in wanted:
+        try:
+            records.update(state.get_many([payload_id]))
+        except BackendError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - this id's record fails, the others go on
+            broken[payload_id] = unexpected(exc, f"payload {payload_id!r}: reading its state")
+    return records, broken
