@@ -62,7 +62,9 @@ class App:
             ConfigError: a name not configured, or its config (or type) is wrong.
         """
         wanted = set(self.settings.feeders) if names is None else set(names)
-        configs = feeder_configs(self.settings, FeederRegistry(), wanted - set(self.feeders))
+        configs = feeder_configs(
+            self.settings, FeederRegistry(), wanted - set(self.feeders), runs_here=True
+        )
         for name, (cls, config) in configs.items():
             self.feeders[name] = self.build_feeder(name, cls, config)
         return {name: self.feeders[name] for name in sorted(wanted)}
@@ -88,7 +90,7 @@ def build_app(
     with the ``aws`` settings); tests pass `cirrus_feed.support.clock.FakeClock` as ``clock``.
     ``only`` names the configured feeders to build (default: all), so a Lambda handler loads
     (and imports) only the feeders it runs."""
-    configs = feeder_configs(settings, registry or FeederRegistry(), only)  # fail fast
+    configs = feeder_configs(settings, registry or FeederRegistry(), only, runs_here=True)
     backends = (
         build_local(settings, clock=clock)
         if settings.backend == "local"
@@ -155,10 +157,15 @@ def client_factory(settings: Settings, session: Any = None) -> ClientFactory:
 
 
 def feeder_configs(
-    settings: Settings, registry: FeederRegistry, only: Collection[str] | None = None
+    settings: Settings,
+    registry: FeederRegistry,
+    only: Collection[str] | None = None,
+    *,
+    runs_here: bool = False,
 ) -> dict[str, tuple[type[Feeder[Any]], FeederConfig]]:
     """Every configured feeder's class and settings (or those named in ``only``), validated
-    by its type's ``Config``.
+    by its type's ``Config``; ``runs_here`` (the feeders will feed this process's backends):
+    on the local backend, their workflows are checked against the local ones too.
 
     Raises:
         ConfigError: naming the feeder and the field (or the unknown / broken type, or a
@@ -184,7 +191,26 @@ def feeder_configs(
             raise ConfigError(f"{where}: {exc}") from exc
         except ValidationError as exc:
             raise ConfigError(f"{where}: {describe_validation_error(exc)}") from exc
+        if runs_here and settings.backend == "local":
+            check_local_workflows(where, feeders[name][1], settings.workflows)
     return feeders
+
+
+def check_local_workflows(where: str, config: FeederConfig, workflows: Collection[str]) -> None:
+    """The embedded default runs only its configured workflows: a feeder naming another
+    would have every payload fail, so it fails at config load instead.
+
+    Raises:
+        ConfigError: naming the feeder, the hop and the workflow.
+    """
+    for index, hop in enumerate(config.process):
+        for definition in hop if isinstance(hop, list) else [hop]:
+            if definition.workflow not in workflows:
+                known = ", ".join(sorted(workflows)) or "none"
+                raise ConfigError(
+                    f"{where}: process[{index}].workflow {definition.workflow!r} is not a "
+                    f"local workflow (workflows: {known})"
+                )
 
 
 @dataclass(frozen=True)

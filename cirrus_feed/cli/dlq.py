@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from cirrus_feed.backends.base import DeadLetter, DeadLetterQueue, InvalidRecord, InvalidStore
+from cirrus_feed.cli.boundary import INTERRUPTED
 from cirrus_feed.cli.feeds import Progress, run_json
 from cirrus_feed.cli.main import Context, cli, pass_context
 from cirrus_feed.feeding.replay import (
@@ -57,7 +58,7 @@ def dlq_list(ctx: Context, limit: int | None, as_json: bool) -> None:
     """One line per dead letter: id, when, receive count, reason, payload id.
 
     On SQS a look receives the messages and makes them visible again at once."""
-    letters = _letters(ctx).peek(limit)
+    letters = [] if ctx.no_state_yet() else _letters(ctx).peek(limit)
     for letter in letters:
         data = letter_json(letter)
         if as_json:
@@ -146,6 +147,8 @@ def dlq_replay(
         )
         for message_id in missing:
             click.echo(f"not found: {message_id}", err=True)
+    if run.status == "interrupted":
+        sys.exit(INTERRUPTED)
     if not result.ok or feeder.kept or missing:
         sys.exit(1)
 
@@ -185,6 +188,8 @@ def invalid() -> None:
 @pass_context
 def invalid_list(ctx: Context, limit: int, as_json: bool) -> None:
     """The newest rejected records: id, when, stage, payload id, reason."""
+    if ctx.no_state_yet():
+        return
     store = _invalid(ctx)
     records = store.recent(limit)
     for record in records:

@@ -35,10 +35,28 @@ def read_input(path: str, limits: RecordLimits) -> Iterator[Item]:
     except OSError as exc:
         raise click.BadParameter(f"cannot read {path}: {exc.strerror}", param_hint="PATH") from exc
     with stream:
+        _refuse_binary(stream, path)
         try:
             yield from read_records(stream, path, limits)
         except OSError as exc:
             raise click.BadParameter(f"error reading {path}: {exc}", param_hint="PATH") from exc
+
+
+_SNIFF_BYTES = 8192
+
+
+def _refuse_binary(stream: IO[bytes], path: str) -> None:
+    """A file with NUL bytes near its start is no JSON text (a NUL inside a JSON string must
+    be escaped): one usage error, not one rejection per "line" of an image or a binary."""
+    try:
+        head = stream.read(_SNIFF_BYTES)
+        stream.seek(0)
+    except OSError as exc:
+        raise click.BadParameter(f"error reading {path}: {exc}", param_hint="PATH") from exc
+    if b"\x00" in head:
+        raise click.BadParameter(
+            f"{path} is a binary file, not JSON or NDJSON text", param_hint="PATH"
+        )
 
 
 def payload_inputs(path: str, limits: RecordLimits) -> Iterator[ProcessPayload | Unreadable]:

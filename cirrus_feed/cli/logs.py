@@ -29,20 +29,29 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
+    """One line a record; a logged exception's traceback only when ``tracebacks`` (the
+    CLI's ``--debug``): the line already carries the error's message."""
+
+    def __init__(self, *, tracebacks: bool = True) -> None:
+        super().__init__()
+        self.tracebacks = tracebacks
+
     def format(self, record: logging.LogRecord) -> str:
         text = f"{record.levelname.lower()}: {record.getMessage()}"
         payload_id = getattr(record, "payload_id", None)
         if payload_id:
             text += f" [{payload_id}]"
         text = escape_unsafe(text)  # one record, one line: input cannot forge log lines
-        if record.exc_info:
+        if record.exc_info and self.tracebacks:
             text += "\n" + self.formatException(record.exc_info)
+        elif record.exc_info and (exc := record.exc_info[1]) is not None:
+            text += escape_unsafe(f" ({type(exc).__name__}: {exc})")  # the traceback's last line
         return text
 
 
-def setup_logging(fmt: str = "text", level: str = "WARNING") -> None:
+def setup_logging(fmt: str = "text", level: str = "WARNING", *, tracebacks: bool = True) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter(tracebacks=tracebacks))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -1,6 +1,8 @@
 """The ``cirrus-feed`` command: parse arguments, load settings, call the app; no logic here.
 
-Exit codes: 0 ok, 1 some records failed or were invalid, 2 usage or config error.
+Exit codes (`cirrus_feed.cli.boundary`): 0 ok, 1 some records failed or were invalid,
+2 usage or config error, 130 interrupted. Ordinary errors are one line and a hint; the
+traceback only with ``--debug``.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ import json
 import signal
 import sys
 import threading
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +19,12 @@ import click
 
 from cirrus_feed.app import App, build_app
 from cirrus_feed.backends.base import StateQuery
+from cirrus_feed.cli.boundary import BoundaryGroup
 from cirrus_feed.cli.inputs import execution_inputs, payload_inputs
 from cirrus_feed.cli.logs import setup_logging
 from cirrus_feed.cli.views import record_view
 from cirrus_feed.config import Settings, load_settings
-from cirrus_feed.errors import CirrusFeedError, ConfigError
+from cirrus_feed.model.payload import ProcessPayload
 from cirrus_feed.model.reports import StageReport
 from cirrus_feed.model.states import State
 from cirrus_feed.model.storable import escape_unsafe
@@ -40,9 +44,29 @@ class Context:
 
     @property
     def app(self) -> App:
+        """The backends and stages; no feeders, so a broken feeder plugin fails only the
+        commands that use it (`with_feeders`)."""
         if self._app is None:
-            self._app = build_app(self.settings)
+            self._app = build_app(self.settings, only=())
         return self._app
+
+    def with_feeders(self, names: Collection[str] | None = None) -> App:
+        """The app with the configured feeders ``names`` (None: all) built.
+
+        Raises:
+            ConfigError: a name not configured, or its config or plugin is broken.
+        """
+        self.app.load_feeders(names)
+        return self.app
+
+    def no_state_yet(self) -> bool:
+        """True (and a note on stderr) when the embedded default's folder does not exist: a
+        command that only reads says so instead of creating it by opening the app."""
+        root = self.settings.local.root
+        if self.settings.backend != "local" or root.exists():
+            return False
+        click.echo(f"no state yet at {root} (run `cirrus-feed demo` or `enqueue`)", err=True)
+        return True
 
     def close(self) -> None:
         if self._app is not None:
@@ -52,7 +76,11 @@ class Context:
 pass_context = click.make_pass_decorator(Context)
 
 
-@click.group()
+_LEVELS = click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False)
+
+
+@click.group(cls=BoundaryGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="cirrus-feed", message="%(prog)s %(version)s")
 @click.option(
     "--config",
     "config_path",
@@ -66,30 +94,24 @@ pass_context = click.make_pass_decorator(Context)
     show_default=True,
     help="Logs go to stderr; json = one object per line.",
 )
-@click.option("--log-level", default="WARNING", show_default=True)
+@click.option("--log-level", type=_LEVELS, default="WARNING", show_default=True)
+@click.option("--debug", is_flag=True, help="Show the traceback of an error.")
 @click.pass_context
-def cli(ctx: click.Context, config_path: Path | None, log_format: str, log_level: str) -> None:
-    """Feeders and event bridge for Cirrus STAC pipelines."""
-    setup_logging(log_format, log_level)
+def cli(
+    ctx: click.Context, config_path: Path | None, log_format: str, log_level: str, debug: bool
+) -> None:
+    """Feeders and event bridge for Cirrus STAC pipelines.
+
+    Exit codes: 0 ok, 1 failures (records failed, gaps found, a backend unreachable),
+    2 usage or config error, 130 interrupted."""
+    setup_logging(log_format, log_level, tracebacks=debug)
     context = Context(load_settings(config_path), log_format)
     ctx.obj = context
     ctx.call_on_close(context.close)
 
 
 def main() -> None:
-    try:
-        cli(standalone_mode=False)
-    except click.exceptions.Abort:
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except ConfigError as exc:
-        click.echo(f"config error: {exc}", err=True)
-        sys.exit(2)
-    except CirrusFeedError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+    cli.main(prog_name="cirrus-feed")
 
 
 def _note(message: str, level: str = "INFO", **fields: Any) -> None:
@@ -141,9 +163,14 @@ def payload() -> None:
 
 @payload.command("id")
 @click.argument("path", default="-")
-def payload_id(path: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help='One {"payload_id": ...} per line.')
+def payload_id(path: str, as_json: bool) -> None:
     """Print the payload id of every payload in PATH (a payload, NDJSON or an envelope)."""
-    bad = _each_payload(path, lambda p: click.echo(p.id))
+
+    def show(p: ProcessPayload) -> None:
+        click.echo(json.dumps({"payload_id": p.id}) if as_json else p.id)
+
+    bad = _each_payload(path, show)
     sys.exit(1 if bad else 0)
 
 
@@ -273,13 +300,17 @@ def state() -> None:
 @pass_context
 def state_get(ctx: Context, payload_id: str, as_json: bool) -> None:
     """Show one payload's state record."""
+    if ctx.no_state_yet():
+        click.echo(f"error: payload not found: {payload_id}", err=True)
+        sys.exit(1)
     b = ctx.app.backends
     view = record_view(b.state.get(payload_id), b.store, b.runner.region)
     if as_json:
         click.echo(json.dumps(view, indent=2))
     else:
         for key, value in view.items():
-            click.echo(f"{key}: {', '.join(value) if isinstance(value, list) else value}")
+            if value is not None and value != []:  # an unset field says nothing
+                click.echo(f"{key}: {', '.join(value) if isinstance(value, list) else value}")
 
 
 @state.command("list")
@@ -298,8 +329,10 @@ def state_list(
 
         list_stuck(ctx, older_than, limit, as_json, filters)
         return
-    b = ctx.app.backends
     query, shown, next_key = _query(**filters), 0, None
+    if ctx.no_state_yet():
+        return
+    b = ctx.app.backends
     while shown < limit:
         page = b.state.query(query, limit=min(100, limit - shown), next_key=next_key)
         for record in page.records:
@@ -323,8 +356,11 @@ def state_counts(ctx: Context, /, limit: int | None, as_json: bool, **filters: A
     """Count records per state (or for one --state)."""
     query = _query(**filters)
     states = [query.state] if query.state else list(State)
+    empty = ctx.no_state_yet()
     counts = {
-        s.value: ctx.app.backends.state.count(
+        s.value: 0
+        if empty
+        else ctx.app.backends.state.count(
             StateQuery(query.collections_workflow, s, query.since, query.error_prefix),
             limit=limit,
         )

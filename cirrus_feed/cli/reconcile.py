@@ -29,11 +29,11 @@ def reconcile_command(
     """Compare feeder NAME's source with the state DB and the output catalog (when the
     feeder's `reconcile:` setting names one): never fed, fed but not SUCCEEDED, SUCCEEDED
     but not in the catalog."""
-    app = ctx.app
-    feeder = app.feeders.get(name)
-    if feeder is None:
-        known = ", ".join(sorted(app.feeders)) or "none configured"
+    if name not in ctx.settings.feeders:
+        known = ", ".join(sorted(ctx.settings.feeders)) or "none configured"
         raise click.BadParameter(f"no feeder '{name}' in the config ({known})", param_hint="NAME")
+    app = ctx.with_feeders([name])
+    feeder = app.feeders[name]
     start, end = _when(since, "--since"), _when(until, "--until")
     if start is not None and end is not None and start >= end:
         raise click.BadParameter(f"{since} is not before --until {until}", param_hint="--since")

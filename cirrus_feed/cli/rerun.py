@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import signal
-import sys
 from typing import Any
 
 import click
 from pydantic import ValidationError
 
-from cirrus_feed.cli.feeds import Progress, run_json
+from cirrus_feed.cli.feeds import Progress, exit_for, expected_total, run_json
 from cirrus_feed.cli.main import Context, cli, pass_context
 from cirrus_feed.config import describe_validation_error
 from cirrus_feed.errors import PluginError
@@ -110,7 +109,7 @@ def rerun(
         return
     if restart and app.backends.feeds is not None:
         app.backends.feeds.clear_cursor(name)
-    progress = Progress(name)
+    progress = Progress(name, total=expected_total(feeder, limit))
     runner = FeedRunner(app, progress=progress)
 
     def stop(*_: object) -> None:
@@ -130,5 +129,4 @@ def rerun(
     else:
         summary = ", ".join(f"{n} {k}" for k, n in sorted(run.counts.items())) or "nothing"
         click.echo(f"{name}: {run.status}: {summary}" + (f" ({run.error})" if run.error else ""))
-    if not result.ok:
-        sys.exit(1)
+    exit_for(result)

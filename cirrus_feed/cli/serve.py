@@ -69,7 +69,7 @@ def serve(
     count = 0 if no_workers else workers or ctx.settings.process.workers
     if listen and http_address:
         raise click.UsageError("--listen and --http both set the address: give one")
-    service = Service(ctx.app, workers=count)
+    service = Service(ctx.with_feeders(), workers=count)
     sns = bool(http_address) or ctx.settings.http.sns
     if not service.schedules and not service.workers and not sns:
         raise click.UsageError("nothing to serve: no feeder has a schedule and no workers run")
@@ -155,7 +155,7 @@ def _endpoint(ctx: Context, feeder_name: str | None) -> SnsEndpoint:
         from cirrus_feed.service.sns_signature import SnsSignatureVerifier
     except ModuleNotFoundError as exc:
         raise_missing_extra(exc, "cirrus-feed serve --http")
-    app = ctx.app
+    app = ctx.with_feeders()
     topics = app.settings.sns_endpoint.topics
     if not topics:
         raise ConfigError(

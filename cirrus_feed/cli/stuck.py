@@ -32,6 +32,8 @@ def list_stuck(
         age = parse_duration(older_than or DEFAULT_OLDER_THAN)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--older-than") from exc
+    if ctx.no_state_yet():
+        return
     app = ctx.app
     found = find_stuck(
         app.backends.state,

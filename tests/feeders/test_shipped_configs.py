@@ -32,6 +32,7 @@ SHIPPED = sorted(CONFIG.glob("*.yaml")) + sorted((CONFIG / "feeders").glob("*.ya
 SFN_ARN_PREFIX = "arn:aws:states:us-east-1:123456789012:stateMachine:"
 COVERED = {
     "local.yaml",
+    "demo.yaml",  # also tests/integration/test_readme_tour.py
     "aws.example.yaml",
     "feeders/events.yaml",
     "feeders/events-earth-search.yaml",
@@ -81,11 +82,27 @@ def test_shipped_configs_are_all_covered_here() -> None:
 
 
 def test_shipped_local_config_builds_and_answers(tmp_path: Path) -> None:
-    result = invoke(shipped("local.yaml", tmp_path), "state", "counts", "--json")
+    config = shipped("local.yaml", tmp_path)
+    before = invoke(config, "state", "counts", "--json")
+    CliRunner().invoke(cli, ["--config", str(config), "enqueue", "-"], input="")  # a write
+    after = invoke(config, "state", "counts", "--json")
+
+    assert before.exit_code == 0, before.output
+    assert set(json.loads(before.stdout).values()) == {0}
+    assert "no state yet" in before.stderr  # reading created nothing
+    assert after.exit_code == 0, after.output
+    assert set(json.loads(after.stdout).values()) == {0}
+    assert (tmp_path / "root" / "state.sqlite").exists()
+
+
+def test_shipped_demo_config_reads_the_demo_folder(tmp_path: Path) -> None:
+    config = shipped("demo.yaml", tmp_path)
+    CliRunner().invoke(cli, ["demo", "--root", str(tmp_path / "root")], env={})
+
+    result = invoke(config, "state", "counts", "--json")
 
     assert result.exit_code == 0, result.output
-    assert set(json.loads(result.stdout).values()) == {0}
-    assert (tmp_path / "root" / "state.sqlite").exists()
+    assert json.loads(result.stdout)["FAILED"] == 1  # the demo's always-fails sample
 
 
 class Deployment:

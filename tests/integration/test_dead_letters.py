@@ -104,7 +104,7 @@ def test_dlq_show_prints_body_and_reason(harness: Harness, config: Path) -> None
     assert data["payload_id"] == payload_id("a")
     assert "received more than" in data["reason"]
     assert missing.exit_code == 1
-    assert "no dead letter '12345'" in str(missing.exception)
+    assert "no dead letter '12345'" in missing.stderr
 
 
 def test_dlq_replay_sends_the_named_letters_and_removes_only_them(

@@ -7,7 +7,6 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from cirrus_feed.cli.main import cli
-from cirrus_feed.errors import ConfigError
 
 
 def test_serve_http_without_topics_is_a_config_error(tmp_path: Path) -> None:
@@ -18,5 +17,6 @@ def test_serve_http_without_topics_is_a_config_error(tmp_path: Path) -> None:
         cli, ["--config", str(config), "serve", "--no-workers", "--http", "127.0.0.1:0"]
     )
 
-    assert isinstance(result.exception, ConfigError)
-    assert "sns_endpoint.topics" in str(result.exception)
+    assert result.exit_code == 2
+    assert result.stderr.startswith("config error: ")
+    assert "sns_endpoint.topics" in result.stderr
