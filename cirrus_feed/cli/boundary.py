@@ -30,6 +30,7 @@ from cirrus_feed.errors import (
     BackendUnavailableError,
     CirrusFeedError,
     ConfigError,
+    MissingExtraError,
     SourceUnavailableError,
 )
 
@@ -137,6 +138,8 @@ def failure_for(exc: Exception) -> Failure:
         for name, describe in _LIBRARY_ERRORS:
             if name in names:
                 return describe(cause)
+    if any(isinstance(c, MissingExtraError) for c in _chain(exc)):  # the line says what to install
+        return Failure(str(exc), "", USAGE, label="config error")
     if isinstance(exc, ConfigError):
         hint = "fix the setting named above (the file: --config or $CIRRUS_FEED_CONFIG)"
         return Failure(str(exc), hint, USAGE, label="config error")
