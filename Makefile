@@ -29,7 +29,7 @@ services:
 	bash .ci/install-services
 
 test: lint services
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 3
 
 # The Lambda deployment zip: `make lambda-zip PLATFORM=aarch64 EXTRAS=inventory,stac`.
 PLATFORM ?= x86_64
