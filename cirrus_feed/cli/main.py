@@ -24,7 +24,7 @@ from cirrus_feed.cli.inputs import execution_inputs, payload_inputs
 from cirrus_feed.cli.logs import setup_logging
 from cirrus_feed.cli.views import record_view
 from cirrus_feed.config import Settings, load_settings
-from cirrus_feed.model.payload import ProcessPayload
+from cirrus_feed.model.payload import ProcessPayload, payload_id_to_key
 from cirrus_feed.model.reports import StageReport
 from cirrus_feed.model.states import State
 from cirrus_feed.model.storable import escape_unsafe
@@ -300,6 +300,10 @@ def state() -> None:
 @pass_context
 def state_get(ctx: Context, payload_id: str, as_json: bool) -> None:
     """Show one payload's state record."""
+    try:
+        payload_id_to_key(payload_id)
+    except ValueError as exc:  # no record can have it: say why, not just "not found"
+        raise click.BadParameter(str(exc), param_hint="PAYLOAD_ID") from None
     if ctx.no_state_yet():
         click.echo(f"error: payload not found: {payload_id}", err=True)
         sys.exit(1)

@@ -71,6 +71,7 @@ CASES: list[tuple[str, list[str], int]] = [
     ("state get", ["state", "get", GOOD], 0),
     ("state get", ["state", "get", payload_id("never")], 1),
     ("state get", ["state", "get"], 2),
+    ("state get", ["state", "get", "no-workflow-segment/x"], 2),  # cannot be a payload id
     ("state list", ["state", "list", "--state", "FAILED"], 0),
     ("state list", ["state", "list", "--since", "1 week"], 2),
     ("state list --stuck", ["state", "list", "--stuck"], 0),
