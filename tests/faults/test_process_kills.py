@@ -123,7 +123,7 @@ def test_process_kill_loop_then_resume_every_payload_succeeds_and_is_announced_o
     pipeline = Pipeline(app, root)
     command = cli(config, "process", "--once", "--workers", "2")
 
-    loop = KillLoop(command, seed=SEED, low=1.2, high=2.5)
+    loop = KillLoop(command, seed=SEED, low=1.0, high=2.0)
     loop.run(KILLS)
     after_kills = pipeline.states()
     outbox_after_kills = pipeline.outbox()
@@ -140,8 +140,10 @@ def test_process_kill_loop_then_resume_every_payload_succeeds_and_is_announced_o
         f"{dict(pipeline.states())}; executions {dict(ran)}; SUCCEEDED announced "
         f"{sum(announced.values())} ({len(announced)} payloads); depth {depth}"
     )
+    # At least five kills landed on live work: `process --once` exits by itself as soon as it
+    # finds nothing left, so a run still alive to be killed was working. (On a fast machine
+    # the work may end before all `KILLS` were tried; the loop then stops.)
     assert loop.kills >= 5
-    assert all(r.killed for r in loop.runs)  # the work outlived every kill
     assert sum(after_kills.values()) < PAYLOADS or after_kills.get("SUCCEEDED", 0) < PAYLOADS
     assert resumed[-1].returncode == 0, resumed[-1].stderr[-2000:]
     assert len(records) == PAYLOADS  # none lost
