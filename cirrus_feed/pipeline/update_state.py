@@ -180,7 +180,16 @@ class StateUpdater:
             try:
                 announcer.drain(applied)
             except BackendError as exc:
+                # Their events may still wait in the outbox: fail them, so the redelivery
+                # drains it again (a success here would let the queue drop the message).
                 log.warning("outbox of %d finished payloads not read: %s", len(applied), exc)
+                reason = f"workflow event may be unannounced (outbox not read: {exc})"
+                report.results = [
+                    replace(r, outcome=Outcome.FAILED, reason=reason)
+                    if r.payload_id in applied and r.outcome is Outcome.DUPLICATE
+                    else r
+                    for r in report.results
+                ]
         return plans
 
     def _announce(self, announcer: Announcer, report: StageReport) -> None:

@@ -9,9 +9,11 @@ import pytest
 
 from cirrus_feed.backends.base import ExecutionOutcome, ExecutionStatus
 from cirrus_feed.backends.limits import SNS_MAX_MESSAGE_BYTES
+from cirrus_feed.errors import BackendUnavailableError
 from cirrus_feed.model import layout
 from cirrus_feed.model.executions import name_from_arn
 from cirrus_feed.model.payload import ProcessPayload
+from cirrus_feed.model.reports import Outcome
 from cirrus_feed.model.states import State
 from cirrus_feed.pipeline.update_state import NO_CAUSE
 
@@ -292,3 +294,29 @@ def test_update_state_item_too_large_to_publish_fails_only_its_record(harness: H
     assert small_record.state is State.SUCCEEDED
     assert [item["id"] for item in published(harness)] == ["small"]
     assert sorted(harness.event_types()) == ["FAILED", "SUCCEEDED"]
+
+
+def test_update_state_redelivery_fails_when_its_outbox_cannot_be_read(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A completion found already applied drains its payload's outbox (its event may never
+    have gone out). If that read fails, the record fails, so the queue redelivers it rather
+    than dropping the message with the event still waiting (seen under AWS faults)."""
+    outcome = started(harness)
+    done = ending(outcome, "SUCCEEDED", output=dict(outcome.input) | {"id": PID})
+    assert outcomes_of(harness.app.updater.update([done])) == ["updated"]
+    store = harness.b.state
+
+    def unreadable(*args: Any, **kwargs: Any) -> Any:
+        raise BackendUnavailableError("outbox read refused (injected)")
+
+    monkeypatch.setattr(store, "pending_events", unreadable)
+    [failed] = harness.app.updater.update([done]).results
+    monkeypatch.undo()
+    [again] = harness.app.updater.update([done]).results
+
+    assert failed.outcome is Outcome.FAILED
+    assert failed.reason is not None
+    assert "outbox not read" in failed.reason
+    assert "injected" in failed.reason
+    assert again.outcome is Outcome.DUPLICATE  # readable again: the redelivery succeeds
