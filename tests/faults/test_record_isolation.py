@@ -177,7 +177,9 @@ def test_poison_record_is_dead_lettered_with_its_reason(tmp_path: Path) -> None:
     assert runs == [{"started": 6, "failed": 1}] + [{"failed": 1}] * (MAX_RECEIVES - 1)
     queue = app.backends.queue
     assert isinstance(queue, SqlitePayloadQueue)
-    [(body, reason)] = queue.dead_letters()
+    assert app.backends.dead_letters is not None
+    [letter] = app.backends.dead_letters.peek()
+    body, reason = letter.body, letter.reason
     assert body == poison_body()
     assert reason.startswith(f"received more than {MAX_RECEIVES} times without being deleted")
     assert "last error:" in reason

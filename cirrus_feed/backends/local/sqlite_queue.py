@@ -247,13 +247,5 @@ class SqlitePayloadQueue:
             oldest_age=None if oldest is None else max(0.0, now - oldest),
         )
 
-    def dead_letters(self) -> list[tuple[str, str]]:
-        """(body, reason) of every dead-lettered message of this queue, oldest first."""
-        with self._db.read() as conn:
-            rows = conn.execute(
-                "SELECT body, reason FROM dead_letters WHERE queue = ? ORDER BY id", (self.name,)
-            ).fetchall()
-        return [(row["body"], row["reason"]) for row in rows]
-
     def close(self) -> None:
         self._db.close()
