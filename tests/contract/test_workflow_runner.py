@@ -49,10 +49,12 @@ def test_workflow_runner_start_returns_deterministic_arn(
 
 
 def test_workflow_runner_start_same_name_twice_already_exists(
-    workflow_runner: WorkflowRunner,
+    workflow_runner: WorkflowRunner, drive: Drive
 ) -> None:
     name = name_for(workflow_runner)
-    workflow_runner.start("wf-pass", name, PAYLOAD)
+    # Ended first: Step Functions answers a same-name, same-input start of a *running*
+    # execution with that execution (idempotent), so only an ended one is deterministic.
+    drive(workflow_runner, workflow_runner.start("wf-pass", name, PAYLOAD))
 
     with pytest.raises(ExecutionAlreadyExistsError):
         workflow_runner.start("wf-pass", name, PAYLOAD)
