@@ -52,6 +52,10 @@ class S3ObjectMapper(Mapper):
     name: ClassVar[str] = "s3-object"
     Options: ClassVar[type[MapperOptions]] = S3ObjectOptions
 
+    def __init__(self, options: MapperOptions) -> None:
+        super().__init__(options)
+        self._shared: ItemBuilder | None = None
+
     @property
     def settings(self) -> S3ObjectOptions:
         assert isinstance(self.options, S3ObjectOptions)
@@ -72,13 +76,23 @@ class S3ObjectMapper(Mapper):
                 objects.append(picked)
             else:
                 yield picked
-        builder = ItemBuilder(self.settings.item, self.settings.filter.key_regex)
+        builder = self._builder()
         # Groups are consecutive runs of keys, so siblings must come sorted.
         if self.settings.item.group_by is not None:
             objects.sort(key=lambda obj: obj.key)
         for obj in objects:
             yield from builder.push(obj)
         yield from builder.finish()
+
+    def _builder(self) -> ItemBuilder:
+        """Without grouping a builder keeps no state between objects: one (its templates
+        parsed once) serves every message, from any thread. A grouping one holds the open
+        group, so each message gets its own."""
+        if self.settings.item.group_by is not None:
+            return ItemBuilder(self.settings.item, self.settings.filter.key_regex)
+        if self._shared is None:
+            self._shared = ItemBuilder(self.settings.item, self.settings.filter.key_regex)
+        return self._shared
 
     def _pick(self, envelope: Envelope) -> S3Object | Skip | SourceRejection:
         event = envelope.body
