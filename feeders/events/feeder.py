@@ -250,7 +250,7 @@ class EventsFeeder(Feeder[EventsConfig]):
                         continue
                     if budget.left is not None:  # a limit may leave the rest unread
                         self._screen([entry], request)
-                    yield from budget.take(list(self._handle(entry, template)))
+                    yield from budget.take(self._handle(entry, template))
                 label = f"batch {number}: {len(batch.messages)} messages"
                 yield Checkpoint(label=label, commit=self._settler(batch, frozenset(unfinished)))
                 if budget.exhausted:
@@ -260,23 +260,24 @@ class EventsFeeder(Feeder[EventsConfig]):
 
     # -- one message ------------------------------------------------------------------------
 
-    def _handle(self, entry: _Opened, template: PayloadTemplate) -> Iterator[FeedItem]:
+    def _handle(self, entry: _Opened, template: PayloadTemplate) -> list[FeedItem]:
         message = entry.message
         if message.error is not None:
-            yield SourceRejection(message.event, message.error, message.tag, retry=True)
-            return
+            return [SourceRejection(message.event, message.error, message.tag, retry=True)]
+        outputs: list[FeedItem] = []
         for _ in range(entry.ignored):  # s3:TestEvent and the like: counted, not mapped
-            yield Skipped(f"message {message.tag}: a test event", "ignored", message.tag)
+            outputs.append(Skipped(f"message {message.tag}: a test event", "ignored", message.tag))
         for key in entry.already:
             reason = f"message {message.tag}: record {key} already handled (seen cache)"
-            yield Skipped(reason, "seen-cache", message.tag)
+            outputs.append(Skipped(reason, "seen-cache", message.tag))
+        done = len(outputs)
         try:
-            outputs = list(self._map(entry.envelopes, message.tag, template))
+            self._map(entry.envelopes, message.tag, template, outputs)
         except Exception as exc:  # noqa: BLE001 - a plugin mapper's bug must not sink the batch
             reason = f"message {message.tag}: mapper failed: {type(exc).__name__}: {exc}"
-            yield SourceRejection(message.event, reason, message.tag, retry=True)
-            return
-        yield from outputs
+            del outputs[done:]  # none of the message's items: it is retried whole
+            outputs.append(SourceRejection(message.event, reason, message.tag, retry=True))
+        return outputs
 
     def forget_unsettled(self) -> None:
         """Forget the seen keys of every message not settled yet (the run failed before its
@@ -337,36 +338,42 @@ class EventsFeeder(Feeder[EventsConfig]):
                 entry.already = [key for key in keys if key in before]
 
     def _map(
-        self, envelopes: list[Envelope], tag: str, template: PayloadTemplate
-    ) -> Iterator[FeedItem]:
+        self, envelopes: list[Envelope], tag: str, template: PayloadTemplate, out: list[FeedItem]
+    ) -> None:
+        """Append what ``envelopes`` (one message's) map to onto ``out``."""
         topic = self._topic(envelopes)
         for group, mapper in self._groups(envelopes, topic):
             if mapper is None:
-                yield self._unmapped(group[0], tag, topic)
+                out.append(self._unmapped(group[0], tag, topic))
                 continue
             # A grouping mapper's items may span records: the filter sees the first one's.
-            runs = (
-                [(group[0], mapper.map_message(group))]
-                if mapper.groups
-                else [(envelope, mapper.map(envelope)) for envelope in group]
-            )
-            for envelope, outputs in runs:
-                for output in outputs:
-                    yield from self._output(output, envelope, tag, template)
+            if mapper.groups:
+                self._outputs(mapper.map_message(group), group[0], tag, template, out)
+            else:
+                for envelope in group:
+                    self._outputs(mapper.map(envelope), envelope, tag, template, out)
 
-    def _output(
-        self, output: Mapped, envelope: Envelope, tag: str, template: PayloadTemplate
-    ) -> Iterator[FeedItem]:
-        if isinstance(output, Skip):
-            self.filtered += 1
-            yield Skipped(output.reason, output.kind, tag)
-        elif isinstance(output, SourceRejection):
-            yield replace(output, tag=tag)
-        elif self._filter is None or self._filter.keeps(envelope, output):
-            yield Tagged(template.build([output]), tag)
-        else:
-            self.filtered += 1
-            yield Skipped(f"item {output.get('id')!r}: dropped by the filter", "filter", tag)
+    def _outputs(
+        self,
+        outputs: Iterable[Mapped],
+        envelope: Envelope,
+        tag: str,
+        template: PayloadTemplate,
+        out: list[FeedItem],
+    ) -> None:
+        keeps = self._filter.keeps if self._filter is not None else None
+        for output in outputs:
+            if isinstance(output, Skip):
+                self.filtered += 1
+                out.append(Skipped(output.reason, output.kind, tag))
+            elif isinstance(output, SourceRejection):
+                out.append(replace(output, tag=tag))
+            elif keeps is None or keeps(envelope, output):
+                out.append(Tagged(template.build([output]), tag))
+            else:
+                self.filtered += 1
+                reason = f"item {output.get('id')!r}: dropped by the filter"
+                out.append(Skipped(reason, "filter", tag))
 
     def _groups(
         self, envelopes: list[Envelope], topic: str | None
