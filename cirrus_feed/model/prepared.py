@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from cirrus_feed.errors import PayloadValidationError
@@ -28,6 +29,10 @@ from cirrus_feed.model.payload import (
     plainly_storable,
     validate,
 )
+
+# What ``json.dumps`` does with its defaults, without its per-call argument handling.
+_encode = json.JSONEncoder().encode
+_encode_text = encode_basestring_ascii
 
 
 class PayloadTemplate:
@@ -63,7 +68,7 @@ class PayloadTemplate:
         if payload_id is None:  # not the common case: the full per-payload checks
             payload_id = derive_payload_id({"features": items, "process": self.process})
             self._check(items, payload_id)
-        body = f"{self._head}{json.dumps(items)}{self._tail}{json.dumps(payload_id)}}}"
+        body = f"{self._head}{_encode(items)}{self._tail}{_encode_text(payload_id)}}}"
         return PreparedPayload(payload_id, body, self.replace)
 
     def build(self, features: Sequence[Mapping[str, Any]]) -> PreparedPayload | dict[str, Any]:
