@@ -73,8 +73,8 @@ from feeders.events.sources import (
 )
 
 DEFAULT_SEEN_TTL = 24 * 3600
-# Messages of a file settled (and looked up in the seen cache) together: nothing to ack, so
-# a batch as big as a few runner flushes, not SQS's 10.
+# Messages of a file or a pushed list settled (and looked up in the seen cache) together:
+# nothing to ack remotely, so a batch as big as a few runner flushes, not SQS's 10.
 FILE_BATCH = 500
 
 
@@ -215,7 +215,7 @@ class EventsFeeder(Feeder[EventsConfig]):
 
     def pushed(self, events: Iterable[Any]) -> PushedEvents:
         """`PushTarget`: a one-off feed over pushed ``events``."""
-        source = ListMessageSource(events)
+        source = ListMessageSource(events, batch_size=FILE_BATCH)  # nothing to ack remotely
         return PushedEvents(self.with_source(source), source)
 
     def open_source(self) -> MessageSource:
