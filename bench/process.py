@@ -306,7 +306,8 @@ def geo_set(geo: Any, side: Side, prefix: str, count: int, label: str) -> dict[s
     """cirrus-geo's own handlers over the same set: process per SQS event, then update_state
     per EventBridge status-change event (its only input shape); payloads/s of each."""
     report = geo.runner.invoke("process", set_events(prefix, count))
-    geo_check(report, "process", sum(report["results"]) == count, f"started {report['results']}")
+    started = sum(report["results"])  # its return value: how many it started
+    geo_check(report, "process", started == count, f"started {started} of {count} payloads")
     ids = set_ids(prefix, count)
     updated = geo.runner.invoke("update-state", geo.status_change_events(ids))
     geo_check(updated, "update_state", len(updated["results"]) == count, "events unanswered")
