@@ -1,9 +1,10 @@
-"""Benchmark of the pipeline: local loop throughput and AWS API calls per payload.
+"""Benchmark of the pipeline: local loop throughput; AWS calls and throughput vs cirrus-geo.
 
 Run by hand (never by CI), from the repository root::
 
     .venv/bin/python bench/process.py [--sizes 1000,10000] [--workers 1,2]
                                       [--aws-payloads 200] [--skip-aws] [--profile]
+    .venv/bin/python bench/process.py --skip-local [--aws-payloads 200] [--aws-rounds 2]
 
 See ``bench/README.md`` for what the numbers mean. Every local measurement runs in a fresh
 subprocess, so its peak RSS is its own.
