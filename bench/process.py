@@ -31,7 +31,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from cirrus_feed.app import App, build_app, build_aws
 from cirrus_feed.backends.base import ExecutionOutcome, StateQuery
@@ -231,6 +231,10 @@ SETS = (("A", BATCHED, 10), ("B", SINGLE, 1))
 GOAL_CALLS = {PROCESS: 3.0, BATCHED: 1.5}  # cirrus-feed's API calls per payload
 GOAL_RATIO = 5.0  # cirrus-feed's payloads/s ÷ cirrus-geo 2.0.0's, same server, same events
 
+if TYPE_CHECKING:  # imported where used: the local loop's children must not load boto3
+    from _cirrus_geo import CirrusGeoSide
+    from _moto import CallCounter
+
 
 @dataclass
 class Side:
@@ -281,7 +285,13 @@ def expect(report: StageReport, outcome: str, count: int, what: str) -> None:
 
 
 def feed_set(
-    app: App, counter: Any, side: Side, prefix: str, count: int, label: str, update_batch: int
+    app: App,
+    counter: CallCounter,
+    side: Side,
+    prefix: str,
+    count: int,
+    label: str,
+    update_batch: int,
 ) -> dict[str, float]:
     """cirrus-feed's process and update-state over one set; payloads/s of each stage."""
     events = set_events(prefix, count)
@@ -303,7 +313,9 @@ def feed_set(
     return {PROCESS: count / process_s, label: count / update_s}
 
 
-def geo_set(geo: Any, side: Side, prefix: str, count: int, label: str) -> dict[str, float]:
+def geo_set(
+    geo: CirrusGeoSide, side: Side, prefix: str, count: int, label: str
+) -> dict[str, float]:
     """cirrus-geo's own handlers over the same set: process per SQS event, then update_state
     per EventBridge status-change event (its only input shape); payloads/s of each."""
     report = geo.runner.invoke("process", set_events(prefix, count))
