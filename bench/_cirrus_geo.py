@@ -24,9 +24,10 @@ from _moto import dummy_credentials
 from cirrus_feed.config import Settings
 
 CIRRUS_GEO_VERSION = "2.0.0"
-# s3fs is stactask's dependency: without a floor pip backtracks through every s3fs and
-# aiobotocore release looking for one that accepts the newest botocore, and gives up.
-VENV_PACKAGES = (f"cirrus-geo=={CIRRUS_GEO_VERSION}", "boto3", "s3fs>=2025.9")
+# boto3 comes with cirrus-geo. Not naming it, and a floor on stactask's s3fs, keep pip's
+# resolver from backtracking through every s3fs / aiobotocore / boto3 release looking for an
+# aiobotocore that accepts the newest botocore (it gives up, or takes many minutes).
+VENV_PACKAGES = (f"cirrus-geo=={CIRRUS_GEO_VERSION}", "s3fs>=2025.9")
 RUNNER = Path(__file__).resolve().with_name("_cirrus_geo_runner.py")
 PYENV_PYTHON = Path.home() / ".pyenv" / "versions" / "3.12.1" / "bin" / "python"
 # Lambda deployments run cirrus-geo at INFO; its default, DEBUG, logs every event in full.
