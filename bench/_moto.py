@@ -10,12 +10,15 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
+import sys
 import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -28,46 +31,81 @@ ACCOUNT = "123456789012"  # moto's default account
 PASS_MACHINE = {"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}
 
 
+def dummy_credentials() -> dict[str, str]:
+    """Environment that keeps botocore from looking for real credentials or config."""
+    return {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    }
+
+
 @dataclass
 class MotoServer:
-    """A `moto.server.ThreadedMotoServer` on 127.0.0.1 with Step Functions in execute mode."""
+    """A `moto.server.ThreadedMotoServer` on 127.0.0.1 with Step Functions in execute mode,
+    in its own interpreter (this file run as a script).
 
-    server: Any
+    Its own process, so neither side of the bench shares a GIL with the server: cirrus-feed
+    in the bench's process and cirrus-geo in its runner are both plain HTTP clients of it.
+    """
+
+    process: subprocess.Popen[str]
     endpoint: str
 
     @classmethod
     def start(cls) -> MotoServer:
-        from moto.server import ThreadedMotoServer
-
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        # Dummy credentials so botocore never looks for real ones.
-        os.environ.update(
-            AWS_ACCESS_KEY_ID="testing",
-            AWS_SECRET_ACCESS_KEY="testing",
-            AWS_SESSION_TOKEN="testing",
-            AWS_DEFAULT_REGION=REGION,
-            AWS_CONFIG_FILE=os.devnull,
-            AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+        os.environ.update(dummy_credentials())
+        process = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve())],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        host, port = server.get_host_and_port()
-        # moto's Step Functions interpreter calls the other services back on $MOTO_PORT.
-        os.environ["MOTO_PORT"] = str(port)
-        endpoint = f"http://{host}:{port}"
-        # Must precede any CreateStateMachine: machines created before never execute.
-        request = urllib.request.Request(
-            f"{endpoint}/moto-api/config",
-            data=json.dumps({"stepfunctions": {"execute_state_machine": True}}).encode(),
-            method="POST",
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            response.read()
-        return cls(server, endpoint)
+        assert process.stdout is not None
+        endpoint = process.stdout.readline().strip()
+        if not endpoint.startswith("http://"):
+            process.kill()
+            raise SystemExit(f"moto server did not start (said {endpoint!r})")
+        return cls(process, endpoint)
 
     def stop(self) -> None:
-        self.server.stop()
+        assert self.process.stdin is not None
+        self.process.stdin.close()  # the server stops at end of input
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def serve() -> None:
+    """Run moto's server until stdin closes; print its endpoint first."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    os.environ.update(dummy_credentials())
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    # moto's Step Functions interpreter calls the other services back on $MOTO_PORT.
+    os.environ["MOTO_PORT"] = str(port)
+    endpoint = f"http://{host}:{port}"
+    # Must precede any CreateStateMachine: machines created before never execute.
+    request = urllib.request.Request(
+        f"{endpoint}/moto-api/config",
+        data=json.dumps({"stepfunctions": {"execute_state_machine": True}}).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        response.read()
+    print(endpoint, flush=True)
+    sys.stdin.read()
+    server.stop()
 
 
 def new_session() -> boto3.session.Session:
@@ -157,3 +195,7 @@ class CallCounter:
         # event_name is "before-send.<service id>.<Operation>"
         if self.label is not None:
             self.attempts[self.label][event_name.split(".", 1)[1]] += 1
+
+
+if __name__ == "__main__":
+    serve()

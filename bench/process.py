@@ -1,9 +1,10 @@
-"""Benchmark of the pipeline: local loop throughput and AWS API calls per payload.
+"""Benchmark of the pipeline: local loop throughput; AWS calls and throughput vs cirrus-geo.
 
 Run by hand (never by CI), from the repository root::
 
     .venv/bin/python bench/process.py [--sizes 1000,10000] [--workers 1,2]
                                       [--aws-payloads 200] [--skip-aws] [--profile]
+    .venv/bin/python bench/process.py --skip-local [--aws-payloads 200] [--aws-rounds 2]
 
 See ``bench/README.md`` for what the numbers mean. Every local measurement runs in a fresh
 subprocess, so its peak RSS is its own.
@@ -23,30 +24,23 @@ import sys
 import tempfile
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from cirrus_feed.app import App, build_app, build_aws
-from cirrus_feed.backends.base import ExecutionOutcome, StateQuery
+from cirrus_feed.app import App, build_app
+from cirrus_feed.backends.base import StateQuery
 from cirrus_feed.backends.local.sqlite_queue import SqlitePayloadQueue
 from cirrus_feed.backends.local.workflows import TaskSpec, Workflow
 from cirrus_feed.config import LocalSettings, ProcessSettings, Settings
-from cirrus_feed.model.envelopes import normalize
-from cirrus_feed.model.reports import StageReport
 from cirrus_feed.model.states import State
-from cirrus_feed.pipeline.enqueue import SEND_CHUNK, Enqueuer
-from cirrus_feed.pipeline.process import Processor
-from cirrus_feed.pipeline.update_state import StateUpdater
+from cirrus_feed.pipeline.enqueue import SEND_CHUNK
 from cirrus_feed.service.worker import LocalWorker, WorkTotals, run_workers
 
 WORKFLOW = "publish-only"
 WORKFLOWS = {WORKFLOW: Workflow(tasks=[TaskSpec(task="publish")])}
 GOAL_LOCAL_RATE = 1000.0  # payloads/s on a 2-core machine
-# AWS API calls per payload: (cirrus-geo 2.0.0 on the same kind of run, our goal)
-CIRRUS_CALLS = {"process": (6.4, 4.5), "update-state": (6.0, 3.0)}
 
 
 def make_payload(index: int, prefix: str = "BENCH") -> dict[str, Any]:
@@ -220,98 +214,6 @@ def child(job: dict[str, Any]) -> dict[str, Any]:
     return measure_loop(job["size"], job["workers"], job["profile"], job["tmpdir"])
 
 
-# -- AWS API calls per payload (moto server) ---------------------------------------------------
-
-
-def sqs_event(bodies: Sequence[dict[str, Any]], start: int) -> dict[str, Any]:
-    return {
-        "Records": [
-            {
-                "messageId": f"m{start + i}",
-                "receiptHandle": f"r{start + i}",
-                "body": json.dumps(body),
-                "eventSource": "aws:sqs",
-                "attributes": {"ApproximateReceiveCount": "1"},
-            }
-            for i, body in enumerate(bodies)
-        ]
-    }
-
-
-def batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def expect(report: StageReport, outcome: str, count: int, what: str) -> None:
-    counts = report.counts
-    if counts.get(outcome) != count:
-        raise SystemExit(f"{what}: expected {count} {outcome}, got {counts}")
-
-
-def measure_aws(count: int) -> dict[str, Any]:
-    """Calls per payload of each stage on moto's server, set A with update-state batches of
-    10, set B (fresh payloads) with batches of 1 (a direct EventBridge → Lambda trigger)."""
-    from _moto import CallCounter, MotoServer, deploy, new_session
-
-    server = MotoServer.start()
-    try:
-        settings = deploy(server.endpoint, [WORKFLOW])
-        session = new_session()
-        counter = CallCounter()
-        counter.attach(session)  # before build_aws: clients copy the session's handlers
-        backends = build_aws(settings, session=session)
-        app = App(
-            settings,
-            backends,
-            Enqueuer(backends.queue, backends.store),
-            Processor(backends),
-            StateUpdater(backends),
-        )
-        results: dict[str, Any] = {"payloads": {}}
-        for label, prefix, update_batch in (
-            ("update-state", "SETA", 10),
-            ("update-state (batches of 1)", "SETB", 1),
-        ):
-            bodies = list(payloads(count, prefix))
-            with counter.counting("process"):
-                for i, batch in enumerate(batches(bodies, 10)):
-                    report = app.processor.process(normalize(sqs_event(batch, i * 10)))
-                    expect(report, "started", len(batch), "process")
-            outcomes = wait_for_executions(app, [f"{prefix}_{i:07d}_L2A" for i in range(count)])
-            with counter.counting(label):
-                for batch in batches(outcomes, update_batch):
-                    expect(app.updater.update(batch), "updated", len(batch), label)
-            results["payloads"][label] = count
-        results["payloads"]["process"] = 2 * count
-        succeeded = app.backends.state.count(StateQuery(state=State.SUCCEEDED))
-        if succeeded != 2 * count:
-            raise SystemExit(f"aws: {succeeded} SUCCEEDED, expected {2 * count}")
-        results["calls"] = {k: dict(v) for k, v in counter.calls.items()}
-        results["attempts"] = {k: sum(v.values()) for k, v in counter.attempts.items()}
-        app.close()
-    finally:
-        server.stop()
-    return results
-
-
-def wait_for_executions(app: App, item_ids: list[str]) -> list[ExecutionOutcome]:
-    """Poll every execution of these payloads to its end (not counted: the bench's own)."""
-    ids = [f"bench-s2-l2a/workflow-{WORKFLOW}/{item}" for item in item_ids]
-    records = app.backends.state.get_many(ids)
-    outcomes = []
-    deadline = time.monotonic() + 120
-    for payload_id in ids:
-        arn = records[payload_id].latest_execution
-        assert arn is not None, payload_id
-        while (outcome := app.backends.runner.describe(arn)) is None:
-            if time.monotonic() > deadline:
-                raise SystemExit(f"execution {arn} did not finish")
-            time.sleep(0.02)
-        outcomes.append(outcome)
-    return outcomes
-
-
 # -- output -------------------------------------------------------------------------------------
 
 
@@ -366,29 +268,27 @@ def print_load(when: str) -> None:
     print(f"load average {when}: {one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} CPUs")
 
 
-def print_aws(results: dict[str, Any]) -> None:
-    print("\nAWS API calls per payload (moto server; process fed SQS events of 10 records)\n")
-    header = (
-        f"{'stage':<30} {'calls/payload':>13} {'cirrus-geo 2.0.0':>17} {'ratio':>6} {'goal':>6}"
-    )
-    print(header)
-    print("-" * len(header))
-    for label, calls in results["calls"].items():
-        count = results["payloads"][label]
-        ours = sum(calls.values()) / count
-        cirrus, goal = CIRRUS_CALLS[label.split(" ")[0]]
-        verdict = "ok" if ours <= goal else "MISSED"
-        print(
-            f"{label:<30} {ours:>13.2f} {cirrus:>17.1f} {ours / cirrus:>5.2f}x ≤{goal:<4} {verdict}"
-        )
-        for operation, n in sorted(Counter(calls).items(), key=lambda kv: -kv[1]):
-            print(f"    {operation:<34} {n / count:>6.2f}")
-    attempts = results["attempts"]
-    retried = {k: v - sum(results["calls"][k].values()) for k, v in attempts.items()}
-    print(f"\nHTTP attempts beyond one per call (botocore retries): {retried}")
-
-
 # -- command line -------------------------------------------------------------------------------
+
+
+def add_aws_arguments(parser: argparse.ArgumentParser) -> None:
+    aws = parser.add_argument_group("AWS (moto server), side by side with cirrus-geo 2.0.0")
+    aws.add_argument("--skip-local", action="store_true", help="AWS only")
+    aws.add_argument("--aws-rounds", type=int, default=2, help="rounds of sets A and B")
+    aws.add_argument(
+        "--no-cirrus-geo", action="store_true", help="cirrus-feed only (no venv, no ratios)"
+    )
+    aws.add_argument(
+        "--cirrus-geo-python", help="Python >= 3.12 to build cirrus-geo's venv (default: pyenv's)"
+    )
+    aws.add_argument("--cirrus-geo-venv", type=Path, help="cirrus-geo's venv, built if missing")
+
+
+def run_aws(args: argparse.Namespace) -> None:
+    """The AWS part, side by side with cirrus-geo 2.0.0: ``bench/_aws_process.py``."""
+    from _aws_process import run  # loads boto3: only when the AWS part runs
+
+    run(args, payloads, WORKFLOW)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -397,6 +297,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--workers", default="1,2", help="local worker counts, comma-separated")
     parser.add_argument("--aws-payloads", type=int, default=200, help="payloads per AWS set")
     parser.add_argument("--skip-aws", action="store_true", help="local loop only")
+    add_aws_arguments(parser)
     parser.add_argument(
         "--profile", action="store_true", help="also cProfile one worker on the largest size"
     )
@@ -407,6 +308,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
+        return
+    if args.skip_local:
+        print_load("before")
+        run_aws(args)
+        print_load("after")
         return
     sizes = [int(s) for s in args.sizes.split(",")]
     workers = [int(w) for w in args.workers.split(",")]
@@ -424,7 +330,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"\ncProfile of one worker draining {max(sizes):,} payloads (main thread):")
         print(profiled["profile"])
     if not args.skip_aws:
-        print_aws(measure_aws(args.aws_payloads))
+        run_aws(args)
     print_load("after")
 
 
