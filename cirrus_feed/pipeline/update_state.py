@@ -20,7 +20,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from cirrus_feed.backends.base import Backends, ExecutionOutcome, StateRecord
+from cirrus_feed.backends.base import (
+    Backends,
+    ExecutionOutcome,
+    Finish,
+    StateRecord,
+    WorkflowEvent,
+    WriteResult,
+)
 from cirrus_feed.backends.limits import SNS_MAX_MESSAGE_BYTES
 from cirrus_feed.errors import (
     PERMANENT_RECORD_ERRORS,
@@ -39,7 +46,7 @@ from cirrus_feed.pipeline.announcer import Announcer
 from cirrus_feed.pipeline.chaining import next_payloads
 from cirrus_feed.pipeline.enqueue import Enqueuer
 from cirrus_feed.pipeline.invalid import record_invalid
-from cirrus_feed.pipeline.isolation import read_records, unexpected
+from cirrus_feed.pipeline.isolation import read_records, unexpected, write_each
 from cirrus_feed.support.clock import SYSTEM_CLOCK, Clock
 
 log = logging.getLogger(__name__)
@@ -136,12 +143,8 @@ class StateUpdater:
                 if completion is not None:
                     completions.append(completion)
             plans = self._plans(completions, report, announcer)
-            for plan in self._publish_and_chain(plans, report):
-                try:
-                    result = self._finish(plan, announcer)
-                except Exception as exc:  # noqa: BLE001 - fails this record only
-                    result = self._crashed(plan.completion, exc)
-                report.add(result)
+            ready = self._publish_and_chain(plans, report)
+            report.results += self._finish_all(ready, announcer)
             self._announce(announcer, report)
         report.results.sort(key=lambda r: r.index)
         if message_ids is not None:
@@ -348,32 +351,74 @@ class StateUpdater:
                 )
                 plan.children = []
 
-    def _finish(self, plan: _CompletionPlan, announcer: Announcer) -> RecordResult:
-        completion, arn = plan.completion, plan.completion.outcome.execution_arn
-        event = announcer.outbox_event(
+    def _finish_all(self, plans: list[_CompletionPlan], announcer: Announcer) -> list[RecordResult]:
+        """Record every plan's end in one state-store write, each with its event in the
+        outbox; one result per plan."""
+        results: list[RecordResult] = []
+        planned: list[tuple[_CompletionPlan, WorkflowEvent]] = []
+        for plan in plans:
+            try:
+                planned.append((plan, self._event(plan, announcer)))
+            except Exception as exc:  # noqa: BLE001 - fails this record only
+                results.append(self._crashed(plan.completion, exc))
+        finishes = [
+            Finish(p.record, p.completion.outcome.execution_arn, p.state, p.error, event)
+            for p, event in planned
+        ]
+        drain: list[str] = []
+        for (plan, event), written in zip(
+            planned, write_each(self.b.state.finish_many, finishes), strict=True
+        ):
+            try:
+                results.append(self._finished(plan, event, written, announcer, drain))
+            except Exception as exc:  # noqa: BLE001 - fails this record only
+                results.append(self._crashed(plan.completion, exc))
+        if drain:
+            try:
+                announcer.drain(drain)
+            except BackendError as exc:
+                results = [
+                    replace(r, outcome=Outcome.FAILED, reason=str(exc))
+                    if r.payload_id in drain and r.outcome is Outcome.DUPLICATE
+                    else r
+                    for r in results
+                ]
+        return results
+
+    def _event(self, plan: _CompletionPlan, announcer: Announcer) -> WorkflowEvent:
+        payload_id = plan.completion.payload.id
+        return announcer.outbox_event(
             plan.event_type,
-            completion.payload.id,
-            execution_arn=arn,
-            input_url=self.b.store.url_for(layout.input_key(completion.payload.id, plan.name)),
+            payload_id,
+            execution_arn=plan.completion.outcome.execution_arn,
+            input_url=self.b.store.url_for(layout.input_key(payload_id, plan.name)),
             output_url=plan.output_url,
             error=plan.error,
         )
-        try:
-            self.b.state.finish(plan.record, arn, plan.state, plan.error, event=event)
-        except StaleExecutionError as exc:
-            return self._stale(completion, exc.current)
-        except ClaimConflictError as exc:
-            if exc.current is not None and exc.current.latest_execution == arn:
+
+    def _finished(
+        self,
+        plan: _CompletionPlan,
+        event: WorkflowEvent,
+        written: WriteResult,
+        announcer: Announcer,
+        drain: list[str],
+    ) -> RecordResult:
+        """The result of one finish; ``drain`` gets the ids whose outbox is to be read."""
+        completion, arn = plan.completion, plan.completion.outcome.execution_arn
+        if isinstance(written, StaleExecutionError):
+            return self._stale(completion, written.current)
+        if isinstance(written, ClaimConflictError):
+            if written.current is not None and written.current.latest_execution == arn:
                 # Finished by this execution: maybe by this very write, whose response was
                 # lost and whose retry found it done. Its event may be in the outbox.
-                try:
-                    announcer.drain([completion.payload.id])
-                except BackendError as drain_exc:
-                    return self._result(completion, Outcome.FAILED, str(drain_exc))
-            current = exc.current.state.value if exc.current else "absent"
+                drain.append(completion.payload.id)
+            current = written.current.state.value if written.current else "absent"
             return self._result(completion, Outcome.DUPLICATE, f"already {current}")
-        except BackendError as exc:
-            return self._result(completion, Outcome.FAILED, str(exc))
+        if isinstance(written, BackendError):
+            return self._result(completion, Outcome.FAILED, str(written))
+        if isinstance(written, Exception):
+            raise written
         announcer.add(event)
         return self._result(completion, Outcome.UPDATED, plan.state.value)
 

@@ -28,24 +28,30 @@ def _each(write: Callable[..., StateRecord], calls: Sequence[tuple[Any, ...]]) -
 class PerRecordWrites:
     """Mix-in: ``self.real`` is the wrapped store."""
 
-    real: Any
+    claim: Callable[[str, str], StateRecord]
+    set_processing: Callable[[StateRecord], StateRecord]
+    finish: Callable[..., StateRecord]
+
+    @property
+    def _real(self) -> Any:
+        return getattr(self, "real")  # noqa: B009 - set by the deriving wrapper
 
     def _replaced(self, name: str) -> bool:
         return name in vars(self) or name in vars(type(self))
 
     def claim_many(self, claims: Sequence[Claim]) -> list[WriteResult]:
         if not self._replaced("claim"):
-            return list(self.real.claim_many(claims))
+            return list(self._real.claim_many(claims))
         return _each(self.claim, [(c.payload_id, c.execution_arn) for c in claims])
 
     def set_processing_many(self, claimed: Sequence[StateRecord]) -> list[WriteResult]:
         if not self._replaced("set_processing"):
-            return list(self.real.set_processing_many(claimed))
+            return list(self._real.set_processing_many(claimed))
         return _each(self.set_processing, [(r,) for r in claimed])
 
     def finish_many(self, finishes: Sequence[Finish]) -> list[WriteResult]:
         if not self._replaced("finish"):
-            return list(self.real.finish_many(finishes))
+            return list(self._real.finish_many(finishes))
         return _each(
             lambda f: self.finish(f.current, f.execution_arn, f.state, f.error, event=f.event),
             [(f,) for f in finishes],
