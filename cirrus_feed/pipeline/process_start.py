@@ -30,7 +30,7 @@ from cirrus_feed.model.payload import ProcessPayload, fits_inline
 
 log = logging.getLogger(__name__)
 
-START_THREADS = 10  # one per record of an SQS batch
+THREADS = 10  # one per record of an SQS batch
 
 # started: this call started it; resumed: it existed already (ExecutionAlreadyExists);
 # fail: it was not started and cannot be (record FAILED); keep: not known (stays CLAIMED).
@@ -50,9 +50,10 @@ class StartRequest:
     execution_arn: str
 
 
-def start_threads(backends: Backends) -> int:
-    """How many starts run at once: 1 for a runner executing in this process."""
-    return 1 if isinstance(backends.runner, LocalExecutor) else START_THREADS
+def parallel_calls(backends: Backends) -> int:
+    """How many of a batch's remote calls (starts, output archives) run at once: 1 when
+    the runner executes in this process (a local deployment: nothing to wait for)."""
+    return 1 if isinstance(backends.runner, LocalExecutor) else THREADS
 
 
 def start_all(

@@ -14,9 +14,9 @@ Outcome mapping and ``last_error`` text are Cirrus v2's. Deliberate changes:
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -47,50 +47,14 @@ from cirrus_feed.pipeline.chaining import next_payloads
 from cirrus_feed.pipeline.enqueue import Enqueuer
 from cirrus_feed.pipeline.invalid import record_invalid
 from cirrus_feed.pipeline.isolation import read_records, unexpected, write_each
+from cirrus_feed.pipeline.outcomes import INVALID_ERRORS as INVALID_ERRORS
+from cirrus_feed.pipeline.outcomes import NO_CAUSE as NO_CAUSE
+from cirrus_feed.pipeline.outcomes import classify
+from cirrus_feed.pipeline.outcomes import error_text as error_text
+from cirrus_feed.pipeline.process_start import parallel_calls
 from cirrus_feed.support.clock import SYSTEM_CLOCK, Clock
 
 log = logging.getLogger(__name__)
-
-INVALID_ERRORS = frozenset({"stactask.exceptions.InvalidInput", "cirrus.lib.errors.InvalidInput"})
-NO_CAUSE = (
-    "No error cause was found in the event. Check that the 'Fail' state in the workflow step "
-    "function definition includes 'ErrorPath' and 'CausePath' fields that capture the error "
-    "name and error cause."
-)
-
-
-def error_text(error: str | None, cause: str | None) -> str:
-    """Cirrus's ``last_error``: ``"<Error>: <cause.errorMessage | 'unknown' | raw cause>"``."""
-    name = error or "Unknown"
-    if cause is None:
-        return f"{name}: {NO_CAUSE}"
-    try:
-        parsed = json.loads(cause)
-    except ValueError:
-        return f"{name}: {cause}"
-    message = parsed.get("errorMessage", "unknown") if isinstance(parsed, dict) else "unknown"
-    return f"{name}: {message}"
-
-
-def classify(outcome: ExecutionOutcome) -> tuple[State, str, str | None]:
-    """(state to record, workflow event type, last_error) for an execution outcome."""
-    if outcome.status == "SUCCEEDED":
-        return State.SUCCEEDED, "SUCCEEDED", None
-    if outcome.status == "ABORTED":
-        return State.ABORTED, "ABORTED", None
-    if outcome.status == "TIMED_OUT":
-        return (
-            State.FAILED,
-            "TIMED_OUT",
-            error_text(
-                outcome.error or "TimedOutError",
-                outcome.cause or "The step function execution timed out.",
-            ),
-        )
-    error = error_text(outcome.error, outcome.cause)
-    if outcome.error in INVALID_ERRORS:
-        return State.INVALID, "INVALID", error
-    return State.FAILED, "FAILED", error
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +86,7 @@ class StateUpdater:
         self.b = backends
         self.clock = clock
         self.enqueuer = Enqueuer(backends.queue, backends.store, clock=clock)
+        self.threads = parallel_calls(backends)
 
     def update(
         self,
@@ -164,15 +129,14 @@ class StateUpdater:
                 report.add(self._result(c, Outcome.FAILED, str(exc)))
             return []
         plans, applied = [], []
+        readable = []
         for completion in completions:
+            if completion.payload.id in broken:
+                report.add(self._result(completion, Outcome.FAILED, broken[completion.payload.id]))
+            else:
+                readable.append(completion)
+        for completion, planned in zip(readable, self._plan_all(readable, records), strict=True):
             payload_id = completion.payload.id
-            if payload_id in broken:
-                report.add(self._result(completion, Outcome.FAILED, broken[payload_id]))
-                continue
-            try:
-                planned = self._plan(completion, records.get(payload_id))
-            except Exception as exc:  # noqa: BLE001 - fails this record only
-                planned = self._crashed(completion, exc)
             if isinstance(planned, _CompletionPlan):
                 plans.append(planned)
                 continue
@@ -242,6 +206,23 @@ class StateUpdater:
         if isinstance(document, dict) and "url" in document and "process" not in document:
             document = self.b.store.get_json(str(document["url"]))
         return ProcessPayload.from_dict(document, derive_id=derive_id)
+
+    def _plan_all(
+        self, completions: list[_Completion], records: dict[str, StateRecord]
+    ) -> list[_CompletionPlan | RecordResult]:
+        """`_plan` each completion; side by side (output archives are a write each) when
+        the runner is remote."""
+
+        def plan(completion: _Completion) -> _CompletionPlan | RecordResult:
+            try:
+                return self._plan(completion, records.get(completion.payload.id))
+            except Exception as exc:  # noqa: BLE001 - fails this record only
+                return self._crashed(completion, exc)
+
+        if self.threads <= 1 or len(completions) <= 1:
+            return [plan(c) for c in completions]
+        with ThreadPoolExecutor(max_workers=min(self.threads, len(completions))) as pool:
+            return list(pool.map(plan, completions))
 
     def _plan(
         self, completion: _Completion, record: StateRecord | None
