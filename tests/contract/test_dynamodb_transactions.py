@@ -134,20 +134,28 @@ def test_items_cancelled_by_conflicts_every_time_are_written_alone(
     claimed = records(store.claim_many(claims(1, 2)))
 
     # 4 rounds cancelled for the first item (it is then written alone), the second item
-    # sent again with it each time, then once more alone: that transaction goes through
-    assert hooks.calls == Counter({TRANSACT: 5, "UpdateItem": 1})
+    # sent again with it each time, then alone too
+    assert hooks.calls == Counter({TRANSACT: 4, "UpdateItem": 2})
     assert claimed == [store.get(pid(1)), store.get(pid(2))]
 
 
 def test_an_item_refused_for_another_reason_is_written_alone(
     store: DynamoDbStateStore, hooks: Hooks
 ) -> None:
-    hooks.replies = [("TransactionCanceledException", ["None", "ValidationError"])]
+    hooks.replies = [("TransactionCanceledException", ["None", "None", "ValidationError"])]
 
-    claimed = records(store.claim_many(claims(1, 2)))
+    claimed = records(store.claim_many(claims(1, 2, 3)))
 
+    # the refused one alone at once, the two others in a transaction again
     assert hooks.calls == Counter({TRANSACT: 2, "UpdateItem": 1})
-    assert claimed == [store.get(pid(1)), store.get(pid(2))]
+    assert claimed == [store.get(pid(n)) for n in (1, 2, 3)]
+
+
+def test_a_batch_of_one_is_one_update_item(store: DynamoDbStateStore, hooks: Hooks) -> None:
+    [claimed] = records(store.claim_many(claims(1)))
+
+    assert hooks.calls == Counter({"UpdateItem": 1})
+    assert claimed == store.get(pid(1))
 
 
 def test_a_failed_transaction_call_falls_back_to_one_update_each(

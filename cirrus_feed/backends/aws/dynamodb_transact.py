@@ -9,6 +9,7 @@ whose items are independent compare-and-sets is sent like this:
   (no extra read), and the others are sent again in a new transaction;
 * items cancelled through no fault of their own condition (``TransactionConflict`` with
   another writer, throttling) are sent again with backoff, a few times;
+* a lone write (a batch of one, or the last one left) is a plain ``UpdateItem``;
 * a call that fails as a whole (throttled past botocore's retries, 5xx, a lost response),
   and an item refused for another reason (a validation error), fall back to one
   ``UpdateItem`` each, so every write ends with its own result.
@@ -66,6 +67,12 @@ def transact(
     contended_rounds = 0
     while pending:
         batch, later = _distinct(pending, writes)
+        if len(batch) == 1:
+            # One write is one UpdateItem: as many calls, half the write units of a
+            # transaction, and its response carries the item as written.
+            results[batch[0]] = writes[batch[0]].alone()
+            pending = later
+            continue
         again, contended = _send(client, table, writes, batch, results)
         if contended:
             contended_rounds += 1
