@@ -92,18 +92,24 @@ class BatchRun:
 
     def _claim(self, jobs: list[Job]) -> list[Job]:
         """Claim ``jobs`` in one write; returns those to decide again."""
-        claims = []
-        for job in jobs:
-            payload, record = job.intake.payload, job.record
-            history = record.executions if record else ()
-            name = execution_name(payload.id, history, self.b.runner.region)
-            arn = execution_arn(self.b.runner.base_arn, payload.workflow, name)
-            claims.append(Claim(payload.id, arn, record))
+        claims: list[Claim] = []
+        claiming = [
+            job for job in jobs if self._guard(job, functools.partial(self._plan, job, claims))
+        ]
         again = []
-        for job, result in zip(jobs, write_each(self.b.state.claim_many, claims), strict=True):
+        for job, result in zip(claiming, write_each(self.b.state.claim_many, claims), strict=True):
             if self._guard(job, functools.partial(self._claimed, job, result)):
                 again.append(job)
         return again
+
+    def _plan(self, job: Job, claims: list[Claim]) -> bool:
+        """Add the claim of the execution named after the history read."""
+        payload, record = job.intake.payload, job.record
+        history = record.executions if record else ()
+        name = execution_name(payload.id, history, self.b.runner.region)
+        arn = execution_arn(self.b.runner.base_arn, payload.workflow, name)
+        claims.append(Claim(payload.id, arn, record))
+        return True
 
     def _claimed(self, job: Job, result: WriteResult) -> bool:
         """Act on one claim's result; True when the job is to be decided again."""
