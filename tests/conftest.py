@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,10 +31,33 @@ def _set_moto_config(endpoint: str, config: dict[str, Any]) -> None:
         response.read()
 
 
+def _serialise_dynamodb_requests() -> None:
+    """One DynamoDB request at a time on the moto server. moto's TransactWriteItems rolls a
+    cancelled transaction back by putting back a deep copy of the whole table taken when it
+    began: a write that raced it is lost (an item left half-written, with its keys only),
+    and the copy can fail outright ("dictionary changed size during iteration"). DynamoDB
+    itself applies each request atomically; serialising them gives the server that too."""
+    from moto.dynamodb.responses import DynamoHandler
+
+    if getattr(DynamoHandler.call_action, "serialised", False):
+        return
+    lock = threading.RLock()
+    call_action = DynamoHandler.call_action
+
+    def serialised(self: Any) -> Any:
+        with lock:
+            return call_action(self)
+
+    serialised.serialised = True  # type: ignore[attr-defined]
+    DynamoHandler.call_action = serialised  # type: ignore[method-assign]
+
+
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[str]:
     """The endpoint URL of a moto server running in a thread for the whole session."""
     from moto.server import ThreadedMotoServer
+
+    _serialise_dynamodb_requests()
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     # Dummy credentials so botocore never looks for real ones.

@@ -53,6 +53,40 @@ class StatePage:
     next_key: str | None = None  # a payload id to pass back as ``next_key``
 
 
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """One claim of `StateStore.claim_many`: ``execution_arn`` for ``payload_id``, whose
+    record the caller last read as ``expected`` (None: no record)."""
+
+    payload_id: str
+    execution_arn: str
+    expected: StateRecord | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """One write of `StateStore.finish_many`; the arguments of `StateStore.finish`."""
+
+    current: StateRecord
+    execution_arn: str
+    state: State
+    error: str | None = None
+    event: WorkflowEvent | None = None
+
+
+# One result per write of a batch: the new record, or the error that write got
+# (ClaimConflictError, StaleExecutionError, LimitExceededError, BackendError, or an
+# unexpected error of that record alone).
+WriteResult = StateRecord | Exception
+
+
+def written(result: WriteResult) -> StateRecord:
+    """The record of a successful write; raises the error of a failed one."""
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
 class StateStore(Protocol):
     """Where every payload's state lives. All writes are compare-and-set.
 
@@ -117,6 +151,24 @@ class StateStore(Protocol):
         """
         ...
 
+    def claim_many(self, claims: Sequence[Claim]) -> list[WriteResult]:
+        """`claim` each of ``claims`` in one write (SQLite: one transaction; DynamoDB:
+        ``TransactWriteItems``), each compare-and-set on its own; one result per claim, in
+        order. A claim also conflicts when the stored history is no longer
+        ``expected.executions`` (or a record exists where ``expected`` is None): the caller
+        derived the execution name from that history. Raises only when nothing could be
+        tried (BackendError)."""
+        ...
+
+    def set_processing_many(self, claimed: Sequence[StateRecord]) -> list[WriteResult]:
+        """`set_processing` each record in one write; one result per record, in order."""
+        ...
+
+    def finish_many(self, finishes: Sequence[Finish]) -> list[WriteResult]:
+        """`finish` each in one write (outbox events included); one result per finish, in
+        order. Raises ValueError (before any write) when a state is not terminal."""
+        ...
+
     def pending_events(
         self, payload_ids: Iterable[str] | None = None, *, limit: int = 100
     ) -> list[WorkflowEvent]:
@@ -126,7 +178,8 @@ class StateStore(Protocol):
         ...
 
     def mark_announced(self, events: Sequence[WorkflowEvent]) -> None:
-        """Remove ``events`` (by ``event_id``) from the outbox; unknown ids are ignored."""
+        """Remove ``events`` (by ``event_id``) from the outbox in one write (DynamoDB: one
+        ``TransactWriteItems`` per 100 records); unknown ids are ignored."""
         ...
 
     def query(

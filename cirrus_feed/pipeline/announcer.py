@@ -72,6 +72,23 @@ class Announcer:
             state=backends.state,
         )
 
+    def child(self) -> Announcer:
+        """An announcer that collects one record's events, for `adopt` in record order."""
+        return Announcer(
+            self.notifier,
+            self.store,
+            self.region,
+            clock=self.clock,
+            metrics=self.metrics,
+            state=self.state,
+        )
+
+    def adopt(self, children: Iterable[Announcer]) -> None:
+        """Take over the events ``children`` collected, in their order."""
+        for child in children:
+            self.pending.extend(child.pending)
+            child.pending = []
+
     def event(
         self,
         event_type: str,

@@ -10,9 +10,10 @@ dead-lettered with that reason) and its batch-mates go on.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from typing import TypeVar
 
-from cirrus_feed.backends.base import StateRecord, StateStore
+from cirrus_feed.backends.base import StateRecord, StateStore, WriteResult
 from cirrus_feed.errors import BackendError
 from cirrus_feed.support.text import storable
 
@@ -53,3 +54,32 @@ def read_records(
         except Exception as exc:  # noqa: BLE001 - this id's record fails, the others go on
             broken[payload_id] = unexpected(exc, f"payload {payload_id!r}: reading its state")
     return records, broken
+
+
+W = TypeVar("W")
+
+
+def write_each(
+    write: Callable[[Sequence[W]], list[WriteResult]], items: Sequence[W]
+) -> list[WriteResult]:
+    """One batch write of ``items`` (`StateStore.claim_many` and the like); one result each.
+
+    A `BackendError` of the whole call (the store is down) is every item's result. An
+    unexpected error (one item the store cannot encode) has each item written alone, so
+    only the items that cannot be written fail.
+    """
+    if not items:
+        return []
+    try:
+        return write(items)
+    except BackendError as exc:
+        return [exc] * len(items)
+    except Exception:  # noqa: BLE001 - narrowed below, one item at a time
+        log.warning("batch write of %d records failed; writing one at a time", len(items))
+    results: list[WriteResult] = []
+    for item in items:
+        try:
+            results += write([item])
+        except Exception as exc:  # noqa: BLE001 - this item's result
+            results.append(exc)
+    return results

@@ -14,13 +14,20 @@ Outcome mapping and ``last_error`` text are Cirrus v2's. Deliberate changes:
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from cirrus_feed.backends.base import Backends, ExecutionOutcome, StateRecord
+from cirrus_feed.backends.base import (
+    Backends,
+    ExecutionOutcome,
+    Finish,
+    StateRecord,
+    WorkflowEvent,
+    WriteResult,
+)
 from cirrus_feed.backends.limits import SNS_MAX_MESSAGE_BYTES
 from cirrus_feed.errors import (
     PERMANENT_RECORD_ERRORS,
@@ -39,51 +46,15 @@ from cirrus_feed.pipeline.announcer import Announcer
 from cirrus_feed.pipeline.chaining import next_payloads
 from cirrus_feed.pipeline.enqueue import Enqueuer
 from cirrus_feed.pipeline.invalid import record_invalid
-from cirrus_feed.pipeline.isolation import read_records, unexpected
+from cirrus_feed.pipeline.isolation import read_records, unexpected, write_each
+from cirrus_feed.pipeline.outcomes import INVALID_ERRORS as INVALID_ERRORS
+from cirrus_feed.pipeline.outcomes import NO_CAUSE as NO_CAUSE
+from cirrus_feed.pipeline.outcomes import classify
+from cirrus_feed.pipeline.outcomes import error_text as error_text
+from cirrus_feed.pipeline.process_start import parallel_calls
 from cirrus_feed.support.clock import SYSTEM_CLOCK, Clock
 
 log = logging.getLogger(__name__)
-
-INVALID_ERRORS = frozenset({"stactask.exceptions.InvalidInput", "cirrus.lib.errors.InvalidInput"})
-NO_CAUSE = (
-    "No error cause was found in the event. Check that the 'Fail' state in the workflow step "
-    "function definition includes 'ErrorPath' and 'CausePath' fields that capture the error "
-    "name and error cause."
-)
-
-
-def error_text(error: str | None, cause: str | None) -> str:
-    """Cirrus's ``last_error``: ``"<Error>: <cause.errorMessage | 'unknown' | raw cause>"``."""
-    name = error or "Unknown"
-    if cause is None:
-        return f"{name}: {NO_CAUSE}"
-    try:
-        parsed = json.loads(cause)
-    except ValueError:
-        return f"{name}: {cause}"
-    message = parsed.get("errorMessage", "unknown") if isinstance(parsed, dict) else "unknown"
-    return f"{name}: {message}"
-
-
-def classify(outcome: ExecutionOutcome) -> tuple[State, str, str | None]:
-    """(state to record, workflow event type, last_error) for an execution outcome."""
-    if outcome.status == "SUCCEEDED":
-        return State.SUCCEEDED, "SUCCEEDED", None
-    if outcome.status == "ABORTED":
-        return State.ABORTED, "ABORTED", None
-    if outcome.status == "TIMED_OUT":
-        return (
-            State.FAILED,
-            "TIMED_OUT",
-            error_text(
-                outcome.error or "TimedOutError",
-                outcome.cause or "The step function execution timed out.",
-            ),
-        )
-    error = error_text(outcome.error, outcome.cause)
-    if outcome.error in INVALID_ERRORS:
-        return State.INVALID, "INVALID", error
-    return State.FAILED, "FAILED", error
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +86,7 @@ class StateUpdater:
         self.b = backends
         self.clock = clock
         self.enqueuer = Enqueuer(backends.queue, backends.store, clock=clock)
+        self.threads = parallel_calls(backends)
 
     def update(
         self,
@@ -136,12 +108,8 @@ class StateUpdater:
                 if completion is not None:
                     completions.append(completion)
             plans = self._plans(completions, report, announcer)
-            for plan in self._publish_and_chain(plans, report):
-                try:
-                    result = self._finish(plan, announcer)
-                except Exception as exc:  # noqa: BLE001 - fails this record only
-                    result = self._crashed(plan.completion, exc)
-                report.add(result)
+            ready = self._publish_and_chain(plans, report)
+            report.results += self._finish_all(ready, announcer)
             self._announce(announcer, report)
         report.results.sort(key=lambda r: r.index)
         if message_ids is not None:
@@ -161,15 +129,14 @@ class StateUpdater:
                 report.add(self._result(c, Outcome.FAILED, str(exc)))
             return []
         plans, applied = [], []
+        readable = []
         for completion in completions:
+            if completion.payload.id in broken:
+                report.add(self._result(completion, Outcome.FAILED, broken[completion.payload.id]))
+            else:
+                readable.append(completion)
+        for completion, planned in zip(readable, self._plan_all(readable, records), strict=True):
             payload_id = completion.payload.id
-            if payload_id in broken:
-                report.add(self._result(completion, Outcome.FAILED, broken[payload_id]))
-                continue
-            try:
-                planned = self._plan(completion, records.get(payload_id))
-            except Exception as exc:  # noqa: BLE001 - fails this record only
-                planned = self._crashed(completion, exc)
             if isinstance(planned, _CompletionPlan):
                 plans.append(planned)
                 continue
@@ -239,6 +206,23 @@ class StateUpdater:
         if isinstance(document, dict) and "url" in document and "process" not in document:
             document = self.b.store.get_json(str(document["url"]))
         return ProcessPayload.from_dict(document, derive_id=derive_id)
+
+    def _plan_all(
+        self, completions: list[_Completion], records: dict[str, StateRecord]
+    ) -> list[_CompletionPlan | RecordResult]:
+        """`_plan` each completion; side by side (output archives are a write each) when
+        the runner is remote."""
+
+        def plan(completion: _Completion) -> _CompletionPlan | RecordResult:
+            try:
+                return self._plan(completion, records.get(completion.payload.id))
+            except Exception as exc:  # noqa: BLE001 - fails this record only
+                return self._crashed(completion, exc)
+
+        if self.threads <= 1 or len(completions) <= 1:
+            return [plan(c) for c in completions]
+        with ThreadPoolExecutor(max_workers=min(self.threads, len(completions))) as pool:
+            return list(pool.map(plan, completions))
 
     def _plan(
         self, completion: _Completion, record: StateRecord | None
@@ -348,32 +332,74 @@ class StateUpdater:
                 )
                 plan.children = []
 
-    def _finish(self, plan: _CompletionPlan, announcer: Announcer) -> RecordResult:
-        completion, arn = plan.completion, plan.completion.outcome.execution_arn
-        event = announcer.outbox_event(
+    def _finish_all(self, plans: list[_CompletionPlan], announcer: Announcer) -> list[RecordResult]:
+        """Record every plan's end in one state-store write, each with its event in the
+        outbox; one result per plan."""
+        results: list[RecordResult] = []
+        planned: list[tuple[_CompletionPlan, WorkflowEvent]] = []
+        for plan in plans:
+            try:
+                planned.append((plan, self._event(plan, announcer)))
+            except Exception as exc:  # noqa: BLE001 - fails this record only
+                results.append(self._crashed(plan.completion, exc))
+        finishes = [
+            Finish(p.record, p.completion.outcome.execution_arn, p.state, p.error, event)
+            for p, event in planned
+        ]
+        drain: list[str] = []
+        for (plan, event), written in zip(
+            planned, write_each(self.b.state.finish_many, finishes), strict=True
+        ):
+            try:
+                results.append(self._finished(plan, event, written, announcer, drain))
+            except Exception as exc:  # noqa: BLE001 - fails this record only
+                results.append(self._crashed(plan.completion, exc))
+        if drain:
+            try:
+                announcer.drain(drain)
+            except BackendError as exc:
+                results = [
+                    replace(r, outcome=Outcome.FAILED, reason=str(exc))
+                    if r.payload_id in drain and r.outcome is Outcome.DUPLICATE
+                    else r
+                    for r in results
+                ]
+        return results
+
+    def _event(self, plan: _CompletionPlan, announcer: Announcer) -> WorkflowEvent:
+        payload_id = plan.completion.payload.id
+        return announcer.outbox_event(
             plan.event_type,
-            completion.payload.id,
-            execution_arn=arn,
-            input_url=self.b.store.url_for(layout.input_key(completion.payload.id, plan.name)),
+            payload_id,
+            execution_arn=plan.completion.outcome.execution_arn,
+            input_url=self.b.store.url_for(layout.input_key(payload_id, plan.name)),
             output_url=plan.output_url,
             error=plan.error,
         )
-        try:
-            self.b.state.finish(plan.record, arn, plan.state, plan.error, event=event)
-        except StaleExecutionError as exc:
-            return self._stale(completion, exc.current)
-        except ClaimConflictError as exc:
-            if exc.current is not None and exc.current.latest_execution == arn:
+
+    def _finished(
+        self,
+        plan: _CompletionPlan,
+        event: WorkflowEvent,
+        written: WriteResult,
+        announcer: Announcer,
+        drain: list[str],
+    ) -> RecordResult:
+        """The result of one finish; ``drain`` gets the ids whose outbox is to be read."""
+        completion, arn = plan.completion, plan.completion.outcome.execution_arn
+        if isinstance(written, StaleExecutionError):
+            return self._stale(completion, written.current)
+        if isinstance(written, ClaimConflictError):
+            if written.current is not None and written.current.latest_execution == arn:
                 # Finished by this execution: maybe by this very write, whose response was
                 # lost and whose retry found it done. Its event may be in the outbox.
-                try:
-                    announcer.drain([completion.payload.id])
-                except BackendError as drain_exc:
-                    return self._result(completion, Outcome.FAILED, str(drain_exc))
-            current = exc.current.state.value if exc.current else "absent"
+                drain.append(completion.payload.id)
+            current = written.current.state.value if written.current else "absent"
             return self._result(completion, Outcome.DUPLICATE, f"already {current}")
-        except BackendError as exc:
-            return self._result(completion, Outcome.FAILED, str(exc))
+        if isinstance(written, BackendError):
+            return self._result(completion, Outcome.FAILED, str(written))
+        if isinstance(written, Exception):
+            raise written
         announcer.add(event)
         return self._result(completion, Outcome.UPDATED, plan.state.value)
 

@@ -4,7 +4,8 @@ moto's server over HTTP, with `FaultInjector`'s botocore hooks on the app's own 
 throttles and 5xx (before the call, and per HTTP attempt under botocore's own retries),
 lost responses (the call is performed, its response never arrives), connections dropped
 before sending, and partial batch failures (some entries of a batch reported failed by the
-service). Seeds are fixed, so each run injects the same faults in the same order of calls.
+service; a state-DB transaction cancelled for some of its items). Seeds are fixed, so each
+run injects the same faults in the same order of calls.
 
 What must hold: the enqueue report covers every input record; every failure is reported
 with its reason; after the redeliveries a queue and an event source mapping would make,
@@ -291,3 +292,6 @@ def test_pipeline_under_faults_loses_nothing_and_starts_each_once(
     assert process_failed + update_failed + enqueue_failed > 0  # the faults did bite
     kinds = {key.split(" ")[0] for key in faults.counts}
     assert kinds == set(RATES)  # every kind of fault was injected
+    # ... on the state writes too: transactions failed, lost and cancelled for some items
+    transact = {k.split(" ")[0] for k in faults.counts if k.endswith("TransactWriteItems")}
+    assert {"partial", "lost", "throttled"} <= transact, dict(faults.counts)

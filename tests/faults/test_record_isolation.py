@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from click.testing import CliRunner
 from cirrus_feed import lambdas
 from cirrus_feed.app import App, build_app
 from cirrus_feed.backends.aws.dynamodb import DynamoDbStateStore
-from cirrus_feed.backends.base import StateRecord
+from cirrus_feed.backends.base import Claim, StateRecord
 from cirrus_feed.backends.local.event_log import EventLogNotifier
 from cirrus_feed.backends.local.sqlite_queue import SqlitePayloadQueue
 from cirrus_feed.backends.local.sqlite_state import SqliteStateStore
@@ -41,6 +42,7 @@ from tests.integration.conftest import (
     make_payload,
     payload_id,
 )
+from tests.integration.state_wrappers import PerRecordWrites
 
 HEALTHY = [f"ok-{i}" for i in range(6)]
 MAX_RECEIVES = 3
@@ -77,16 +79,17 @@ def surrogate_body() -> str:
 
 @pytest.fixture
 def poisoned(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Claiming the poison raises, on both backends; every other claim is the real one."""
+    """A batch claim with the poison in it raises, on both backends (as sqlite3 did on a
+    lone surrogate); every batch without it is the real one."""
     for store in (SqliteStateStore, DynamoDbStateStore):
-        real = store.claim
+        real = store.claim_many
 
-        def claim(self: Any, payload_id: str, execution_arn: str, real: Any = real) -> Any:
-            if POISON in payload_id:
-                "\ud800".encode()  # raises UnicodeEncodeError, as sqlite3 did
-            return real(self, payload_id, execution_arn)
+        def claim_many(self: Any, claims: Sequence[Claim], real: Any = real) -> Any:
+            if any(POISON in c.payload_id for c in claims):
+                "\ud800".encode()  # raises UnicodeEncodeError
+            return real(self, claims)
 
-        monkeypatch.setattr(store, "claim", claim)
+        monkeypatch.setattr(store, "claim_many", claim_many)
 
 
 def settings(root: Path) -> Settings:
@@ -274,7 +277,7 @@ def test_process_handler_reports_exactly_the_poison_record(
     harness.app.close()
 
 
-class _KeyErrorOn:
+class _KeyErrorOn(PerRecordWrites):
     """A state store whose ``finish`` of one payload raises KeyError (a bug, a record of an
     unforeseen shape): everything else is the real store."""
 

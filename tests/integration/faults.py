@@ -19,7 +19,10 @@ independently per call or attempt with its own rate:
   ``PublishBatch``, DynamoDB ``BatchGetItem``) of two or more entries is sent without some of
   them (``before-parameter-build``), and the response reports those as failed through the
   service's fault (``Failed`` with ``SenderFault: false``; ``UnprocessedKeys``), as a real
-  partial failure would (``after-call``).
+  partial failure would (``after-call``). A DynamoDB ``TransactWriteItems`` of two or more
+  items, being all-or-nothing, is not performed: it is answered with a
+  ``TransactionCanceledException`` whose ``CancellationReasons`` name some items
+  ``TransactionConflict`` (another writer held them) and the others ``None``.
 
 Faults apply only to ``services`` (botocore service ids: ``sfn``, ``dynamodb``, ...), to
 ``operations`` when given (``StartExecution``), and only while `active`; `counts` says what
@@ -107,6 +110,10 @@ class FaultInjector:
             return hit
 
     def _before_call(self, event_name: str, **kwargs: Any) -> tuple[AWSResponse, Any] | None:
+        cancelled = getattr(self._withheld, "cancelled", None)
+        self._withheld.cancelled = None
+        if cancelled is not None and cancelled[0] == event_name.split(".")[2]:
+            return self._cancellation(cancelled[1])
         if self._draw(self.dropped, event_name, "dropped"):
             raise self._lost("moto")
         if not self._draw(self.throttled, event_name, "throttled"):
@@ -127,8 +134,11 @@ class FaultInjector:
 
     def _before_parameter_build(self, event_name: str, params: dict[str, Any], **_: Any) -> None:
         """Withhold some entries of a batch call (remembered for `_partial_response`)."""
-        self._withheld.entries = None
+        self._withheld.entries = self._withheld.cancelled = None
         operation = event_name.split(".")[2]
+        if operation == "TransactWriteItems":
+            self._cancel_some(event_name, len(params.get("TransactItems", [])))
+            return
         entries = _batch_entries(operation, params)
         if entries is None or len(entries) < 2:
             return
@@ -140,6 +150,27 @@ class FaultInjector:
         kept = [e for i, e in enumerate(entries) if i not in withheld]
         self._withheld.entries = (operation, [entries[i] for i in sorted(withheld)])
         _set_batch_entries(operation, params, kept)
+
+    def _cancel_some(self, event_name: str, count: int) -> None:
+        """Decide whether the coming transaction is cancelled (for `_before_call`)."""
+        if count < 2 or not self._draw(self.partial, event_name, "partial"):
+            return
+        with self._lock:
+            conflicts = set(self._random.sample(range(count), self._random.randint(1, count - 1)))
+        reasons = ["TransactionConflict" if i in conflicts else "None" for i in range(count)]
+        self._withheld.cancelled = ("TransactWriteItems", reasons)
+
+    @staticmethod
+    def _cancellation(reasons: list[str]) -> tuple[AWSResponse, Any]:
+        code = "TransactionCanceledException"
+        parsed = {
+            "Error": {"Code": code, "Message": "injected"},
+            "CancellationReasons": [{"Code": reason} for reason in reasons],
+            "ResponseMetadata": {"HTTPStatusCode": 400, "HTTPHeaders": {}},
+        }
+        body = f'{{"__type": "{code}", "message": "injected"}}'
+        http = AWSResponse("https://injected", 400, HTTPHeaders(), _Raw(body.encode()))
+        return http, parsed
 
     def _partial_response(self, event_name: str, parsed: dict[str, Any], **_: Any) -> None:
         """Report the withheld entries as failed through the service's fault."""

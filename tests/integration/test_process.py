@@ -23,6 +23,7 @@ from .conftest import (
     outcomes_of,
     payload_id,
 )
+from .state_wrappers import PerRecordWrites
 
 PID = payload_id()
 
@@ -252,7 +253,7 @@ def _events(h: Harness) -> list[dict[str, Any]]:
     return [json.loads(m["Message"]) for m in h.tap_messages("events")]
 
 
-class _RaceState:
+class _RaceState(PerRecordWrites):
     """Wraps a state store to replay a specific race at one call."""
 
     # the calls a test replaces (set on the instance); everything else goes to ``real``

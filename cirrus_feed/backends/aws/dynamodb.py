@@ -9,21 +9,32 @@ record without a second read. There is no unconditional write path.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from cirrus_feed.backends.aws import dynamodb_outbox as outbox
+from cirrus_feed.backends.aws import dynamodb_writes as writes
 from cirrus_feed.backends.aws.clients import (
-    BATCH_ATTEMPTS,
     call,
     call_errors_per_entry,
     error_code,
     translate,
 )
-from cirrus_feed.backends.base import StatePage, StateQuery, StateRecord, WorkflowEvent
+from cirrus_feed.backends.aws.dynamodb_transact import TransactWrite, transact
+from cirrus_feed.backends.aws.dynamodb_writes import Conditional, Expr, attr
+from cirrus_feed.backends.base import (
+    Claim,
+    Finish,
+    StatePage,
+    StateQuery,
+    StateRecord,
+    WorkflowEvent,
+    WriteResult,
+    written,
+)
 from cirrus_feed.backends.limits import DYNAMODB_MAX_BATCH_GET_KEYS, check_state_key
 from cirrus_feed.errors import (
     BackendError,
@@ -35,10 +46,7 @@ from cirrus_feed.errors import (
 )
 from cirrus_feed.model.payload import key_to_payload_id, payload_id_to_key
 from cirrus_feed.model.states import (
-    ACTIVE,
-    LEGACY_STATES,
     TERMINAL,
-    UNCLAIMABLE,
     State,
     state_from_state_updated,
 )
@@ -74,63 +82,6 @@ _TABLE_SCHEMA: dict[str, Any] = {  # spec §4.1, as in Cirrus's statedb-schema.j
 }
 
 
-def _state_names(states: Iterable[State]) -> list[str]:
-    """Stored names meaning any of ``states``, legacy aliases (``COMPLETED``) included."""
-    wanted = set(states)
-    legacy = [name for name, state in LEGACY_STATES.items() if state in wanted]
-    return sorted({s.value for s in wanted} | set(legacy))
-
-
-def _attr(value: str | int | list[str]) -> dict[str, Any]:
-    if isinstance(value, str):
-        return {"S": value}
-    if isinstance(value, int):
-        return {"N": str(value)}
-    return {"L": [{"S": v} for v in value]}
-
-
-@dataclass
-class _Expr:
-    """Collects the placeholders of one request: DynamoDB rejects unused ones."""
-
-    names: dict[str, str] = field(default_factory=dict)
-    values: dict[str, Any] = field(default_factory=dict)
-
-    def name(self, attribute: str) -> str:
-        self.names[f"#{attribute}"] = attribute
-        return f"#{attribute}"
-
-    def value(self, value: str | int | list[str]) -> str:
-        placeholder = f":v{len(self.values)}"
-        self.values[placeholder] = _attr(value)
-        return placeholder
-
-    def begins_with_any(self, attribute: str, prefixes: Iterable[str]) -> str:
-        name = self.name(attribute)
-        terms = [f"begins_with({name}, {self.value(p)})" for p in prefixes]
-        return f"({' OR '.join(terms)})"
-
-    def latest_is(self, executions: tuple[str, ...]) -> str:
-        """``executions`` is still the stored list's length and last element."""
-        name = self.name("executions")
-        if not executions:
-            return f"attribute_not_exists({name})"
-        last = len(executions) - 1  # a list index cannot be a placeholder
-        # attribute_exists first: moto fails the request on size() of a missing attribute.
-        return (
-            f"attribute_exists({name}) AND size({name}) = {self.value(len(executions))} "
-            f"AND {name}[{last}] = {self.value(executions[-1])}"
-        )
-
-    def kwargs(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        if self.names:
-            out["ExpressionAttributeNames"] = self.names
-        if self.values:
-            out["ExpressionAttributeValues"] = self.values
-        return out
-
-
 class _LostRaceError(Exception):
     def __init__(self, old: Item | None):
         self.old = old
@@ -140,7 +91,7 @@ class _LostRaceError(Exception):
 class _QueryPlan:
     """How a `StateQuery` maps onto a Query (or a Scan when no collections_workflow)."""
 
-    expr: _Expr
+    expr: Expr
     index: str | None
     key_condition: str | None
     filter: str | None
@@ -157,19 +108,19 @@ class _QueryPlan:
 
     def start_key(self, record: StateRecord) -> Item:
         key: Item = {
-            "collections_workflow": _attr(record.collections_workflow),
-            "itemids": _attr(record.itemids),
+            "collections_workflow": attr(record.collections_workflow),
+            "itemids": attr(record.itemids),
         }
         if self.index == "state_updated":
-            key["state_updated"] = _attr(record.state_updated)
+            key["state_updated"] = attr(record.state_updated)
         elif self.index == "updated":
-            key["updated"] = _attr(record.updated)
+            key["updated"] = attr(record.updated)
         return key
 
 
 def _plan(query: StateQuery, now: datetime) -> _QueryPlan:
     """Cirrus ``StateDB.query`` index rules (§4.5); a Scan puts every condition in the filter."""
-    expr = _Expr()
+    expr = Expr()
     index: str | None = None if query.sort_index == "default" else query.sort_index
     range_condition: str | None = None
     if query.since is not None:
@@ -339,49 +290,24 @@ class DynamoDbStateStore:
                 return total
             request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
-    # -- conditional writes ---------------------------------------------------------------
+    # -- conditional writes (`dynamodb_writes`; batches: `dynamodb_transact`) ---------------
 
     def claim(self, payload_id: str, execution_arn: str) -> StateRecord:
         now = self.clock.now().isoformat()
-        expr = _Expr()
-        state_updated, created, executions = (
-            expr.name("state_updated"),
-            expr.name("created"),
-            expr.name("executions"),
+        return self._write(writes.claim(payload_id, execution_arn, now, None))
+
+    def claim_many(self, claims: Sequence[Claim]) -> list[WriteResult]:
+        now = self.clock.now().isoformat()
+        return self._write_many(
+            [writes.claim(c.payload_id, c.execution_arn, now, c) for c in claims]
         )
-        now_value = expr.value(now)
-        update = (
-            f"SET {created} = if_not_exists({created}, {now_value}), "
-            f"{state_updated} = {expr.value(f'{State.CLAIMED.value}_{now}')}, "
-            f"{expr.name('updated')} = {now_value}, {expr.name('claimed_at')} = {now_value}, "
-            f"{executions} = list_append(if_not_exists({executions}, {expr.value([])}), "
-            f"{expr.value([execution_arn])}) "
-            f"REMOVE {expr.name('last_error')}, {expr.name('outputs')}"
-        )
-        unclaimable = expr.begins_with_any("state_updated", _state_names(UNCLAIMABLE))
-        # An execution name already in the history means another worker ran this very
-        # attempt since our read: claiming it again would re-start a finished execution.
-        repeat = f"contains({executions}, {expr.value(execution_arn)})"
-        condition = f"attribute_not_exists({state_updated}) OR (NOT {unclaimable} AND NOT {repeat})"
-        try:
-            return self._update(payload_id, "claim", update, condition, expr)
-        except _LostRaceError as lost:
-            raise ClaimConflictError(payload_id, _maybe_record(payload_id, lost.old)) from None
 
     def set_processing(self, claimed: StateRecord) -> StateRecord:
+        return self._write(writes.set_processing(claimed, self.clock.now().isoformat()))
+
+    def set_processing_many(self, claimed: Sequence[StateRecord]) -> list[WriteResult]:
         now = self.clock.now().isoformat()
-        expr = _Expr()
-        update = (
-            f"SET {expr.name('state_updated')} = {expr.value(f'{State.PROCESSING.value}_{now}')}, "
-            f"{expr.name('updated')} = {expr.value(now)}"
-        )
-        claimed_condition = expr.begins_with_any("state_updated", _state_names([State.CLAIMED]))
-        condition = f"{claimed_condition} AND {expr.latest_is(claimed.executions)}"
-        try:
-            return self._update(claimed.payload_id, "set_processing", update, condition, expr)
-        except _LostRaceError as lost:
-            current = _maybe_record(claimed.payload_id, lost.old)
-            raise ClaimConflictError(claimed.payload_id, current) from None
+        return self._write_many([writes.set_processing(r, now) for r in claimed])
 
     def finish(
         self,
@@ -393,30 +319,74 @@ class DynamoDbStateStore:
         event: WorkflowEvent | None = None,
     ) -> StateRecord:
         """See `StateStore.finish`; a record that no longer exists counts as stale."""
-        payload_id = current.payload_id
-        if state not in TERMINAL:
-            raise ValueError(f"payload '{payload_id}': {state} is not a terminal state")
-        if current.latest_execution != execution_arn:
-            raise StaleExecutionError(payload_id, execution_arn, current)
+        return written(self.finish_many([Finish(current, execution_arn, state, error, event)])[0])
+
+    def finish_many(self, finishes: Sequence[Finish]) -> list[WriteResult]:
+        for f in finishes:
+            if f.state not in TERMINAL:
+                raise ValueError(
+                    f"payload '{f.current.payload_id}': {f.state} is not a terminal state"
+                )
         now = self.clock.now().isoformat()
-        expr = _Expr()
-        update = (
-            f"SET {expr.name('state_updated')} = {expr.value(f'{state.value}_{now}')}, "
-            f"{expr.name('updated')} = {expr.value(now)}"
-        )
-        if error is not None:
-            update += f", {expr.name('last_error')} = {expr.value(error)}"
-        if event is not None:
-            update += " " + outbox.add_clause(event, expr.names, expr.values)
-        active = expr.begins_with_any("state_updated", _state_names(ACTIVE))
-        condition = f"{active} AND {expr.latest_is(current.executions)}"
+        planned: list[Conditional | Exception] = [
+            writes.finish(f, now)
+            if f.current.latest_execution == f.execution_arn
+            else StaleExecutionError(f.current.payload_id, f.execution_arn, f.current)
+            for f in finishes
+        ]
+        return self._write_many(planned)
+
+    def _write(self, write: Conditional) -> StateRecord:
+        """One conditional UpdateItem; a lost race raises the error `_lost` names."""
         try:
-            return self._update(payload_id, f"finish {state.value}", update, condition, expr)
+            return self._update(
+                write.payload_id, write.action, write.update, write.condition, write.expr
+            )
         except _LostRaceError as lost:
-            old = _maybe_record(payload_id, lost.old)
-            if old is None or old.latest_execution != execution_arn:
-                raise StaleExecutionError(payload_id, execution_arn, old) from None
-            raise ClaimConflictError(payload_id, old) from None
+            raise _lost(write, lost.old) from None
+
+    def _write_many(self, planned: Sequence[Conditional | Exception]) -> list[WriteResult]:
+        """The writes in transactions (`dynamodb_transact`); an error in ``planned`` is
+        that write's result already."""
+        results: list[WriteResult | None] = [
+            p if isinstance(p, Exception) else None for p in planned
+        ]
+        batch: list[TransactWrite[WriteResult]] = []
+        slots: list[int] = []
+        for index, write in enumerate(planned):
+            if isinstance(write, Exception):
+                continue
+            try:
+                key = _key(write.payload_id)
+            except (ValueError, LimitExceededError) as exc:
+                results[index] = exc
+                continue
+            batch.append(self._transact_write(write, key))
+            slots.append(index)
+        for index, result in zip(
+            slots, transact(self._client, self.table, batch, sleep=self.clock.sleep), strict=True
+        ):
+            results[index] = result
+        return [r for r in results if r is not None]
+
+    def _transact_write(self, write: Conditional, key: Item) -> TransactWrite[WriteResult]:
+        def done() -> WriteResult:
+            assert write.record is not None, f"{write.action}: a batch write knows its item"
+            return write.record
+
+        def alone() -> WriteResult:
+            try:
+                return self._write(write)
+            except Exception as exc:  # noqa: BLE001 - this write's result
+                return exc
+
+        return TransactWrite(
+            key=key,
+            request=write.request(),
+            done=done,
+            lost=lambda old: _lost(write, old),
+            alone=alone,
+        )
 
     # -- outbox (`dynamodb_outbox`) --------------------------------------------------------
 
@@ -443,33 +413,13 @@ class DynamoDbStateStore:
         for event in events:
             if event.event_id is not None:
                 by_payload.setdefault(event.payload_id, []).append(event)
-        keys = {}
-        for payload_id in by_payload:
+        announced: list[tuple[Item, list[WorkflowEvent]]] = []
+        for payload_id, kept in by_payload.items():
             try:
-                keys[payload_id] = _key(payload_id)
+                announced.append((_key(payload_id), kept))
             except (ValueError, LimitExceededError):
                 continue
-        errors: list[BackendError] = []
-
-        def remove(pending: Sequence[str]) -> list[str]:
-            failed = []
-            for payload_id in pending:  # every record is tried, whatever failed before it
-                try:
-                    outbox.remove(
-                        self._client, self.table, keys[payload_id], by_payload[payload_id]
-                    )
-                except BackendError as exc:
-                    errors.append(exc)
-                    if exc.retryable:
-                        failed.append(payload_id)
-            return failed
-
-        left = retry_entries(list(keys), remove, attempts=BATCH_ATTEMPTS, sleep=self.clock.sleep)
-        if left or any(not e.retryable for e in errors):
-            raise BackendError(
-                f"DynamoDB outbox: {len(left)} records still holding announced events; "
-                f"last error: {errors[-1]}"
-            )
+        outbox.remove_all(self._client, self.table, announced, sleep=self.clock.sleep)
 
     def delete(self, payload_id: str) -> None:
         try:
@@ -489,7 +439,7 @@ class DynamoDbStateStore:
     # -- plumbing -------------------------------------------------------------------------
 
     def _update(
-        self, payload_id: str, action: str, update: str, condition: str, expr: _Expr
+        self, payload_id: str, action: str, update: str, condition: str, expr: Expr
     ) -> StateRecord:
         """One conditional UpdateItem; raises `_LostRaceError` with the old item on a lost race."""
         try:
@@ -513,6 +463,16 @@ class DynamoDbStateStore:
 
     def _call(self, operation: str, what: str, **kwargs: Any) -> dict[str, Any]:
         return call(self._client, operation, what, **kwargs)
+
+
+def _lost(write: Conditional, old: Item | None) -> BackendError:
+    """The error of a write whose condition failed on ``old`` (the item as it is)."""
+    current = _maybe_record(write.payload_id, old)
+    if write.finishing is not None and (
+        current is None or current.latest_execution != write.finishing
+    ):
+        return StaleExecutionError(write.payload_id, write.finishing, current)
+    return ClaimConflictError(write.payload_id, current)
 
 
 # -- item <-> record ----------------------------------------------------------------------

@@ -14,15 +14,17 @@ start (a Scan filtered on ``attribute_exists(outbox)``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from cirrus_feed.backends.aws.clients import error_code, translate
+from cirrus_feed.backends.aws.clients import BATCH_ATTEMPTS, error_code, translate
+from cirrus_feed.backends.aws.dynamodb_transact import TransactWrite, transact
 from cirrus_feed.backends.base import WorkflowEvent
 from cirrus_feed.backends.limits import DYNAMODB_MAX_BATCH_GET_KEYS
-from cirrus_feed.errors import BackendUnavailableError
+from cirrus_feed.errors import BackendError, BackendUnavailableError
 from cirrus_feed.support.batching import chunks
 from cirrus_feed.support.retry import retry_entries
 
@@ -99,20 +101,81 @@ def pending_any(call: Call, table: str, *, limit: int) -> list[WorkflowEvent]:
     return events[:limit]
 
 
+def remove_request(events: Sequence[WorkflowEvent]) -> dict[str, Any]:
+    """The update taking ``events`` (all of one item) out of its outbox; absent ones change
+    nothing, nor does a record deleted meanwhile (the condition keeps the update from
+    recreating it)."""
+    return {
+        "UpdateExpression": "DELETE #outbox :done",
+        "ConditionExpression": "attribute_exists(itemids)",
+        "ExpressionAttributeNames": {"#outbox": ATTRIBUTE},
+        "ExpressionAttributeValues": {":done": {"SS": [e.to_outbox() for e in events]}},
+    }
+
+
 def remove(client: Any, table: str, key: Item, events: Sequence[WorkflowEvent]) -> None:
-    """Take ``events`` (all of one item) out of its outbox; absent ones change nothing, nor
-    does a record deleted meanwhile (the condition keeps the update from recreating it)."""
+    """`remove_request` as one UpdateItem."""
     try:
-        client.update_item(
-            TableName=table,
-            Key=key,
-            UpdateExpression="DELETE #outbox :done",
-            ConditionExpression="attribute_exists(itemids)",
-            ExpressionAttributeNames={"#outbox": ATTRIBUTE},
-            ExpressionAttributeValues={":done": {"SS": [e.to_outbox() for e in events]}},
-        )
+        client.update_item(TableName=table, Key=key, **remove_request(events))
     except ClientError as exc:
         if error_code(exc) != "ConditionalCheckFailedException":
             raise translate(exc, "DynamoDB UpdateItem (outbox announced)") from exc
     except BotoCoreError as exc:
         raise translate(exc, "DynamoDB UpdateItem (outbox announced)") from exc
+
+
+def remove_all(
+    client: Any,
+    table: str,
+    announced: Sequence[tuple[Item, Sequence[WorkflowEvent]]],
+    *,
+    sleep: Callable[[float], None],
+) -> None:
+    """`remove` the events of each item (key, events): one transaction per 100 items; an
+    item deleted meanwhile fails only its own condition and is left alone, a failed call
+    falls back to one UpdateItem an item, and those retried with backoff.
+
+    Raises: BackendError when some items still hold their events."""
+    errors: list[BackendError] = []
+
+    def alone(index: int) -> BackendError | None:
+        key, events = announced[index]
+        try:
+            remove(client, table, key, events)
+        except BackendError as exc:
+            return exc
+        return None
+
+    first = transact(
+        client,
+        table,
+        [
+            TransactWrite[BackendError | None](
+                key=key,
+                request=remove_request(events),
+                done=lambda: None,
+                lost=lambda old: None,
+                alone=functools.partial(alone, index),
+            )
+            for index, (key, events) in enumerate(announced)
+        ],
+        sleep=sleep,
+    )
+
+    def send(pending: Sequence[int]) -> list[int]:
+        failed = []
+        for index in pending:  # every item is tried, whatever failed before it
+            if (exc := alone(index)) is not None:
+                errors.append(exc)
+                if exc.retryable:
+                    failed.append(index)
+        return failed
+
+    errors += [e for e in first if e is not None]
+    retry = [i for i, e in enumerate(first) if e is not None and e.retryable]
+    left = retry_entries(retry, send, attempts=BATCH_ATTEMPTS - 1, sleep=sleep)
+    if left or any(not e.retryable for e in errors):
+        raise BackendError(
+            f"DynamoDB outbox: {len(left)} records still holding announced events; "
+            f"last error: {errors[-1]}"
+        )

@@ -8,11 +8,22 @@ read-check-write inside ``BEGIN IMMEDIATE``: the check sees the row as it is in 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from cirrus_feed.backends.base import StatePage, StateQuery, StateRecord, WorkflowEvent
+from cirrus_feed.backends.base import (
+    Claim,
+    Finish,
+    StatePage,
+    StateQuery,
+    StateRecord,
+    WorkflowEvent,
+    WriteResult,
+    written,
+)
 from cirrus_feed.backends.limits import check_state_key
 from cirrus_feed.backends.local.sqlite import SqliteDatabase
 from cirrus_feed.errors import (
@@ -87,6 +98,11 @@ def _key(payload_id: str) -> tuple[str, str]:
     return key.collections_workflow, key.itemids
 
 
+def _history(record: StateRecord | None) -> tuple[str, ...] | None:
+    """What a pinned claim compares: the stored history (None: no record)."""
+    return record.executions if record is not None else None
+
+
 def _prefix_range(prefix: str) -> tuple[str, str]:
     """Bounds ``[low, high)`` of the strings starting with ``prefix`` (begins_with on an index;
     LIKE would be case-insensitive and treat ``_`` as a wildcard)."""
@@ -150,61 +166,22 @@ class SqliteStateStore:
         return found
 
     # -- compare-and-set writes -------------------------------------------------------------
+    # Each batch is one BEGIN IMMEDIATE transaction; each record's check-and-write runs in
+    # its own savepoint, so one record's failure undoes only its own write.
 
     def claim(self, payload_id: str, execution_arn: str) -> StateRecord:
-        collections_workflow, itemids = _key(payload_id)
-        now = self._now()
-        with self._db.write() as conn:
-            current = self._select(conn, payload_id)
-            # An ARN already in the history means another worker ran this very attempt
-            # since the caller's read: claiming it again would re-start a finished execution.
-            if current is not None and (
-                current.state in UNCLAIMABLE or execution_arn in current.executions
-            ):
-                raise ClaimConflictError(payload_id, current)
-            executions = [*(current.executions if current else ()), execution_arn]
-            conn.execute(
-                "INSERT INTO state (collections_workflow, itemids, payload_id, state_updated, "
-                "created, updated, claimed_at, executions, last_error, outputs) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL) "
-                "ON CONFLICT (collections_workflow, itemids) DO UPDATE SET "
-                "state_updated = excluded.state_updated, updated = excluded.updated, "
-                "claimed_at = excluded.claimed_at, executions = excluded.executions, "
-                "last_error = NULL, outputs = NULL",
-                (
-                    collections_workflow,
-                    itemids,
-                    payload_id,
-                    f"{State.CLAIMED}_{now}",
-                    current.created if current else now,
-                    now,
-                    now,
-                    json.dumps(executions),
-                ),
-            )
-            record = self._select(conn, payload_id)
-        assert record is not None
-        return record
+        return written(self._batch([(self._claim, (payload_id, execution_arn, False, None))])[0])
+
+    def claim_many(self, claims: Sequence[Claim]) -> list[WriteResult]:
+        return self._batch(
+            [(self._claim, (c.payload_id, c.execution_arn, True, c.expected)) for c in claims]
+        )
 
     def set_processing(self, claimed: StateRecord) -> StateRecord:
-        payload_id = claimed.payload_id
-        now = self._now()
-        with self._db.write() as conn:
-            current = self._select(conn, payload_id)
-            if (
-                current is None
-                or not can_move(current.state, State.PROCESSING)
-                or current.latest_execution != claimed.latest_execution
-            ):
-                raise ClaimConflictError(payload_id, current)
-            conn.execute(
-                "UPDATE state SET state_updated = ?, updated = ? "
-                "WHERE collections_workflow = ? AND itemids = ?",
-                (f"{State.PROCESSING}_{now}", now, *_key(payload_id)),
-            )
-            record = self._select(conn, payload_id)
-        assert record is not None
-        return record
+        return written(self.set_processing_many([claimed])[0])
+
+    def set_processing_many(self, claimed: Sequence[StateRecord]) -> list[WriteResult]:
+        return self._batch([(self._set_processing, (record,)) for record in claimed])
 
     def finish(
         self,
@@ -215,29 +192,128 @@ class SqliteStateStore:
         *,
         event: WorkflowEvent | None = None,
     ) -> StateRecord:
-        if state not in TERMINAL:
-            raise ValueError(f"payload '{current.payload_id}': {state} is not a terminal state")
-        payload_id = current.payload_id
+        return written(self.finish_many([Finish(current, execution_arn, state, error, event)])[0])
+
+    def finish_many(self, finishes: Sequence[Finish]) -> list[WriteResult]:
+        for f in finishes:
+            if f.state not in TERMINAL:
+                raise ValueError(
+                    f"payload '{f.current.payload_id}': {f.state} is not a terminal state"
+                )
+        return self._batch([(self._finish, (f,)) for f in finishes])
+
+    def _batch(
+        self, writes: Sequence[tuple[Callable[..., StateRecord], tuple[Any, ...]]]
+    ) -> list[WriteResult]:
+        """Run ``writes`` in one transaction; one result (record or error) per write."""
+        if not writes:
+            return []
+        results: list[WriteResult] = []
         now = self._now()
         with self._db.write() as conn:
-            # `current` is only what the caller last saw; the check is on the row as stored.
-            stored = self._select(conn, payload_id)
-            # A missing record has no latest execution: the completion is stale.
-            if stored is None or stored.latest_execution != execution_arn:
-                raise StaleExecutionError(payload_id, execution_arn, stored)
-            if not can_move(stored.state, state):
-                raise ClaimConflictError(payload_id, stored)
-            conn.execute(
-                "UPDATE state SET state_updated = ?, updated = ?, "
-                "last_error = coalesce(?, last_error) "
-                "WHERE collections_workflow = ? AND itemids = ?",
-                (f"{state}_{now}", now, error, *_key(payload_id)),
-            )
-            if event is not None:
-                self._put_event(conn, event)
-            record = self._select(conn, payload_id)
-        assert record is not None
-        return record
+            for write, args in writes:
+                conn.execute("SAVEPOINT record")
+                try:
+                    results.append(write(conn, now, *args))
+                except (sqlite3.Error, MemoryError):
+                    raise  # the database itself failed: the whole batch is rolled back
+                except Exception as exc:  # noqa: BLE001 - this record's result
+                    conn.execute("ROLLBACK TO record")
+                    results.append(exc)
+                conn.execute("RELEASE record")
+        return results
+
+    def _claim(
+        self,
+        conn: Any,
+        now: str,
+        payload_id: str,
+        execution_arn: str,
+        pinned: bool,
+        expected: StateRecord | None,
+    ) -> StateRecord:
+        collections_workflow, itemids = _key(payload_id)
+        current = self._select(conn, payload_id)
+        # An ARN already in the history means another worker ran this very attempt
+        # since the caller's read: claiming it again would re-start a finished execution.
+        if current is not None and (
+            current.state in UNCLAIMABLE or execution_arn in current.executions
+        ):
+            raise ClaimConflictError(payload_id, current)
+        if pinned and _history(current) != _history(expected):
+            raise ClaimConflictError(payload_id, current)
+        executions = [*(current.executions if current else ()), execution_arn]
+        conn.execute(
+            "INSERT INTO state (collections_workflow, itemids, payload_id, state_updated, "
+            "created, updated, claimed_at, executions, last_error, outputs) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL) "
+            "ON CONFLICT (collections_workflow, itemids) DO UPDATE SET "
+            "state_updated = excluded.state_updated, updated = excluded.updated, "
+            "claimed_at = excluded.claimed_at, executions = excluded.executions, "
+            "last_error = NULL, outputs = NULL",
+            (
+                collections_workflow,
+                itemids,
+                payload_id,
+                f"{State.CLAIMED}_{now}",
+                current.created if current else now,
+                now,
+                now,
+                json.dumps(executions),
+            ),
+        )
+        return StateRecord(
+            payload_id=current.payload_id if current else payload_id,
+            state=State.CLAIMED,
+            state_updated=f"{State.CLAIMED}_{now}",
+            created=current.created if current else now,
+            updated=now,
+            claimed_at=now,
+            executions=tuple(executions),
+        )
+
+    def _set_processing(self, conn: Any, now: str, claimed: StateRecord) -> StateRecord:
+        payload_id = claimed.payload_id
+        current = self._select(conn, payload_id)
+        if (
+            current is None
+            or not can_move(current.state, State.PROCESSING)
+            or current.latest_execution != claimed.latest_execution
+        ):
+            raise ClaimConflictError(payload_id, current)
+        state_updated = f"{State.PROCESSING}_{now}"
+        conn.execute(
+            "UPDATE state SET state_updated = ?, updated = ? "
+            "WHERE collections_workflow = ? AND itemids = ?",
+            (state_updated, now, *_key(payload_id)),
+        )
+        return replace(current, state=State.PROCESSING, state_updated=state_updated, updated=now)
+
+    def _finish(self, conn: Any, now: str, f: Finish) -> StateRecord:
+        payload_id = f.current.payload_id
+        # `current` is only what the caller last saw; the check is on the row as stored.
+        stored = self._select(conn, payload_id)
+        # A missing record has no latest execution: the completion is stale.
+        if stored is None or stored.latest_execution != f.execution_arn:
+            raise StaleExecutionError(payload_id, f.execution_arn, stored)
+        if not can_move(stored.state, f.state):
+            raise ClaimConflictError(payload_id, stored)
+        state_updated = f"{f.state}_{now}"
+        conn.execute(
+            "UPDATE state SET state_updated = ?, updated = ?, "
+            "last_error = coalesce(?, last_error) "
+            "WHERE collections_workflow = ? AND itemids = ?",
+            (state_updated, now, f.error, *_key(payload_id)),
+        )
+        if f.event is not None:
+            self._put_event(conn, f.event)
+        return replace(
+            stored,
+            state=f.state,
+            state_updated=state_updated,
+            updated=now,
+            last_error=f.error if f.error is not None else stored.last_error,
+        )
 
     # -- outbox -----------------------------------------------------------------------------
 
