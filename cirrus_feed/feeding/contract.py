@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cirrus_feed.backends.base import StatePage, StateQuery, StateRecord
 from cirrus_feed.feeding.schedules import Schedule
-from cirrus_feed.model.payload import ProcessDefinition, ProcessPayload
+from cirrus_feed.model.payload import PreparedPayload, ProcessDefinition, ProcessPayload
 from cirrus_feed.support.clock import SYSTEM_CLOCK, Clock
 from cirrus_feed.support.durations import IntSeconds
 from cirrus_feed.support.json_decode import DEFAULT_LIMITS, RecordLimits
@@ -124,12 +124,21 @@ class Tagged:
     """A payload with the source record it came from (e.g. an SQS message id), so the
     runner can tell a `Checkpoint.commit` which source records failed."""
 
-    payload: ProcessPayload | Mapping[str, Any]
+    payload: ProcessPayload | PreparedPayload | Mapping[str, Any]
     tag: str
 
 
+# A payload: a plain mapping (validated by the runner), a validated `ProcessPayload`, or a
+# `PreparedPayload` built from a `cirrus_feed.model.prepared.PayloadTemplate` (sent as is).
 FeedItem = (
-    ProcessPayload | Mapping[str, Any] | Tagged | Checkpoint | SourceRejection | Skipped | Counted
+    ProcessPayload
+    | PreparedPayload
+    | Mapping[str, Any]
+    | Tagged
+    | Checkpoint
+    | SourceRejection
+    | Skipped
+    | Counted
 )
 
 

@@ -38,7 +38,7 @@ from cirrus_feed.feeding.contract import (
 )
 from cirrus_feed.feeding.replay import IterableFeeder, ReplayConfig, replay_context
 from cirrus_feed.feeding.runner import FeedResult, FeedRunner, Pipeline
-from cirrus_feed.model.payload import ProcessPayload
+from cirrus_feed.model.payload import PreparedPayload, ProcessPayload
 from cirrus_feed.model.records import StateRecord
 from cirrus_feed.model.states import State
 
@@ -127,6 +127,8 @@ class Reconciler:
                 continue
             body = item.payload if isinstance(item, Tagged) else item
             try:
+                if isinstance(body, PreparedPayload):
+                    body = body.to_dict()
                 payload = ProcessPayload.from_dict(body) if isinstance(body, Mapping) else body
             except PayloadValidationError:
                 self.counts["invalid"] += 1  # `feed` would record it as invalid

@@ -38,7 +38,7 @@ from cirrus_feed.feeding.contract import (
     Tagged,
 )
 from cirrus_feed.feeding.pacing import InFlight, QueueDepthGate, TokenBucket
-from cirrus_feed.model.payload import ProcessPayload
+from cirrus_feed.model.payload import PreparedPayload, ProcessPayload
 from cirrus_feed.model.reports import Outcome
 from cirrus_feed.model.states import SKIP_UNLESS_REPLACE
 from cirrus_feed.pipeline.enqueue import Enqueueable, Enqueuer, Unreadable
@@ -348,21 +348,30 @@ class _Batch:
             self.runner.progress(dict(counts))
 
     def _dedupe(self, items: list[_Pending]) -> list[_Pending]:
-        """Drop payloads already done (`SKIP_UNLESS_REPLACE`) unless they ask for ``replace``."""
+        """Drop payloads already done (`SKIP_UNLESS_REPLACE`) unless they ask for ``replace``:
+        one state query for the whole flush."""
         parsed: list[_Pending] = []
         for tag, item in items:
-            if isinstance(item, Unreadable | ProcessPayload):
+            if isinstance(item, Unreadable | ProcessPayload | PreparedPayload):
                 parsed.append((tag, item))
                 continue
             try:
                 parsed.append((tag, ProcessPayload.from_dict(item)))
             except PayloadValidationError:
                 parsed.append((tag, item))  # enqueue records it as invalid, with the reason
-        ids = {p.id for _, p in parsed if isinstance(p, ProcessPayload) and not p.replace}
+        ids = {
+            p.id
+            for _, p in parsed
+            if isinstance(p, ProcessPayload | PreparedPayload) and not p.replace
+        }
         records = self.runner.app.backends.state.get_many(ids) if ids else {}
+        if not records:
+            return parsed
         fresh: list[_Pending] = []
         for tag, item in parsed:
-            record = records.get(item.id) if isinstance(item, ProcessPayload) else None
+            record = (
+                records.get(item.id) if isinstance(item, ProcessPayload | PreparedPayload) else None
+            )
             if record is not None and record.state in SKIP_UNLESS_REPLACE:
                 self.result.counts["duplicate"] += 1
             else:
@@ -375,9 +384,13 @@ class _Batch:
                 self.result.counts["invalid"] += 1
                 log.warning("feed %s: %s", self.name, item.reason)
                 continue
-            data = item.to_dict() if isinstance(item, ProcessPayload) else item
             if self.output is not None:
-                self.output.write(json.dumps(data) + "\n")
+                text = (
+                    item.body
+                    if isinstance(item, PreparedPayload)
+                    else json.dumps(item.to_dict() if isinstance(item, ProcessPayload) else item)
+                )
+                self.output.write(text + "\n")
             self.result.counts["written"] += 1
 
     def _checkpoint(self, checkpoint: Checkpoint) -> None:

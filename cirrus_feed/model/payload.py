@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr
@@ -116,6 +117,47 @@ class ProcessPayload(BaseModel):
         raw = dict(self._raw)
         raw["process"] = [{**raw["process"][0], "replace": True}, *raw["process"][1:]]
         return ProcessPayload.from_dict(raw)
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedPayload:
+    """A payload whose body a feeder built from a template validated once: its id is derived
+    and storable-checked, its JSON text is what is sent.
+
+    Build it with `cirrus_feed.model.prepared.PayloadTemplate`, which runs the per-payload
+    checks of `ProcessPayload.from_dict` without the parse-validate-dump round trip. The
+    pipeline trusts the body; it still checks the id (`check_prepared_id`), so a hand-built
+    one with a bad id is recorded invalid, not sent.
+    """
+
+    id: str
+    body: str  # the JSON object text sent to the queue, with "id"
+    replace: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """The body decoded (for the rare consumer that needs the mapping: offloading,
+        reconcile)."""
+        data = json.loads(self.body)
+        assert isinstance(data, dict)
+        return data
+
+
+def check_prepared_id(payload_id: str) -> None:
+    """What the pipeline checks of a `PreparedPayload` it did not build: an id that parses
+    and can be stored. Raises `PayloadValidationError` naming ``id``."""
+    if not isinstance(payload_id, str) or PAYLOAD_ID_REGEX.match(payload_id) is None:
+        raise _fail(
+            payload_id,
+            "id",
+            "Payload 'id' field must match "
+            f"'${{COLLECTIONS}}/workflow-${{WORKFLOW_NAME}}/${{ITEMIDS}}: {_shown(payload_id)}",
+        )
+    key = payload_id_to_key(payload_id)
+    # As an explicit id: every problem is the id's own, so each names ``id``.
+    data = {"id": payload_id, "process": [{"workflow": key.workflow}]}
+    problem = storable.payload_problem(data, payload_id, key.collections_workflow, key.itemids)
+    if problem is not None:
+        raise _fail(payload_id, "id", problem[1])
 
 
 # -- validation -----------------------------------------------------------------------------

@@ -1,4 +1,8 @@
-"""The enqueue stage: validate, derive ids, drop in-batch duplicates, offload, send."""
+"""The enqueue stage: validate, derive ids, drop in-batch duplicates, offload, send.
+
+A `PreparedPayload` (built from a template validated once) is trusted: only its id is
+checked, and its body is sent as it is, unless it is too big for the queue.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from typing import Any
 from cirrus_feed.backends.base import PayloadQueue, PayloadStore, SendResult
 from cirrus_feed.errors import BackendError, PayloadValidationError
 from cirrus_feed.model import layout
-from cirrus_feed.model.payload import ProcessPayload
+from cirrus_feed.model.payload import PreparedPayload, ProcessPayload, check_prepared_id
 from cirrus_feed.model.reports import Outcome, RecordResult, StageReport
 from cirrus_feed.pipeline.invalid import record_invalid
 from cirrus_feed.pipeline.isolation import unexpected
@@ -32,7 +36,7 @@ class Unreadable:
     payload_id: str | None = None  # the id it claims, when it is a payload that failed validation
 
 
-Enqueueable = Mapping[str, Any] | ProcessPayload | Unreadable
+Enqueueable = Mapping[str, Any] | ProcessPayload | PreparedPayload | Unreadable
 
 
 class Enqueuer:
@@ -74,18 +78,24 @@ class Enqueuer:
             if isinstance(item, Unreadable):
                 report.add(self._invalid(index, item.raw, item.reason, item.payload_id))
                 continue
+            payload: ProcessPayload | PreparedPayload
             try:
-                payload = (
-                    item if isinstance(item, ProcessPayload) else ProcessPayload.from_dict(item)
-                )
+                if isinstance(item, PreparedPayload):
+                    check_prepared_id(item.id)
+                    payload = item
+                elif isinstance(item, ProcessPayload):
+                    payload = item
+                else:
+                    payload = ProcessPayload.from_dict(item)
             except PayloadValidationError as exc:
-                report.add(self._invalid(index, item, str(exc), exc.payload_id))
+                raw = item.to_dict() if isinstance(item, PreparedPayload) else item
+                report.add(self._invalid(index, raw, str(exc), exc.payload_id))
                 continue
             if payload.id in seen:
                 report.add(RecordResult(index, Outcome.DUPLICATE, payload.id, reason="in batch"))
                 continue
             seen.add(payload.id)
-            keep_id = send_ids or isinstance(item, ProcessPayload) or "id" in item
+            keep_id = send_ids or not isinstance(item, Mapping) or "id" in item
             try:
                 body, url = self._body(payload, keep_id=keep_id)
             except BackendError as exc:
@@ -119,13 +129,21 @@ class Enqueuer:
             reason = unexpected(exc, f"sending {len(pending)} payloads")
         return [SendResult(None, f"not sent: {reason}") for _ in pending]
 
-    def _body(self, payload: ProcessPayload, *, keep_id: bool) -> tuple[str, str | None]:
-        data = payload.to_dict()
-        if not keep_id:
-            data = {key: value for key, value in data.items() if key != "id"}
-        body = json.dumps(data)
-        if len(body.encode()) <= self.queue.max_message_bytes:
-            return body, None
+    def _body(
+        self, payload: ProcessPayload | PreparedPayload, *, keep_id: bool
+    ) -> tuple[str, str | None]:
+        if isinstance(payload, PreparedPayload):
+            body = payload.body
+            if len(body.encode()) <= self.queue.max_message_bytes:
+                return body, None
+            data = payload.to_dict()
+        else:
+            data = payload.to_dict()
+            if not keep_id:
+                data = {key: value for key, value in data.items() if key != "id"}
+            body = json.dumps(data)
+            if len(body.encode()) <= self.queue.max_message_bytes:
+                return body, None
         url = self.store.put_json(layout.oversized_key(), data)
         return json.dumps({"url": url}), url
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cirrus_feed.feeding.contract import Tagged
+from cirrus_feed.model.payload import PreparedPayload, ProcessPayload
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "messages"
 
@@ -17,9 +18,16 @@ def load(case: str) -> Any:
     return json.loads((FIXTURES / f"{case}.json").read_text())
 
 
+def payload_of(tagged: Tagged) -> dict[str, Any]:
+    """A tagged payload as the mapping it stands for (a prepared one's body decoded)."""
+    payload = tagged.payload
+    if isinstance(payload, PreparedPayload | ProcessPayload):
+        return payload.to_dict()
+    assert isinstance(payload, Mapping)
+    return dict(payload)
+
+
 def item_of(tagged: Tagged) -> dict[str, Any]:
     """The one item of a tagged payload."""
-    payload = tagged.payload
-    assert isinstance(payload, Mapping)
-    item: dict[str, Any] = payload["features"][0]
+    item: dict[str, Any] = payload_of(tagged)["features"][0]
     return item

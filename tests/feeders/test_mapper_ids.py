@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from message_data import payload_of
 
 from cirrus_feed.app import build_app
 from cirrus_feed.backends.local.workflows import TaskSpec, Workflow
@@ -116,7 +117,7 @@ def payload_ids(events: list[Any], workflow: str, **settings: Any) -> list[str]:
     feeder = EventsFeeder("t", config, feeder_context()).with_source(ListMessageSource(events))
     outputs = list(feeder.feed(FeedRequest()))
     assert not [o for o in outputs if isinstance(o, SourceRejection)]
-    return [ProcessPayload.from_dict(dict(o.payload)).id for o in outputs if isinstance(o, Tagged)]
+    return [ProcessPayload.from_dict(payload_of(o)).id for o in outputs if isinstance(o, Tagged)]
 
 
 S2_L2A = "arn:aws:sns:eu-central-1:214830741341:SentinelS2L2A"
@@ -375,7 +376,7 @@ def test_s3_folder_marker_is_skipped_with_a_reason() -> None:
     outputs = list(feeder.feed(FeedRequest()))
 
     payloads = [o for o in outputs if isinstance(o, Tagged)]
-    assert [dict(p.payload)["features"][0]["id"] for p in payloads] == ["drops-2024-a.tif"]
+    assert [payload_of(p)["features"][0]["id"] for p in payloads] == ["drops-2024-a.tif"]
     assert not [o for o in outputs if isinstance(o, SourceRejection)]
     assert feeder.filtered == 1
 
@@ -402,7 +403,7 @@ def example_feeder(name: str, events: list[Any], tmp_path: Path) -> list[str]:
         outputs = list(feeder.with_source(ListMessageSource(events)).feed(FeedRequest()))
     finally:
         app.close()
-    return [ProcessPayload.from_dict(dict(o.payload)).id for o in outputs if isinstance(o, Tagged)]
+    return [ProcessPayload.from_dict(payload_of(o)).id for o in outputs if isinstance(o, Tagged)]
 
 
 def test_example_config_gives_earth_search_sentinel2_payload_ids(tmp_path: Path) -> None:

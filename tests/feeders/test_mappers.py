@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from message_data import FIXTURES, item_of, load
+from message_data import FIXTURES, item_of, load, payload_of
 
 from cirrus_feed.app import build_app
 from cirrus_feed.backends.local.workflows import TaskSpec, Workflow
@@ -78,7 +78,7 @@ def test_mappers_fixture_gives_its_expected_payloads(case: str) -> None:
 
     got = [
         {
-            "id": ProcessPayload.from_dict(dict(p.payload)).id,
+            "id": ProcessPayload.from_dict(payload_of(p)).id,
             "tag": p.tag,
             "item": item_of(p),
         }
@@ -90,7 +90,7 @@ def test_mappers_fixture_gives_its_expected_payloads(case: str) -> None:
     )
     assert feeder.filtered == expected["filtered"]
     for payload in payloads:
-        assert dict(payload.payload)["process"] == [{"workflow": "publish"}]
+        assert payload_of(payload)["process"] == [{"workflow": "publish"}]
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -1,0 +1,123 @@
+"""Payloads built from one template validated once: `PayloadTemplate` → `PreparedPayload`.
+
+A feeder that turns many source records into payloads with the same ``process`` pays the
+payload-wide checks of `ProcessPayload.from_dict` (the process definition's shape, the
+workflow name) once, here, and per payload only what depends on its features: the id
+derived as `derive_payload_id` derives it, the feature ids, and what every store can hold
+(`cirrus_feed.model.storable`), with the same messages naming the same fields. The body is
+the JSON text ``json.dumps`` would give for ``{"type": "FeatureCollection", "features": [...],
+"process": [...], "id": ...}``, built without decoding or re-encoding anything but the
+features.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from cirrus_feed.errors import PayloadValidationError
+from cirrus_feed.model import storable
+from cirrus_feed.model.payload import (
+    PAYLOAD_ID_REGEX,
+    PreparedPayload,
+    _fail,
+    _shown,
+    derive_payload_id,
+    payload_id_to_key,
+    validate,
+)
+
+
+class PayloadTemplate:
+    """``process`` (a payload's ``process`` list) checked once; `prepare` builds payloads.
+
+    Raises:
+        PayloadValidationError: when no payload with this ``process`` could be valid
+            (naming the field, payload ``unknown``).
+    """
+
+    def __init__(self, process: Sequence[Any]) -> None:
+        self.process = list(process)
+        sample = {"features": [{"id": "x"}], "process": self.process}
+        validate(sample, _derive(self.process, [{"id": "x"}]))
+        self.definition: Mapping[str, Any] = self.process[0]
+        self.workflow = str(self.definition["workflow"])
+        self.replace = bool(self.definition.get("replace"))
+        self._fixed_collections = (
+            str(self.definition["collections"]) if "collections" in self.definition else None
+        )
+        self._head = '{"type": "FeatureCollection", "features": '
+        self._tail = f', "process": {json.dumps(self.process)}, "id": '
+
+    def prepare(self, features: Sequence[Mapping[str, Any]]) -> PreparedPayload:
+        """The payload feeding ``features`` (STAC items, in order).
+
+        Raises:
+            PayloadValidationError: naming the field (``features[0].id``, ``id``, ...), as
+                `ProcessPayload.from_dict` would for the same payload.
+        """
+        items = [item if type(item) is dict else dict(item) for item in features]
+        payload_id = self._derive(items)
+        self._check(items, payload_id)
+        body = f"{self._head}{json.dumps(items)}{self._tail}{json.dumps(payload_id)}}}"
+        return PreparedPayload(payload_id, body, self.replace)
+
+    def build(self, features: Sequence[Mapping[str, Any]]) -> PreparedPayload | dict[str, Any]:
+        """`prepare`, or, when a check fails, the plain payload mapping: the pipeline
+        validates that in full and records it invalid, with the reason naming the field."""
+        try:
+            return self.prepare(features)
+        except PayloadValidationError:
+            return self.mapping(features)
+
+    def mapping(self, features: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """The payload as a plain mapping (no id), as feeders built it before templates."""
+        return {
+            "type": "FeatureCollection",
+            "features": [dict(item) for item in features],
+            "process": self.process,
+        }
+
+    def _derive(self, items: list[dict[str, Any]]) -> str:
+        if len(items) == 1:  # the common case, without sorting and sets
+            item = items[0]
+            item_id = item.get("id", _MISSING)
+            if type(item_id) is str:
+                collection = item.get("collection")
+                collections = self._fixed_collections
+                if collections is None:
+                    collections = "none" if collection is None else str(collection)
+                return f"{collections}/workflow-{self.workflow}/{item_id}"
+        return _derive(self.process, items)
+
+    def _check(self, items: list[dict[str, Any]], payload_id: str) -> None:
+        """`validate`'s per-payload part: the id parses back to this workflow, and every
+        part of it can be stored."""
+        if PAYLOAD_ID_REGEX.match(payload_id) is None:
+            raise _fail(
+                payload_id,
+                "id",
+                "Payload 'id' field must match "
+                f"'${{COLLECTIONS}}/workflow-${{WORKFLOW_NAME}}/${{ITEMIDS}}: "
+                f"{_shown(payload_id)}",
+            )
+        key = payload_id_to_key(payload_id)
+        if key.workflow != self.workflow:
+            raise _fail(
+                payload_id,
+                "process[0].workflow",
+                f"workflow '{self.workflow}' does not match the id's workflow '{key.workflow}'",
+            )
+        data = {"features": items, "process": self.process}
+        problem = storable.payload_problem(data, payload_id, key.collections_workflow, key.itemids)
+        if problem is not None:
+            raise _fail(payload_id, *problem)
+
+
+_MISSING = object()
+
+
+def _derive(process: list[Any], items: list[Any]) -> str:
+    """`derive_payload_id` of a payload with these ``features`` and ``process``."""
+    return derive_payload_id({"features": items, "process": process})
