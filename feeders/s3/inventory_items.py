@@ -30,7 +30,7 @@ import mimetypes
 import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeAlias
 from urllib.parse import quote
 
 import pyarrow as pa
@@ -51,7 +51,7 @@ _MAX_MS = 253_402_300_800_000  # 10000-01-01T00:00:00Z
 _DAY_MS = 86_400_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-Column = pa.Array | str  # a string column, or one text for every row
+Column: TypeAlias = "pa.Array | str"  # a string column, or one text for every row
 
 
 class ColumnarPayloads:
