@@ -40,13 +40,11 @@ from cirrus_feed.model import storable
 from feeders.s3.objects import BASE_FIELDS, STAC_VERSION, ItemTemplate, iso_z
 from feeders.s3.templates import Template, apply_filter
 
-PLAIN = r"^[ !#-\[\]-~]*$"  # RE2 and Python: printable ASCII except '"' and '\'
-_PLAIN = re.compile(PLAIN)
-_BAD_SEGMENT = r"(^|/)\.\.?(/|$)|[^/]{256}"  # '.', '..' or over the file name limit
+# Regular expressions run only on the rows a cheap test flags (RE2 compiles each per call).
+_PLAIN = re.compile(r"^[ !#-\[\]-~]*$")  # printable ASCII except '"' and '\'
+_LONG_SEGMENT = r"[^/]{256}"  # over the file name limit
 _SCHEME = r"^[^/:]+:"  # `mimetypes.guess_type` splits this off as a URL scheme
 _URL_SAFE = r"^[A-Za-z0-9_.~/-]*$"  # what `quote(key, safe="/")` leaves as it is
-# The extensions `mimetypes` looks at (it maps one suffix, then strips an encoding).
-_TAIL = r"(?P<tail>(?:\.[^.]+){1,2})$"
 _MAX_MS = 253_402_300_800_000  # 10000-01-01T00:00:00Z
 _DAY_MS = 86_400_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -131,7 +129,11 @@ class ColumnarPayloads:
     ) -> tuple[pa.BooleanArray, list[str], list[str]]:
         """For each row of ``keys``: whether it is plain; the ids and bodies of plain rows."""
         fields = _Fields(keys, self.bucket, self.key_regex, self.groups)
-        ok = [pc.match_substring_regex(keys, PLAIN)]
+        ok = [
+            pc.ascii_is_printable(keys),
+            pc.invert(pc.match_substring(keys, '"')),
+            pc.invert(pc.match_substring(keys, "\\")),
+        ]
         ok += [pc.greater(pc.binary_length(fields.get(g)), 0) for g in self.groups]
         rendered = {n: _render(t, fields.get) for n, t in self.templates.items() if n != "datetime"}
         item_id, collection, asset = rendered["id"], rendered["collection"], rendered["asset"]
@@ -179,21 +181,28 @@ class ColumnarPayloads:
     def _media_checks(self, fields: _Fields) -> list[pa.Array]:
         basename = fields.base_array("basename")
         return [
-            pc.invert(pc.match_substring_regex(fields.keys, _SCHEME)),
+            pc.invert(_flagged_regex(fields.keys, ":", _SCHEME)),
             pc.invert(pc.starts_with(basename, ".")),
             pc.invert(pc.match_substring(basename, "..")),
         ]
 
     def _media(self, fields: _Fields) -> Column:
-        """``, "type": "..."`` per row, or empty text when `mimetypes` knows no type."""
-        basename = fields.base_array("basename")
-        tails = pc.struct_field(pc.extract_regex(basename, _TAIL), [0])
-        encoded = pc.dictionary_encode(pc.fill_null(tails, ""))
-        texts = []
-        for tail in encoded.dictionary.to_pylist():
-            media_type, _ = mimetypes.guess_type(f"x{tail}", strict=False)
-            texts.append("" if media_type is None else f', "type": {json.dumps(media_type)}')
-        return pc.take(pa.array(texts, pa.string()), encoded.indices)
+        """``, "type": "..."`` per row, or empty text when `mimetypes` knows no type.
+
+        On plain rows `mimetypes.guess_type` reads only the file name's last suffix, unless
+        that is one it maps or strips (``.tgz``, ``.gz``, ...): each distinct suffix is
+        looked up once, and only the names ending in those are looked up whole."""
+        ext = fields.base_array("ext")
+        encoded = pc.dictionary_encode(ext)
+        suffixes = encoded.dictionary.to_pylist()
+        texts = [_media_text(f"x.{e}" if e else "x") for e in suffixes]
+        media = pc.take(pa.array(texts, pa.string()), encoded.indices)
+        special = [e for e in suffixes if _mapped_suffix(e)]
+        if not special:
+            return media
+        whole = pc.is_in(ext, value_set=pa.array(special, pa.string()))
+        names = pc.filter(fields.base_array("basename"), whole).to_pylist()
+        return pc.replace_with_mask(media, whole, pa.array([_media_text(n) for n in names]))
 
     def _datetime(
         self, fields: _Fields, last_modified: pa.Array | None
@@ -240,7 +249,7 @@ class ColumnarPayloads:
         checks: list[Any] = []
         for text in (pid, collection):
             if isinstance(text, pa.Array):
-                checks.append(pc.invert(pc.match_substring_regex(text, _BAD_SEGMENT)))
+                checks.append(pc.invert(_bad_segment(text)))
         if isinstance(pid, pa.Array):
             checks.append(pc.equal(pc.count_substring(pid, "/workflow-"), 1))
             checks.append(pc.less_equal(pc.binary_length(pid), storable.MAX_PAYLOAD_ID_BYTES))
@@ -319,24 +328,81 @@ class _Fields:
         if name == "key":
             return keys
         if name == "key_url":
-            unsafe = pc.invert(pc.match_substring_regex(keys, _URL_SAFE))
+            unsafe = pc.invert(pc.match_substring_regex(keys, _URL_SAFE))  # once per batch
             if not pc.any(unsafe).as_py():
                 return keys
             quoted = [quote(k, safe="/") for k in pc.filter(keys, unsafe).to_pylist()]
             return pc.replace_with_mask(keys, unsafe, pa.array(quoted, pa.string()))
-        if name == "basename":
-            return pc.fill_null(pc.struct_field(pc.extract_regex(keys, "(?P<b>[^/]*)$"), [0]), "")
-        if name == "dirname":  # `posixpath.split`: trailing '/'s go unless it is all '/'
-            found = pc.extract_regex(keys, "^(?P<head>(?:.*/)?)")
-            head = pc.fill_null(pc.struct_field(found, [0]), "")
+        if name in ("dirname", "basename"):
+            head, tail = _split_last(keys, "/")
+            if name == "basename":
+                return tail
+            # `posixpath.split`: the head keeps its '/', trailing '/'s go unless all are '/'
+            head = _join([head, "/"])
             trimmed = pc.utf8_rtrim(head, "/")
-            return pc.if_else(pc.equal(pc.binary_length(trimmed), 0), head, trimmed)
+            dirname = pc.if_else(pc.equal(pc.binary_length(trimmed), 0), head, trimmed)
+            return pc.fill_null(dirname, "")
         basename = self.base_array("basename")
-        stem_ext = pc.extract_regex(basename, r"^(?P<stem>.+)\.(?P<ext>[^.]*)$")
+        stem, ext = _split_last(basename, ".")
+        dotted = pc.greater(pc.binary_length(pc.fill_null(stem, "")), 0)  # "a.b", not ".b"
         if name == "stem":
-            return pc.fill_null(pc.struct_field(stem_ext, [0]), basename)
+            return pc.if_else(dotted, stem, basename)
         assert name == "ext"
-        return pc.fill_null(pc.struct_field(stem_ext, [1]), "")
+        return pc.if_else(dotted, ext, "")
+
+
+def _split_last(texts: pa.Array, separator: str) -> tuple[pa.Array, pa.Array]:
+    """Each text split at its last ``separator``: (before or null when there is none, after)."""
+    parts = pc.split_pattern(texts, separator, max_splits=1, reverse=True)
+    offsets = parts.offsets
+    flat = parts.values
+    last = pc.take(flat, pc.subtract(offsets.slice(1), 1))
+    two = pc.equal(pc.list_value_length(parts), 2)
+    first = pc.if_else(two, pc.take(flat, offsets.slice(0, len(texts))), None)
+    return first, last
+
+
+def _flagged_regex(texts: pa.Array, needle: str, regex: str) -> pa.Array:
+    """``regex`` matched on the texts holding ``needle`` (false elsewhere): RE2 compiles a
+    pattern on every call, which costs more than the match on a small batch."""
+    flagged = pc.match_substring(texts, needle)
+    if not pc.any(flagged).as_py():
+        return flagged
+    return pc.and_(flagged, pc.match_substring_regex(texts, regex))
+
+
+def _bad_segment(texts: pa.Array) -> pa.Array:
+    """Texts with a ``/``-separated segment that is ``.``, ``..``, or over the file name
+    limit (`storable.segment_problem`; plain text: one byte a character)."""
+    dots = pc.invert(_no_dot_segment(texts))
+    limit = storable.LOCAL_MAX_NAME_BYTES
+    long = pc.greater(pc.binary_length(texts), limit)
+    if pc.any(long).as_py():
+        long = pc.and_(long, pc.match_substring_regex(texts, _LONG_SEGMENT))
+    return pc.or_(dots, long)
+
+
+def _no_dot_segment(texts: pa.Array) -> pa.Array:
+    """Texts with no segment ``.`` or ``..``."""
+    wrapped = _join(["/", texts, "/"])
+    assert isinstance(wrapped, pa.Array)
+    return pc.invert(
+        pc.or_(pc.match_substring(wrapped, "/./"), pc.match_substring(wrapped, "/../"))
+    )
+
+
+def _mapped_suffix(ext: str) -> bool:
+    """Whether `mimetypes` maps (``.tgz``) or strips (``.gz``) this suffix, so the type
+    also depends on the one before it."""
+    if not mimetypes.inited:
+        mimetypes.init()
+    suffix = f".{ext}"
+    return suffix.lower() in mimetypes.suffix_map or suffix in mimetypes.encodings_map
+
+
+def _media_text(name: str) -> str:
+    media_type, _ = mimetypes.guess_type(name, strict=False)
+    return "" if media_type is None else f', "type": {json.dumps(media_type)}'
 
 
 def _plain_template(template: Template) -> bool:
