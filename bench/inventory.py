@@ -188,6 +188,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     app = build_app(settings)
     runner = FeedRunner(app)
     profiles = _profile_readers() if spec["profile"] else []
+    shares = _CpuShares() if not profiles else None
     started, cpu = time.perf_counter(), time.process_time()
     if profiles:
         profiles[0].enable()
@@ -203,7 +204,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         profiles[0].disable()
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     depth = app.backends.queue.depth()
-    out = {
+    out: dict[str, Any] = {
         "seconds": seconds,
         "cpu": cpu,
         "status": result.run.status,
@@ -216,8 +217,66 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     }
     if profiles:
         out |= _report(profiles)
+    if shares is not None:
+        out["cpu_shares"] = shares.report(cpu)
     app.close()
     return out
+
+
+# Methods whose CPU time (`time.thread_time`, so waiting is not counted) the bench adds up:
+# (label, module, class, method). Nested ones are also inside their parents.
+LOCAL = "cirrus_feed.backends.local"
+READER = ("FileReader", "run")
+TIMED = [
+    ("reader threads (feeder: read, filter, build)", "feeders.s3.inventory_reader", *READER),
+    ("main thread: runner total", "cirrus_feed.feeding.runner", "FeedRunner", "run"),
+    ("  flush (dedupe + enqueue)", "cirrus_feed.feeding.runner", "_Batch", "flush"),
+    ("    dedupe", "cirrus_feed.feeding.runner", "_Batch", "_dedupe"),
+    ("      state get_many", f"{LOCAL}.sqlite_state", "SqliteStateStore", "get_many"),
+    ("    enqueue", "cirrus_feed.pipeline.enqueue", "Enqueuer", "enqueue"),
+    ("      SQLite queue send", f"{LOCAL}.sqlite_queue", "SqlitePayloadQueue", "send"),
+    ("  checkpoints", "cirrus_feed.feeding.runner", "_Batch", "_checkpoint"),
+    ("    set_cursor", f"{LOCAL}.sqlite_feeds", "SqliteFeedStore", "set_cursor"),
+    ("    save_run", f"{LOCAL}.sqlite_feeds", "SqliteFeedStore", "save_run"),
+]
+
+
+class _CpuShares:
+    """CPU seconds spent in the `TIMED` methods, summed over calls and threads."""
+
+    def __init__(self) -> None:
+        import importlib
+        import threading
+
+        self.seconds: dict[str, float] = dict.fromkeys([label for label, *_ in TIMED], 0.0)
+        self.lock = threading.Lock()
+        for label, module, cls, name in TIMED:
+            owner = getattr(importlib.import_module(module), cls)
+            setattr(owner, name, self._timed(label, getattr(owner, name)))
+
+    def _timed(self, label: str, method: Any) -> Any:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.thread_time()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                spent = time.thread_time() - started
+                with self.lock:
+                    self.seconds[label] += spent
+
+        return timed
+
+    def report(self, cpu: float) -> dict[str, float]:
+        out = dict(self.seconds)
+        main = out["main thread: runner total"] - out["  flush (dedupe + enqueue)"]
+        out["  rest: runner take loop + feeder generator + start-up (S3 client, manifest)"] = (
+            main - out["  checkpoints"]
+        )
+        readers = out["reader threads (feeder: read, filter, build)"]
+        out["other threads (Arrow's pools: Parquet decoding)"] = (
+            cpu - readers - out["main thread: runner total"]
+        )
+        return out
 
 
 PAYLOAD_TYPES = {"PreparedPayload", "ProcessPayload", "dict", "Tagged"}
@@ -438,6 +497,8 @@ def main() -> None:
                         for problem in check(run, rows, kind):
                             failures.append(f"{fmt} {rows:,} {kind}: {problem}")
                     goals += _goals(fmt, rows, kind, run, raw, args.rows)
+                    for label, value in run.get("cpu_shares", {}).items():
+                        print(f"      CPU {label:75} {value:5.2f} s", flush=True)
                     if args.profile:
                         print(run["profile"])
                         for label, value in run["shares"].items():
