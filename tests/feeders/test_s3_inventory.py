@@ -519,3 +519,25 @@ def test_inventory_reader_that_dies_before_reading_fails_the_run_instead_of_hang
 
     assert result.run.status == "failed"
     assert "reader could not start" in (result.run.error or "")
+
+
+def test_rows_that_cannot_be_payloads_are_invalid_naming_the_field_beside_plain_rows(
+    s3: S3Client, bucket: str, aws_endpoint: str, tmp_path: Path
+) -> None:
+    """Plain rows are built on columns; a row whose id cannot be stored, or with no asset
+    name, goes per row and is recorded invalid or rejected, with a reason naming it."""
+    long_key = "bad/" + "x" * 300 + ".json"
+    keys = ["ok/a.json", long_key, "folder/", "ok/ü.json", "ok/b.json"]
+    report = inv.write_report(s3, bucket, "inv", "CSV", [rows(keys)])
+    app = make_app(tmp_path, aws_endpoint, manifest=report.manifest_url)
+
+    result = run(app)
+
+    assert sorted(enqueued(app)) == sorted(map(pid, ["ok/a.json", "ok/ü.json", "ok/b.json"]))
+    # Every row accounted for: 3 queued, the long key a payload found invalid, the folder
+    # marker a rejection (recorded invalid too, never counted as a payload).
+    assert (result.counts["enqueued"], result.counts["seen"], result.counts["invalid"]) == (3, 4, 2)
+    invalid = list((tmp_path / "payloads" / "cirrus" / "tmp" / "invalid").glob("*.json"))
+    errors = sorted(json.loads(p.read_text())["error"] for p in invalid)
+    assert any("features[0].id" in e and "file name limit" in e for e in errors), errors
+    assert any("'folder/'" in e and "asset name is empty" in e for e in errors), errors
