@@ -2,9 +2,11 @@
 
 The report is an explicit ``manifest`` or the newest complete one under ``destination``.
 Its data files are read by ``concurrency`` worker threads, one file per worker, in Arrow
-batches: rows are filtered in Arrow and only kept rows become Python objects, then items
-(`feeders.s3.objects`). Workers hand chunks of items, each tagged with the file's row
-offset it completes, to the feed generator through a bounded queue
+batches (`feeders.s3.inventory_reader`): rows are filtered in Arrow, the kept ones become
+payloads on columns (`feeders.s3.inventory_items`: `PreparedPayload`s, no Python item per
+row) or, when a row or the configuration needs it, one by one (`feeders.s3.objects`). Rows
+a filter drops are counted in bulk (`Counted`). Workers hand chunks of items, each tagged
+with the file's row offset it completes, to the feed generator through a bounded queue
 (`feeders.s3.inventory_pool`), so a slow pipeline blocks the readers instead of filling
 memory.
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -62,6 +62,7 @@ class FileReader:
             manifest.columns
         )
         self.slow: Iterator[S3Object] = iter(())
+        self.slow_rows = False  # whether the last batch has rows to build one by one
         wanted = {"key", *object_filter.required_columns()}
         if settings.item.datetime == "last_modified" or index is not None:
             wanted.add("last_modified_date")
@@ -104,7 +105,6 @@ class FileReader:
             batch_rows=self.settings.batch_rows,
             skip_rows=start,
         ):
-            out: list[FeedItem] = []
             mask = pc.fill_null(self.filter.mask(batch), False)
             selected = _true(mask)
             left_out = {"object-filter": batch.num_rows - selected}
@@ -113,20 +113,15 @@ class FileReader:
                 left_out["unchanged"] = selected - _true(mask)
             positions = pc.indices_nonzero(mask).to_pylist()
             kept = batch.filter(mask)
-            for offset, ready in zip(positions, self._built(kept), strict=True):
-                if ready is not None:
-                    out.append(ready)
-                    if len(out) < self.chunk_items:
-                        continue
-                else:
-                    out += self._payloads(self.builder.push(next(self.slow)))
-                if self.builder.pending == 1:
-                    self.group_start = self.row + offset
-                if len(out) >= self.chunk_items:
-                    self.row_done = self._covered(self.row + offset + 1)
-                    if not put(Chunk(data.key, out, self.row_done)):
-                        return False
-                    out = []
+            built = self._built(kept)
+            if self.slow_rows:
+                handed = self._hand_over_rows(data, positions, built, put)
+            else:
+                ready = cast("list[PreparedPayload]", built)  # no row left to the per-row path
+                handed = self._hand_over_built(data, positions, ready, put)
+            if handed is None:
+                return False
+            out = handed
             self.row += batch.num_rows
             self.row_done = self._covered(self.row)
             counts = {kind: n for kind, n in left_out.items() if n}
@@ -135,9 +130,50 @@ class FileReader:
                 return False
         return True
 
+    def _hand_over_built(
+        self,
+        data: DataFile,
+        positions: list[int],
+        built: list[PreparedPayload],
+        put: Callable[[Chunk], bool],
+    ) -> list[FeedItem] | None:
+        """Every kept row of a batch built on columns: full chunks handed over by slicing;
+        the rest (for the batch's own chunk) returned, or None once the feed stopped."""
+        size = self.chunk_items
+        full = len(built) - len(built) % size
+        for start in range(0, full, size):
+            self.row_done = self.row + positions[start + size - 1] + 1
+            if not put(Chunk(data.key, [*built[start : start + size]], self.row_done)):
+                return None
+        return [*built[full:]]
+
+    def _hand_over_rows(
+        self,
+        data: DataFile,
+        positions: list[int],
+        built: list[PreparedPayload | None],
+        put: Callable[[Chunk], bool],
+    ) -> list[FeedItem] | None:
+        """`_hand_over_built` for batches with rows built one by one (and open groups)."""
+        out: list[FeedItem] = []
+        for offset, ready in zip(positions, built, strict=True):
+            if ready is not None:
+                out.append(ready)
+            else:
+                out += self._payloads(self.builder.push(next(self.slow)))
+            if self.builder.pending == 1:
+                self.group_start = self.row + offset
+            if len(out) >= self.chunk_items:
+                self.row_done = self._covered(self.row + offset + 1)
+                if not put(Chunk(data.key, out, self.row_done)):
+                    return None
+                out = []
+        return out
+
     def _built(self, kept: pa.RecordBatch) -> list[PreparedPayload | None]:
         """Per kept row: its payload built on columns, or None for the per-row path
         (`self.slow` then yields that row's object)."""
+        self.slow_rows = True
         if self.columnar is None or not kept.num_rows:
             self.slow = self._objects(kept)
             return [None] * kept.num_rows
@@ -146,7 +182,7 @@ class FileReader:
         replace = self.columnar.replace
         ready = iter([PreparedPayload(i, b, replace) for i, b in zip(ids, bodies, strict=True)])
         if len(ids) == kept.num_rows:
-            self.slow = iter(())
+            self.slow, self.slow_rows = iter(()), False
             return list(ready)
         self.slow = self._objects(kept.filter(pc.invert(plain)))
         return [next(ready) if fast else None for fast in plain.to_pylist()]
