@@ -189,7 +189,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     runner = FeedRunner(app)
     profiles = _profile_readers() if spec["profile"] else []
     shares = _CpuShares() if not profiles else None
-    started, cpu = time.perf_counter(), time.process_time()
+    started, cpu, main_cpu = time.perf_counter(), time.process_time(), time.thread_time()
     if profiles:
         profiles[0].enable()
     if spec.get("direct"):  # the feeder alone, items dropped: isolates it from the runner
@@ -203,6 +203,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     if profiles:
         profiles[0].disable()
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    main_cpu = time.thread_time() - main_cpu
     depth = app.backends.queue.depth()
     out: dict[str, Any] = {
         "seconds": seconds,
@@ -218,7 +219,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     if profiles:
         out |= _report(profiles)
     if shares is not None:
-        out["cpu_shares"] = shares.report(cpu)
+        out["cpu_shares"] = shares.report(cpu, main_cpu)
     app.close()
     return out
 
@@ -266,15 +267,21 @@ class _CpuShares:
 
         return timed
 
-    def report(self, cpu: float) -> dict[str, float]:
+    def report(self, cpu: float, main_cpu: float) -> dict[str, float]:
+        """The timed parts, what is left of the main thread (the runner's loop over items,
+        the feeder's generator, start-up: S3 client, manifest) and of other threads."""
         out = dict(self.seconds)
-        main = out["main thread: runner total"] - out["  flush (dedupe + enqueue)"]
-        out["  rest: runner take loop + feeder generator + start-up (S3 client, manifest)"] = (
-            main - out["  checkpoints"]
-        )
+        runner = out["main thread: runner total"]
+        if runner:
+            out["  rest: runner take loop + feeder generator + start-up (S3 client, manifest)"] = (
+                runner - out["  flush (dedupe + enqueue)"] - out["  checkpoints"]
+            )
+        else:  # --direct: no runner
+            out = {k: v for k, v in out.items() if k.startswith("reader")}
+            out["main thread: feeder generator + start-up (S3 client, manifest)"] = main_cpu
         readers = out["reader threads (feeder: read, filter, build)"]
-        out["other threads (Arrow's pools: Parquet decoding)"] = (
-            cpu - readers - out["main thread: runner total"]
+        out["other threads (Arrow's pools: Parquet decoding, CSV reading)"] = (
+            cpu - readers - main_cpu
         )
         return out
 

@@ -161,9 +161,11 @@ def _coalesced(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Reco
     for batch in batches:
         pending.append(batch)
         held += batch.num_rows
-        if held >= rows:
-            yield _concat(pending)
-            pending, held = [], 0
+        if held >= rows:  # exactly ``rows``: a short remainder would be a batch of its own
+            joined = _concat(pending)
+            yield joined.slice(0, rows)
+            rest = joined.slice(rows)
+            pending, held = ([rest] if rest.num_rows else []), rest.num_rows
     if pending:
         yield _concat(pending)
 
