@@ -2,9 +2,11 @@
 
 The report is an explicit ``manifest`` or the newest complete one under ``destination``.
 Its data files are read by ``concurrency`` worker threads, one file per worker, in Arrow
-batches: rows are filtered in Arrow and only kept rows become Python objects, then items
-(`feeders.s3.objects`). Workers hand chunks of items, each tagged with the file's row
-offset it completes, to the feed generator through a bounded queue
+batches (`feeders.s3.inventory_reader`): rows are filtered in Arrow, the kept ones become
+payloads on columns (`feeders.s3.inventory_items`: `PreparedPayload`s, no Python item per
+row) or, when a row or the configuration needs it, one by one (`feeders.s3.objects`). Rows
+a filter drops are counted in bulk (`Counted`). Workers hand chunks of items, each tagged
+with the file's row offset it completes, to the feed generator through a bounded queue
 (`feeders.s3.inventory_pool`), so a slow pipeline blocks the readers instead of filling
 memory.
 
@@ -29,16 +31,18 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import IO, Any, ClassVar
+from typing import Any, ClassVar
 
-import pyarrow as pa
-import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from cirrus_feed.errors import ConfigError, FeederError, InvalidSourceDataError
+from cirrus_feed.errors import (
+    ConfigError,
+    FeederError,
+    InvalidSourceDataError,
+)
 from cirrus_feed.feeding.contract import (
     FLUSH_SIZE,
     Checkpoint,
@@ -50,17 +54,18 @@ from cirrus_feed.feeding.contract import (
     FeedRequest,
     SourceRejection,
 )
+from cirrus_feed.model.payload import PreparedPayload, ProcessPayload
 from cirrus_feed.support.s3uri import parse_s3_uri
 from feeders.s3.inventory_diff import KeyIndex
 from feeders.s3.inventory_formats import DataFile, Manifest, read_batches
 from feeders.s3.inventory_io import (
-    ChecksumMismatchError,
     InventoryBucket,
     open_data,
     verify,
 )
 from feeders.s3.inventory_pool import Chunk, ReaderPool
-from feeders.s3.objects import ItemBuilder, ItemTemplate, ObjectFilter, S3Object, to_payload
+from feeders.s3.inventory_reader import FileReader
+from feeders.s3.objects import ItemBuilder, ItemTemplate, ObjectFilter
 
 log = logging.getLogger(__name__)
 
@@ -270,7 +275,7 @@ class S3InventoryFeeder(Feeder[S3InventoryConfig]):
         todo = [d for d in plan.manifest.files if not plan.files[d.key]["done"]]
 
         def read(data: DataFile, put: Callable[[Chunk], bool]) -> None:
-            reader = _FileReader(self, source, plan.manifest, object_filter, index)
+            reader = FileReader(self.config, source, plan.manifest, object_filter, index)
             reader.run(data, int(plan.files[data.key]["row"]), put)
 
         readers = ReaderPool(self.instance, todo, read, self.config.concurrency)
@@ -282,23 +287,15 @@ class S3InventoryFeeder(Feeder[S3InventoryConfig]):
                     raise FeederError(f"reading {chunk.file}: {chunk.fatal}") from chunk.fatal
                 progress = plan.files[chunk.file]
                 before = frozenset(progress.get("sent", ()))  # by a --limit run, after ``row``
-                sent, yielded = set(before), list[str]()
-                for item in chunk.items:
-                    if not isinstance(item, Mapping):  # a rejection: not counted by limit
-                        yield item
-                        continue
-                    digest = _digest(item)
-                    if digest in sent:
-                        sent.discard(digest)
-                        continue
-                    if limit is not None and fed >= limit:
-                        # Resume at this chunk's start, leaving out what was sent of it.
-                        progress["sent"] = sorted(before | set(yielded))
-                        yield Checkpoint(plan.cursor(), label=f"{_label(plan)} (limit)")
+                if before or (limit is not None and fed + len(chunk.items) >= limit):
+                    left = yield from _limited(plan, chunk, before, limit, fed)
+                    if left is None:
                         return
-                    yielded.append(digest)
-                    fed += 1
-                    yield item
+                    fed, sent = left
+                else:  # nothing to leave out, no limit within reach: no digests needed
+                    fed += sum(not isinstance(i, SourceRejection) for i in chunk.items)
+                    yield from chunk.items
+                    sent = set()
                 if chunk.left_out:
                     yield Counted(chunk.left_out)
                 if sent:
@@ -328,115 +325,37 @@ class S3InventoryFeeder(Feeder[S3InventoryConfig]):
             progress["done"] = True
 
 
-class _FileReader:
-    """Reads one data file from a row offset and hands its items over in chunks."""
-
-    def __init__(
-        self,
-        feeder: S3InventoryFeeder,
-        source: InventoryBucket,
-        manifest: Manifest,
-        object_filter: ObjectFilter,
-        index: KeyIndex | None,
-    ) -> None:
-        self.feeder, self.source, self.manifest = feeder, source, manifest
-        self.filter, self.index = object_filter, index
-        settings = feeder.config
-        self.builder = ItemBuilder(settings.item, object_filter.key_regex)
-        self.process = settings.process_template()
-        self.chunk_items = settings.chunk_items()
-        wanted = {"key", *object_filter.required_columns()}
-        if settings.item.datetime == "last_modified" or index is not None:
-            wanted.add("last_modified_date")
-        if index is not None:
-            wanted.add("e_tag")
-        wanted |= {"is_delete_marker"}
-        self.columns = [c for c in manifest.columns if c in wanted]
-
-    def run(self, data: DataFile, start: int, put: Callable[[Chunk], bool]) -> None:
-        where = f"data file s3://{self.manifest.bucket}/{data.key}"
-        self.row = self.row_done = self.group_start = start
-        try:
-            with open_data(
-                self.source, self.manifest, data, download=self.feeder.config.download
-            ) as (stream, digest):
-                if not self._read(data, stream, start, put):
-                    return
-                verify(data, where, digest())
-        except ChecksumMismatchError as exc:  # the data is wrong: retrying will not help
-            put(Chunk(data.key, [], self.row_done, done=True, error=str(exc)))
-            return
-        except (FeederError, pa.ArrowException, OSError, ValueError) as exc:
-            # The rows before the failure were handed over; a retry resumes after them.
-            put(Chunk(data.key, [], self.row_done, error=f"{where}: {exc}"))
-            return
-        except Exception as exc:  # noqa: BLE001 - handed to the feed generator, which raises it
-            put(Chunk(data.key, [], self.row_done, fatal=exc))
-            return
-        put(Chunk(data.key, self._payloads(self.builder.finish()), self.row, done=True))
-
-    def _read(
-        self, data: DataFile, stream: IO[bytes], start: int, put: Callable[[Chunk], bool]
-    ) -> bool:
-        for batch in read_batches(
-            self.manifest.file_format,
-            stream,
-            all_columns=self.manifest.columns,
-            columns=self.columns,
-            batch_rows=self.feeder.config.batch_rows,
-            skip_rows=start,
-        ):
-            out: list[FeedItem] = []
-            mask = pc.fill_null(self.filter.mask(batch), False)
-            selected = _true(mask)
-            left_out = {"object-filter": batch.num_rows - selected}
-            if self.index is not None:
-                mask = pc.and_(mask, pc.fill_null(self.index.changed(batch), False))
-                left_out["unchanged"] = selected - _true(mask)
-            positions = pc.indices_nonzero(mask).to_pylist()
-            kept = batch.filter(mask)
-            for offset, obj in zip(positions, self._objects(kept), strict=True):
-                out += self._payloads(self.builder.push(obj))
-                if self.builder.pending == 1:
-                    self.group_start = self.row + offset
-                if len(out) >= self.chunk_items:
-                    self.row_done = self._covered(self.row + offset + 1)
-                    if not put(Chunk(data.key, out, self.row_done)):
-                        return False
-                    out = []
-            self.row += batch.num_rows
-            self.row_done = self._covered(self.row)
-            counts = {kind: n for kind, n in left_out.items() if n}
-            chunk = Chunk(data.key, out, self.row_done, scanned=batch.num_rows, left_out=counts)
-            if not put(chunk):
-                return False
-        return True
-
-    def _covered(self, end: int) -> int:
-        return self.group_start if self.builder.pending else end
-
-    def _objects(self, batch: pa.RecordBatch) -> Iterator[S3Object]:
-        bucket = self.manifest.source_bucket
-        keys = batch.column("key").to_pylist()
-        names = batch.schema.names
-        if "last_modified_date" in names and self.feeder.config.item.datetime == "last_modified":
-            times: list[datetime | None] = batch.column("last_modified_date").to_pylist()
-        else:
-            times = [None] * len(keys)
-        for key, when in zip(keys, times, strict=True):
-            yield S3Object(bucket, key, last_modified=when)
-
-    def _payloads(self, built: list[dict[str, Any] | SourceRejection]) -> list[FeedItem]:
-        return [b if isinstance(b, SourceRejection) else to_payload(b, self.process) for b in built]
+def _limited(
+    plan: _InventoryPlan, chunk: Chunk, before: frozenset[str], limit: int | None, fed: int
+) -> Generator[FeedItem, None, tuple[int, set[str]] | None]:
+    """Yield a chunk's items, leaving out those a ``--limit`` run sent after ``row`` and
+    stopping at ``limit``: then (None) with a checkpoint listing what was sent of the chunk.
+    Else the new count of payloads fed and the digests of ``before`` not met."""
+    progress = plan.files[chunk.file]
+    sent, yielded = set(before), list[str]()
+    for item in chunk.items:
+        if isinstance(item, SourceRejection):  # not counted by limit
+            yield item
+            continue
+        digest = _digest(item)
+        if digest in sent:
+            sent.discard(digest)
+            continue
+        if limit is not None and fed >= limit:
+            # Resume at this chunk's start, leaving out what was sent of it.
+            progress["sent"] = sorted(before | set(yielded))
+            yield Checkpoint(plan.cursor(), label=f"{_label(plan)} (limit)")
+            return None
+        yielded.append(digest)
+        fed += 1
+        yield item
+    return fed, sent
 
 
-def _true(mask: pa.Array) -> int:
-    """How many of a boolean mask's values are true."""
-    return int(pc.sum(mask.cast(pa.int64())).as_py() or 0)
-
-
-def _digest(payload: Mapping[str, Any]) -> str:
+def _digest(item: FeedItem) -> str:
     """A short stable digest of a payload's items, for a file's ``sent`` in the cursor."""
+    payload = item.to_dict() if isinstance(item, PreparedPayload | ProcessPayload) else item
+    assert isinstance(payload, Mapping)
     ids = [f"{f.get('collection')}/{f.get('id')}" for f in payload.get("features", [])]
     text = "\n".join(ids).encode("utf-8", "surrogatepass")
     return hashlib.blake2b(text, digest_size=8).hexdigest()

@@ -427,8 +427,13 @@ class ItemBuilder:
             text = self._t["datetime"].render(values)
             fmt = self.template.datetime_format
             when = datetime.strptime(text, fmt) if fmt else datetime.fromisoformat(text)  # noqa: DTZ007
-        when = _utc(when)
-        return when.isoformat().replace("+00:00", "Z") if when is not None else None
+        return iso_z(when)
+
+
+def iso_z(when: datetime | None) -> str | None:
+    """A STAC ``datetime``: ISO 8601 in UTC with a ``Z`` (naive times are UTC)."""
+    when = _utc(when)
+    return when.isoformat().replace("+00:00", "Z") if when is not None else None
 
 
 def _asset(href: str, obj: S3Object) -> dict[str, Any]:

@@ -16,6 +16,9 @@ from collections.abc import Mapping
 
 from cirrus_feed.errors import ConfigError
 
+# A parsed template piece: literal text, or a field with its filters and their arguments.
+Part = str | tuple[str, list[tuple[str, tuple[str, ...]]]]
+
 _FILTER = re.compile(r"\s*(\w+)\s*(?:\((.*)\))?\s*$", re.DOTALL)
 _MD5_CALL = re.compile(r"^\s*md5\(\s*(\w+)\s*\)\s*$")
 
@@ -38,7 +41,7 @@ def _split_outside_quotes(text: str, separator: str) -> list[str]:
     return parts
 
 
-def _apply(value: str, name: str, args: tuple[str, ...]) -> str:
+def apply_filter(value: str, name: str, args: tuple[str, ...]) -> str:
     if name == "lower" and not args:
         return value.lower()
     if name == "upper" and not args:
@@ -57,7 +60,7 @@ class Template:
 
     def __init__(self, text: str) -> None:
         self.text = text
-        self._parts: list[str | tuple[str, list[tuple[str, tuple[str, ...]]]]] = []
+        self._parts: list[Part] = []
         self._parse(text)
 
     def _parse(self, text: str) -> None:
@@ -112,9 +115,14 @@ class Template:
                 if not all(isinstance(a, str) for a in parsed):
                     raise ConfigError(f"template {self.text!r}: arguments must be strings")
                 args = tuple(parsed)
-            _apply("", match.group(1), args)  # unknown filters fail at config load
+            apply_filter("", match.group(1), args)  # unknown filters fail at config load
             steps.append((match.group(1), args))
         return name, steps
+
+    @property
+    def parts(self) -> list[Part]:
+        """The parsed template: literal text, and ``(field, [(filter, args), ...])``."""
+        return list(self._parts)
 
     @property
     def fields(self) -> set[str]:
@@ -132,6 +140,6 @@ class Template:
             if value is None:
                 raise KeyError(name)
             for filter_name, args in steps:
-                value = _apply(value, filter_name, args)
+                value = apply_filter(value, filter_name, args)
             out.append(value)
         return "".join(out)

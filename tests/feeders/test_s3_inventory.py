@@ -30,8 +30,8 @@ from cirrus_feed.errors import ConfigError
 from cirrus_feed.feeding.contract import Checkpoint, FeedRequest
 from cirrus_feed.feeding.plugins import FeederRegistry
 from cirrus_feed.feeding.runner import FeedResult, FeedRunner
-from feeders.s3 import inventory as s3_inventory
-from feeders.s3 import inventory_formats
+from cirrus_feed.model.payload import PreparedPayload
+from feeders.s3 import inventory_formats, inventory_reader
 from feeders.s3.inventory import S3InventoryFeeder
 from feeders.s3.objects import ObjectFilter
 
@@ -301,9 +301,9 @@ def test_inventory_reader_crash_resumes_without_loss(
                 raise RuntimeError("reader process killed")
             yield batch
 
-    monkeypatch.setattr(s3_inventory, "read_batches", dying)
+    monkeypatch.setattr(inventory_reader, "read_batches", dying)
     first = run(app)
-    monkeypatch.setattr(s3_inventory, "read_batches", real)
+    monkeypatch.setattr(inventory_reader, "read_batches", real)
     second = run(app)
 
     assert first.run.status == "failed"
@@ -357,8 +357,8 @@ def test_feeder_checkpoints_cover_only_yielded_rows_under_interleaving(
             for prefix, key in file_of.items():
                 assert item.cursor["files"][key]["row"] == seen[prefix]
         else:
-            assert isinstance(item, Mapping)  # not a rejection (nor anything unindexable)
-            seen[item["features"][0]["id"][:2]] += 1
+            assert isinstance(item, PreparedPayload)  # not a rejection: built on columns
+            seen[item.to_dict()["features"][0]["id"][:2]] += 1
     assert checkpoints >= 3_000 // 99
     assert sum(seen.values()) == 3_000
 
@@ -514,8 +514,30 @@ def test_inventory_reader_that_dies_before_reading_fails_the_run_instead_of_hang
     def broken(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("reader could not start")
 
-    monkeypatch.setattr(s3_inventory._FileReader, "__init__", broken)
+    monkeypatch.setattr(inventory_reader.FileReader, "__init__", broken)
     result = run(app)
 
     assert result.run.status == "failed"
     assert "reader could not start" in (result.run.error or "")
+
+
+def test_rows_that_cannot_be_payloads_are_invalid_naming_the_field_beside_plain_rows(
+    s3: S3Client, bucket: str, aws_endpoint: str, tmp_path: Path
+) -> None:
+    """Plain rows are built on columns; a row whose id cannot be stored, or with no asset
+    name, goes per row and is recorded invalid or rejected, with a reason naming it."""
+    long_key = "bad/" + "x" * 300 + ".json"
+    keys = ["ok/a.json", long_key, "folder/", "ok/ü.json", "ok/b.json"]
+    report = inv.write_report(s3, bucket, "inv", "CSV", [rows(keys)])
+    app = make_app(tmp_path, aws_endpoint, manifest=report.manifest_url)
+
+    result = run(app)
+
+    assert sorted(enqueued(app)) == sorted(map(pid, ["ok/a.json", "ok/ü.json", "ok/b.json"]))
+    # Every row accounted for: 3 queued, the long key a payload found invalid, the folder
+    # marker a rejection (recorded invalid too, never counted as a payload).
+    assert (result.counts["enqueued"], result.counts["seen"], result.counts["invalid"]) == (3, 4, 2)
+    invalid = list((tmp_path / "payloads" / "cirrus" / "tmp" / "invalid").glob("*.json"))
+    errors = sorted(json.loads(p.read_text())["error"] for p in invalid)
+    assert any("features[0].id" in e and "file name limit" in e for e in errors), errors
+    assert any("'folder/'" in e and "asset name is empty" in e for e in errors), errors
