@@ -44,7 +44,7 @@ from cirrus_feed.service.worker import LocalWorker, WorkTotals, run_workers
 
 WORKFLOW = "publish-only"
 WORKFLOWS = {WORKFLOW: Workflow(tasks=[TaskSpec(task="publish")])}
-GOAL_LOCAL_RATE = 1000.0  # payloads/s on a 2-core machine
+GOAL_LOCAL_RATIO = 0.25  # the local loop's rate ÷ the queue-only floor's (issue 12)
 # AWS API calls per payload: (cirrus-geo 2.0.0 on the same kind of run, our goal)
 CIRRUS_CALLS = {"process": (6.4, 4.5), "update-state": (6.0, 3.0)}
 
@@ -124,7 +124,8 @@ def measure_loop(size: int, workers: int, profile: bool, tmpdir: str | None) -> 
         app = local_app(Path(tmp) / "root")
         try:
             setup_rss = peak_rss_mib()
-            profiler = cProfile.Profile() if profile else None
+            # CPU time, not wall time: on a shared machine waits for the CPU would blur it.
+            profiler = cProfile.Profile(time.process_time) if profile else None
             sys_start = system_seconds()
             cpu_start, start = cpu_seconds(), time.perf_counter()
             queued = app.enqueuer.enqueue(payloads(size))
@@ -315,35 +316,43 @@ def wait_for_executions(app: App, item_ids: list[str]) -> list[ExecutionOutcome]
 # -- output -------------------------------------------------------------------------------------
 
 
-def print_local(loops: list[dict[str, Any]], floors: dict[int, dict[str, Any]], where: str) -> None:
+def print_local(loops: list[dict[str, Any]], floors: dict[int, dict[str, Any]], where: str) -> bool:
+    """Print the table; whether every run ended with every payload SUCCEEDED."""
     print("\nLocal loop: enqueue → process → inline publish → update-state (publish-only)")
     size = len(json.dumps(make_payload(0)))
     print(f"local.root under {where}; payloads of {size:,} bytes; one fresh subprocess per row;")
     print("rates in payloads/s;")
     print("floor = SqlitePayloadQueue send+receive+delete of the same bodies, nothing else;")
     print("cpu ms = CPU time (all threads, user+sys) per payload, of which sys ms in the kernel;")
+    print("xcpu = the floor's cpu ms ÷ the run's (the ratio a busy, shared machine blurs least);")
     print("busy = CPU time / wall time (1.00 = one core busy all along)\n")
     header = (
         f"{'N':>7} {'workers':>7} {'enqueue':>8} {'loop':>6} {'total':>6} {'xfloor':>7} "
-        f"{'cpu ms':>6} {'sys ms':>6} {'busy':>5} {'RSS setup':>10} {'RSS peak':>9}  check"
+        f"{'cpu ms':>6} {'sys ms':>6} {'xcpu':>6} {'busy':>5} {'RSS setup':>10} {'RSS peak':>9}"
+        "  check"
     )
     print(header)
     print("-" * len(header))
+    all_ok = True
     for size, floor in floors.items():
         floor_rate = size / floor["total_s"]
+        floor_cpu = floor["cpu_s"] / size * 1e3
         print(
             f"{size:>7,} {'floor':>7} {'':>8} {'':>6} {floor_rate:>6,.0f} {'1.000x':>7} "
-            f"{floor['cpu_s'] / size * 1e3:>6.3f} {'':>6} "
+            f"{floor_cpu:>6.3f} {'':>6} {'1.000x':>6} "
             f"{floor['cpu_s'] / floor['total_s']:>5.2f} "
             f"{floor['setup_rss_mib']:>7.1f}MiB {floor['peak_rss_mib']:>6.1f}MiB"
         )
         for run in (r for r in loops if r["size"] == size):
             total = size / run["total_s"]
-            check = "ok" if run["succeeded"] == size else f"{run['succeeded']} SUCCEEDED"
+            cpu = run["cpu_s"] / size * 1e3
+            ok = run["succeeded"] == size
+            all_ok = all_ok and ok
+            check = "ok" if ok else f"{run['succeeded']} SUCCEEDED"
             print(
                 f"{size:>7,} {run['workers']:>7} {size / run['enqueue_s']:>8,.0f} "
                 f"{size / run['loop_s']:>6,.0f} {total:>6,.0f} {total / floor_rate:>6.3f}x "
-                f"{run['cpu_s'] / size * 1e3:>6.3f} {run['sys_s'] / size * 1e3:>6.3f} "
+                f"{cpu:>6.3f} {run['sys_s'] / size * 1e3:>6.3f} {floor_cpu / cpu:>5.3f}x "
                 f"{run['cpu_s'] / run['total_s']:>5.2f} "
                 f"{run['setup_rss_mib']:>7.1f}MiB {run['peak_rss_mib']:>6.1f}MiB  {check}"
             )
@@ -352,12 +361,14 @@ def print_local(loops: list[dict[str, Any]], floors: dict[int, dict[str, Any]], 
         size = run["size"]
         floor_rate = size / floors[size]["total_s"]
         total = size / run["total_s"]
-        verdict = "meets" if total >= GOAL_LOCAL_RATE else "MISSES"
+        ratio = total / floor_rate
+        verdict = "meets" if ratio >= GOAL_LOCAL_RATIO else "MISSES"
         print(
             f"N={size:,}, {run['workers']} worker(s): full loop {total:,.0f} payloads/s = "
-            f"{total / floor_rate:.3f}x the queue-only floor ({floor_rate:,.0f}/s); "
-            f"{verdict} the goal of {GOAL_LOCAL_RATE:,.0f}/s"
+            f"{ratio:.3f}x the queue-only floor ({floor_rate:,.0f}/s); "
+            f"{verdict} the goal of {GOAL_LOCAL_RATIO}x"
         )
+    return all_ok
 
 
 def print_load(when: str) -> None:
@@ -418,7 +429,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         for size in sizes
         for w in workers
     ]
-    print_local(loops, floors, tmp or tempfile.gettempdir())
+    local_ok = print_local(loops, floors, tmp or tempfile.gettempdir())
     if args.profile:
         profiled = in_subprocess(kind="loop", size=max(sizes), workers=1, profile=True, tmpdir=tmp)
         print(f"\ncProfile of one worker draining {max(sizes):,} payloads (main thread):")
@@ -426,6 +437,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not args.skip_aws:
         print_aws(measure_aws(args.aws_payloads))
     print_load("after")
+    if not local_ok:
+        raise SystemExit("local loop: not every payload ended SUCCEEDED (see the check column)")
 
 
 if __name__ == "__main__":

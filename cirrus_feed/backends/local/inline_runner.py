@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import traceback
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -181,27 +181,44 @@ class InlineWorkflowRunner:
 
         Raises: PayloadNotFoundError for an unknown execution.
         """
-        output = None if outcome.output is None else json.dumps(outcome.output)
-        with self._db.write() as conn:
-            cursor = conn.execute(
-                "UPDATE executions SET status = ?, output = ?, error = ?, cause = ?, "
-                "stopped_at = ? WHERE arn = ? AND status = ?",
-                (
-                    outcome.status,
-                    output,
-                    outcome.error,
-                    outcome.cause,
-                    self.clock.time(),
-                    outcome.execution_arn,
-                    RUNNING,
-                ),
+        self.complete_many([outcome])
+
+    def complete_many(self, outcomes: Sequence[ExecutionOutcome]) -> None:
+        """`complete` for each outcome, all in one transaction (a worker's batch).
+
+        Raises: PayloadNotFoundError naming the unknown executions; the others are recorded.
+        """
+        if not outcomes:
+            return
+        now = self.clock.time()
+        rows = [
+            (
+                outcome.status,
+                None if outcome.output is None else json.dumps(outcome.output),
+                outcome.error,
+                outcome.cause,
+                now,
+                outcome.execution_arn,
+                RUNNING,
             )
-            if cursor.rowcount == 0:
-                exists = conn.execute(
-                    "SELECT 1 FROM executions WHERE arn = ?", (outcome.execution_arn,)
-                ).fetchone()
-                if exists is None:
-                    raise PayloadNotFoundError(f"Execution not found: {outcome.execution_arn}")
+            for outcome in outcomes
+        ]
+        unknown = []
+        with self._db.write() as conn:
+            for row in rows:
+                cursor = conn.execute(
+                    "UPDATE executions SET status = ?, output = ?, error = ?, cause = ?, "
+                    "stopped_at = ? WHERE arn = ? AND status = ?",
+                    row,
+                )
+                if cursor.rowcount == 0:
+                    exists = conn.execute(
+                        "SELECT 1 FROM executions WHERE arn = ?", (row[5],)
+                    ).fetchone()
+                    if exists is None:
+                        unknown.append(str(row[5]))
+        if unknown:
+            raise PayloadNotFoundError(f"Execution not found: {', '.join(unknown)}")
 
     def describe(self, execution_arn: str) -> ExecutionOutcome | None:
         with self._db.read() as conn:
