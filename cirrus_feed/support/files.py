@@ -29,7 +29,7 @@ def write_atomically(path: Path, data: bytes) -> None:
                 view = view[os.write(fd, view) :]
         finally:
             os.close(fd)
-        os.replace(tmp, path)  # atomic on POSIX: readers see old or new
+        os.replace(tmp, path)  # noqa: PTH105 - atomic on POSIX; no Path built per file
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
