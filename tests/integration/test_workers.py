@@ -3,6 +3,7 @@ abandoned execution is run again when its lease runs out."""
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import sqlite3
 import threading
@@ -17,6 +18,7 @@ from cirrus_feed.app import App, LocalPaths, build_app
 from cirrus_feed.backends.base import StateQuery, StateRecord, StateStore
 from cirrus_feed.backends.local.inline_runner import InlineWorkflowRunner
 from cirrus_feed.config import LocalSettings, ProcessSettings, Settings, load_settings
+from cirrus_feed.errors import PayloadNotFoundError
 from cirrus_feed.model.envelopes import normalize
 from cirrus_feed.model.executions import execution_arn, execution_name
 from cirrus_feed.model.reports import Outcome, RecordResult, StageReport
@@ -290,3 +292,91 @@ def test_process_resuming_a_claim_finished_by_another_worker_is_not_a_start(
         assert outcomes_of(report) == ["skipped"]
     finally:
         h.app.close()
+
+
+class _FailsOne:
+    """An updater that reports one payload's outcome FAILED, as if its write had failed."""
+
+    def __init__(self, real: Any, failing: str) -> None:
+        self.real, self.failing = real, failing
+
+    def update(self, outcomes: Any, message_ids: Any = None) -> StageReport:
+        report: StageReport = self.real.update(outcomes, message_ids)
+        report.results = [
+            RecordResult(r.index, Outcome.FAILED, r.payload_id, reason="state DB down")
+            if r.payload_id == self.failing
+            else r
+            for r in report.results
+        ]
+        return report
+
+
+def test_run_pending_completes_in_one_batch_only_the_recorded_outcomes(tmp_path: Path) -> None:
+    # Given three started payloads, and an update-state that fails to record one of them.
+    clock = FakeClock()
+    app = local_app(tmp_path, lease_seconds=5, clock=clock)
+    try:
+        app.enqueuer.enqueue([make_payload(f"batch-{i}") for i in range(3)])
+        LocalWorker(app).receive(app.backends.queue, wait=False)  # leaves them in flight
+        clock.advance(200)  # past the visibility timeout: the worker below gets them again
+        flaky = dataclasses.replace(app, updater=_FailsOne(app.updater, payload_id("batch-1")))
+        worker = LocalWorker(flaky)
+
+        # When the worker runs one step.
+        processed, updated = worker.step()
+
+        # Then the two recorded executions are complete, the other stays leased and runs
+        # again (at least once) when its lease is over, and then ends.
+        assert processed.counts == {"started": 3}
+        assert Counter(r.outcome.value for r in updated.results) == {"updated": 2, "failed": 1}
+        by_status = Counter(status for _, status, _ in execution_rows(tmp_path))
+        assert by_status == {"SUCCEEDED": 2, "RUNNING": 1}
+        assert LocalWorker(app).run_pending().results == []  # leased: not run before its time
+        clock.advance(5.1)
+        again = LocalWorker(app).run_pending()
+        # (The wrapper only hid that the write went through: the rerun finds it recorded.)
+        assert [(r.payload_id, r.outcome) for r in again.results] == [
+            (payload_id("batch-1"), Outcome.DUPLICATE)
+        ]
+        rows = {arn.rsplit(":", 1)[-1]: (s, n) for arn, s, n in execution_rows(tmp_path)}
+        assert sorted(rows.values()) == [("SUCCEEDED", 1), ("SUCCEEDED", 1), ("SUCCEEDED", 2)]
+    finally:
+        app.close()
+
+
+def test_local_worker_step_gathers_several_receives_into_one_batch(tmp_path: Path) -> None:
+    app = local_app(tmp_path)
+    try:
+        app.enqueuer.enqueue([make_payload(f"many-{i:02d}") for i in range(37)])
+        worker = LocalWorker(app)
+
+        processed, updated = worker.step()
+
+        # 37 ≤ five receives of 10: one batch through process and update-state.
+        assert processed.counts == {"started": 37}
+        assert updated.counts == {"updated": 37}
+        assert app.backends.queue.depth().visible == 0
+        assert worker.step() == (StageReport(), StageReport())
+    finally:
+        app.close()
+
+
+def test_complete_many_records_the_known_and_names_the_unknown(tmp_path: Path) -> None:
+    app = local_app(tmp_path)
+    try:
+        runner = app.backends.runner
+        assert isinstance(runner, InlineWorkflowRunner)
+        app.enqueuer.enqueue([make_payload("known")])
+        messages = app.backends.queue.receive(10)
+        app.processor.process(normalize(as_sqs_event(messages)))
+        [pending] = runner.claim_pending(10)
+        outcome = runner.execute(pending)
+        unknown = dataclasses.replace(outcome, execution_arn=f"{outcome.execution_arn}-nobody")
+
+        with pytest.raises(PayloadNotFoundError, match="nobody"):
+            runner.complete_many([unknown, outcome])
+
+        assert runner.describe(outcome.execution_arn) is not None  # recorded all the same
+        assert runner.claim_pending(10) == []
+    finally:
+        app.close()
