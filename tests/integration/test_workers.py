@@ -8,14 +8,14 @@ import multiprocessing
 import sqlite3
 import threading
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypedDict
 
 import pytest
 
 from cirrus_feed.app import App, LocalPaths, build_app
-from cirrus_feed.backends.base import StateQuery, StateRecord, StateStore
+from cirrus_feed.backends.base import ExecutionOutcome, StateQuery, StateRecord, StateStore
 from cirrus_feed.backends.local.inline_runner import InlineWorkflowRunner
 from cirrus_feed.config import LocalSettings, ProcessSettings, Settings, load_settings
 from cirrus_feed.errors import PayloadNotFoundError
@@ -23,6 +23,7 @@ from cirrus_feed.model.envelopes import normalize
 from cirrus_feed.model.executions import execution_arn, execution_name
 from cirrus_feed.model.reports import Outcome, RecordResult, StageReport
 from cirrus_feed.model.states import State
+from cirrus_feed.pipeline.update_state import StateUpdater
 from cirrus_feed.service.worker import (
     LocalWorker,
     StageTally,
@@ -294,14 +295,17 @@ def test_process_resuming_a_claim_finished_by_another_worker_is_not_a_start(
         h.app.close()
 
 
-class _FailsOne:
+class _FailsOne(StateUpdater):
     """An updater that reports one payload's outcome FAILED, as if its write had failed."""
 
-    def __init__(self, real: Any, failing: str) -> None:
-        self.real, self.failing = real, failing
+    def __init__(self, app: App, failing: str) -> None:
+        super().__init__(app.backends, clock=app.clock)
+        self.failing = failing
 
-    def update(self, outcomes: Any, message_ids: Any = None) -> StageReport:
-        report: StageReport = self.real.update(outcomes, message_ids)
+    def update(
+        self, outcomes: Sequence[ExecutionOutcome], message_ids: Sequence[str | None] | None = None
+    ) -> StageReport:
+        report = super().update(outcomes, message_ids)
         report.results = [
             RecordResult(r.index, Outcome.FAILED, r.payload_id, reason="state DB down")
             if r.payload_id == self.failing
@@ -319,7 +323,7 @@ def test_run_pending_completes_in_one_batch_only_the_recorded_outcomes(tmp_path:
         app.enqueuer.enqueue([make_payload(f"batch-{i}") for i in range(3)])
         LocalWorker(app).receive(app.backends.queue, wait=False)  # leaves them in flight
         clock.advance(200)  # past the visibility timeout: the worker below gets them again
-        flaky = dataclasses.replace(app, updater=_FailsOne(app.updater, payload_id("batch-1")))
+        flaky = dataclasses.replace(app, updater=_FailsOne(app, payload_id("batch-1")))
         worker = LocalWorker(flaky)
 
         # When the worker runs one step.
