@@ -4,7 +4,7 @@
 | --------------- | ---------------------- | ---------------------------------------- |
 | StateStore      | `SqliteStateStore`     | SQLite table shaped like the DynamoDB one |
 | PayloadQueue    | `SqlitePayloadQueue`   | SQLite, SQS semantics + dead letters     |
-| PayloadStore    | `FilePayloadStore`     | files, the Cirrus v2 bucket layout       |
+| PayloadStore    | `FilePayloadStore`     | the Cirrus v2 bucket layout: `executions/` objects as rows of `objects.sqlite`, the rest as files |
 | WorkflowRunner  | `InlineWorkflowRunner` | SQLite execution log, tasks in-process   |
 | Notifier        | `EventLogNotifier`     | SQLite event log                         |
 | MetricLog       | `EventLogMetricLog`    | SQLite event log, ``metrics`` table      |
