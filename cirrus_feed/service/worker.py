@@ -211,14 +211,25 @@ class LocalWorker:
 
 
 def run_workers(
-    app: App, workers: int, *, once: bool, stop: threading.Event, keep_results: bool = False
+    app: App,
+    workers: int,
+    *,
+    once: bool,
+    stop: threading.Event,
+    keep_results: bool = False,
+    processes: bool = False,
 ) -> WorkTotals:
-    """Run ``workers`` local workers as threads until drained (``once``) or ``stop`` is set.
+    """Run ``workers`` local workers as threads (or, with ``processes``, OS processes:
+    `cirrus_feed.service.worker_processes`) until drained (``once``) or ``stop`` is set.
     Off the local backend: the queue workers of `cirrus_feed.service.queue_worker`."""
     if app.settings.backend != "local":
         from cirrus_feed.service.queue_worker import run_queue_workers
 
         return run_queue_workers(app, workers, once=once, stop=stop, keep_results=keep_results)
+    if processes:
+        from cirrus_feed.service.worker_processes import run_worker_processes
+
+        return run_worker_processes(app, workers, once=once, stop=stop, keep_results=keep_results)
     totals = WorkTotals(keep_results=keep_results)
 
     def target() -> None:

@@ -384,3 +384,37 @@ def test_complete_many_records_the_known_and_names_the_unknown(tmp_path: Path) -
         assert runner.claim_pending(10) == []
     finally:
         app.close()
+
+
+def test_run_workers_as_processes_start_each_payload_once(tmp_path: Path) -> None:
+    # Given 100 payloads each on the queue four times.
+    app = local_app(tmp_path)
+    try:
+        ids = enqueue_copies(app, 100)
+
+        # When three worker processes drain the queue.
+        totals = run_workers(
+            app, 3, once=True, stop=threading.Event(), keep_results=True, processes=True
+        )
+
+        # Then each payload was started once, by one of them, and ran once.
+        assert not totals.crashed
+        assert_started_once_each(totals.process, ids)
+        assert totals.update.counts == {"updated": 100}
+        assert_each_ran_once(app, tmp_path, ids)
+    finally:
+        app.close()
+
+
+def test_run_workers_as_processes_stop_when_told(tmp_path: Path) -> None:
+    app = local_app(tmp_path)
+    try:
+        stop = threading.Event()
+        stop.set()  # before they start: each ends at its first check
+
+        totals = run_workers(app, 2, once=False, stop=stop, processes=True)
+
+        assert not totals.crashed
+        assert totals.process.counts == Counter()
+    finally:
+        app.close()
