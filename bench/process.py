@@ -91,19 +91,27 @@ def payloads(count: int, prefix: str = "BENCH") -> Iterator[dict[str, Any]]:
 
 
 def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    """The peak RSS of this process or of its largest ended child (a worker process)."""
+    whose = (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    return max(resource.getrusage(w).ru_maxrss for w in whose) / 1024  # KiB on Linux
 
 
 def cpu_seconds() -> float:
-    """User + system CPU time of this process, all threads: against wall time it shows
-    whether the loop computes (≈ 1 core per busy thread) or waits (disk, locks)."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    """User + system CPU time of this process, all threads, and of its ended children (the
+    worker processes): against wall time it shows whether the loop computes (≈ 1 core per
+    busy worker) or waits (disk, locks)."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
 
 
 def system_seconds() -> float:
-    """Kernel CPU time: file creation, fsync-free writes, locks."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_stime
+    """Kernel CPU time (this process and its ended children): file creation, writes, locks."""
+    return sum(
+        resource.getrusage(who).ru_stime for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
 
 
 # -- local loop (each run in a fresh subprocess) ----------------------------------------------
@@ -118,8 +126,11 @@ def local_app(root: Path) -> App:
     return build_app(settings)
 
 
-def measure_loop(size: int, workers: int, profile: bool, tmpdir: str | None) -> dict[str, Any]:
-    """enqueue → process → inline publish → update-state for ``size`` payloads."""
+def measure_loop(
+    size: int, workers: int, profile: bool, tmpdir: str | None, processes: bool = False
+) -> dict[str, Any]:
+    """enqueue → process → inline publish → update-state for ``size`` payloads; with
+    ``processes`` the workers are OS processes (their CPU time is counted as children's)."""
     with tempfile.TemporaryDirectory(prefix="cirrus-feed-bench-", dir=tmpdir) as tmp:
         app = local_app(Path(tmp) / "root")
         try:
@@ -134,7 +145,9 @@ def measure_loop(size: int, workers: int, profile: bool, tmpdir: str | None) -> 
                 totals = WorkTotals()
                 profiler.runcall(LocalWorker(app).drain, totals)
             else:
-                totals = run_workers(app, workers, once=True, stop=threading.Event())
+                totals = run_workers(
+                    app, workers, once=True, stop=threading.Event(), processes=processes
+                )
             done, cpu_done = time.perf_counter(), cpu_seconds()
             sys_done = system_seconds()
             # Read before clean-up: removing the temp folder (N directories) costs memory too.
@@ -144,7 +157,7 @@ def measure_loop(size: int, workers: int, profile: bool, tmpdir: str | None) -> 
             app.close()
     return {
         "size": size,
-        "workers": workers,
+        "workers": f"{workers}p" if processes else str(workers),
         "enqueue_s": enqueued - start,
         "loop_s": done - enqueued,
         "total_s": done - start,
@@ -218,7 +231,9 @@ def in_subprocess(**job: Any) -> dict[str, Any]:
 def child(job: dict[str, Any]) -> dict[str, Any]:
     if job["kind"] == "floor":
         return measure_floor(job["size"], job["tmpdir"])
-    return measure_loop(job["size"], job["workers"], job["profile"], job["tmpdir"])
+    return measure_loop(
+        job["size"], job["workers"], job["profile"], job["tmpdir"], job.get("processes", False)
+    )
 
 
 # -- AWS API calls per payload (moto server) ---------------------------------------------------
@@ -409,6 +424,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--aws-payloads", type=int, default=200, help="payloads per AWS set")
     parser.add_argument("--skip-aws", action="store_true", help="local loop only")
     parser.add_argument(
+        "--processes", action="store_true", help="also run each worker count as OS processes"
+    )
+    parser.add_argument(
         "--profile", action="store_true", help="also cProfile one worker on the largest size"
     )
     parser.add_argument(
@@ -425,9 +443,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     print_load("before")
     floors = {size: in_subprocess(kind="floor", size=size, tmpdir=tmp) for size in sizes}
     loops = [
-        in_subprocess(kind="loop", size=size, workers=w, profile=False, tmpdir=tmp)
+        in_subprocess(kind="loop", size=size, workers=w, profile=False, tmpdir=tmp, processes=p)
         for size in sizes
         for w in workers
+        for p in ((False, True) if args.processes else (False,))
     ]
     local_ok = print_local(loops, floors, tmp or tempfile.gettempdir())
     if args.profile:
