@@ -124,3 +124,20 @@ def test_the_objects_file_itself_cannot_be_read_by_url(tmp_path: Path) -> None:
     with pytest.raises(PayloadNotFoundError):
         store.get_json(store.url_for(layout.input_key(PAYLOAD_ID, "never-put")))
     store.close()
+
+
+def test_put_many_writes_rows_in_one_go_and_files_as_files(tmp_path: Path) -> None:
+    store = FilePayloadStore(tmp_path / "payloads")
+    keys = [layout.input_key(f"{PAYLOAD_ID}{i}", "n") for i in range(5)] + ["tmp/oversized/o.json"]
+
+    urls = store.put_many([(key, {"key": key}) for key in keys])
+
+    assert urls == [store.url_for(key) for key in keys]
+    assert [store.get_json(url)["key"] for url in urls] == keys
+    assert (tmp_path / "payloads" / "cirrus" / "tmp" / "oversized" / "o.json").is_file()
+    assert not (tmp_path / "payloads" / "cirrus" / "executions").exists()
+    with pytest.raises(BackendError, match="relative path"):
+        store.put_many([(layout.input_key(PAYLOAD_ID, "ok"), {}), ("../x.json", {})])
+    with pytest.raises(PayloadNotFoundError):  # a bad key in the batch: nothing written
+        store.get_json(store.url_for(layout.input_key(PAYLOAD_ID, "ok")))
+    store.close()

@@ -18,7 +18,12 @@ from cirrus_feed.app import App, LocalPaths, build_app
 from cirrus_feed.backends.base import ExecutionOutcome, StateQuery, StateRecord, StateStore
 from cirrus_feed.backends.local.inline_runner import InlineWorkflowRunner
 from cirrus_feed.config import LocalSettings, ProcessSettings, Settings, load_settings
-from cirrus_feed.errors import PayloadNotFoundError
+from cirrus_feed.errors import (
+    ExecutionAlreadyExistsError,
+    LimitExceededError,
+    PayloadNotFoundError,
+    WorkflowNotFoundError,
+)
 from cirrus_feed.model.envelopes import normalize
 from cirrus_feed.model.executions import execution_arn, execution_name
 from cirrus_feed.model.reports import Outcome, RecordResult, StageReport
@@ -416,5 +421,34 @@ def test_run_workers_as_processes_stop_when_told(tmp_path: Path) -> None:
 
         assert not totals.crashed
         assert totals.process.counts == Counter()
+    finally:
+        app.close()
+
+
+def test_start_many_starts_each_once_and_answers_each_start(tmp_path: Path) -> None:
+    app = local_app(tmp_path)
+    try:
+        runner = app.backends.runner
+        assert isinstance(runner, InlineWorkflowRunner)
+        payload = make_payload("many")
+        first = runner.start("test-workflow1", "name-0", payload)
+
+        results = runner.start_many(
+            [
+                ("test-workflow1", "name-0", payload),  # started before
+                ("test-workflow1", "name-1", payload),
+                ("no-such-workflow", "name-2", payload),
+                ("test-workflow1", "bad name", payload),
+                ("test-workflow1", "name-1", payload),  # twice in the batch
+            ]
+        )
+
+        assert isinstance(results[0], ExecutionAlreadyExistsError)
+        assert results[1] == execution_arn(runner.base_arn, "test-workflow1", "name-1")
+        assert isinstance(results[2], WorkflowNotFoundError)
+        assert isinstance(results[3], LimitExceededError)
+        assert isinstance(results[4], ExecutionAlreadyExistsError)
+        assert sorted(p.name for p in runner.claim_pending(10)) == ["name-0", "name-1"]
+        assert first == execution_arn(runner.base_arn, "test-workflow1", "name-0")
     finally:
         app.close()

@@ -21,6 +21,7 @@ import gzip
 import json
 import os
 import posixpath
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote_from_bytes, unquote, urlsplit
@@ -101,6 +102,28 @@ class FilePayloadStore:
         except (OSError, ValueError) as exc:
             raise BackendError(f"cannot write {path.as_uri()}: {exc}") from exc
         return self._url(normal)
+
+    def put_many(self, objects: Sequence[tuple[str, Any]]) -> list[str]:
+        """`put_json` of each ``(key, obj)``; the ``executions/`` ones in one transaction
+        (a batch of a stage). Their URLs, in order. Raises as `put_json` does, before any
+        write for a bad key."""
+        rows: list[tuple[str, bytes]] = []
+        urls = []
+        files = []
+        for key, obj in objects:
+            normal = self._key(key)
+            check_object_key(f"{self.prefix}/{key}" if self.prefix else key)
+            if normal.startswith(TABLE_PREFIX):
+                rows.append((normal, _encode(key, obj)))
+            else:
+                files.append((key, obj))
+            urls.append(self._url(normal))
+        if rows:
+            with self._db.write() as conn:
+                conn.executemany(_PUT, rows)
+        for key, obj in files:
+            self.put_json(key, obj)
+        return urls
 
     def _allowed_path(self, url: str) -> Path | None:
         """The file ``url`` names when it is inside this store, else None."""
