@@ -1,7 +1,8 @@
 """Local workers: drive payloads from the queue through inline workflows to a final state.
 
-One loop iteration = receive a batch → process stage → delete what was handled, then run
-pending inline executions → update-state → mark each execution complete. An execution is
+One loop iteration = receive a batch (up to `RECEIVES_PER_STEP` receives) → process stage →
+delete what was handled, then run pending inline executions → update-state → mark the
+executions whose outcome was recorded complete, in one write. An execution is
 marked complete only after its outcome is recorded, so a crash re-runs it (at least once,
 as Step Functions retries would); the state DB's compare-and-set keeps the result single.
 """
