@@ -452,3 +452,20 @@ def test_start_many_starts_each_once_and_answers_each_start(tmp_path: Path) -> N
         assert first == execution_arn(runner.base_arn, "test-workflow1", "name-0")
     finally:
         app.close()
+
+
+def test_run_workers_as_processes_report_a_crashed_worker(tmp_path: Path) -> None:
+    # Given a state DB the worker processes cannot open (not a database).
+    app = local_app(tmp_path)
+    app.close()
+    state = LocalPaths(tmp_path).state
+    for leftover in (state.with_name(f"{state.name}-wal"), state.with_name(f"{state.name}-shm")):
+        leftover.unlink(missing_ok=True)
+    state.write_bytes(b"not a database " * 512)
+
+    # When two of them are to drain the queue.
+    totals = run_workers(app, 2, once=True, stop=threading.Event(), processes=True)
+
+    # Then the call returns, and says a worker crashed.
+    assert totals.crashed
+    assert totals.process.counts == Counter()
