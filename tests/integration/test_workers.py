@@ -402,9 +402,17 @@ def test_run_workers_as_processes_start_each_payload_once(tmp_path: Path) -> Non
             app, 3, once=True, stop=threading.Event(), keep_results=True, processes=True
         )
 
-        # Then each payload was started once, by one of them, and ran once.
+        # Then each copy has one outcome, and each payload's execution started and ran once
+        # (the executions table). The reports may say "started" twice for one payload: a
+        # worker resuming another's claim (its execution exists) sets it PROCESSING, and when
+        # the execution ends before the starter's own set-processing, the starter reports
+        # its start too ("already SUCCEEDED"); truly parallel processes hit that window.
         assert not totals.crashed
-        assert_started_once_each(totals.process, ids)
+        counts = totals.process.counts
+        assert set(counts) <= {"started", "skipped", "duplicate"}
+        assert sum(counts.values()) == COPIES * len(ids)
+        started = {r.payload_id for r in kept(totals.process) if r.outcome is Outcome.STARTED}
+        assert started == set(ids)
         assert totals.update.counts == {"updated": 100}
         assert_each_ran_once(app, tmp_path, ids)
     finally:
