@@ -40,7 +40,7 @@ from cirrus_feed.service.worker import LocalWorker, WorkTotals, run_workers
 
 WORKFLOW = "publish-only"
 WORKFLOWS = {WORKFLOW: Workflow(tasks=[TaskSpec(task="publish")])}
-GOAL_LOCAL_RATE = 1000.0  # payloads/s on a 2-core machine
+GOAL_LOCAL_RATIO = 0.25  # the local loop's rate ÷ the queue-only floor's (issue 12)
 
 
 def make_payload(index: int, prefix: str = "BENCH") -> dict[str, Any]:
@@ -85,19 +85,27 @@ def payloads(count: int, prefix: str = "BENCH") -> Iterator[dict[str, Any]]:
 
 
 def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    """The peak RSS of this process or of its largest ended child (a worker process)."""
+    whose = (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    return max(resource.getrusage(w).ru_maxrss for w in whose) / 1024  # KiB on Linux
 
 
 def cpu_seconds() -> float:
-    """User + system CPU time of this process, all threads: against wall time it shows
-    whether the loop computes (≈ 1 core per busy thread) or waits (disk, locks)."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    """User + system CPU time of this process, all threads, and of its ended children (the
+    worker processes): against wall time it shows whether the loop computes (≈ 1 core per
+    busy worker) or waits (disk, locks)."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
 
 
 def system_seconds() -> float:
-    """Kernel CPU time: file creation, fsync-free writes, locks."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_stime
+    """Kernel CPU time (this process and its ended children): file creation, writes, locks."""
+    return sum(
+        resource.getrusage(who).ru_stime for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
 
 
 # -- local loop (each run in a fresh subprocess) ----------------------------------------------
@@ -112,13 +120,17 @@ def local_app(root: Path) -> App:
     return build_app(settings)
 
 
-def measure_loop(size: int, workers: int, profile: bool, tmpdir: str | None) -> dict[str, Any]:
-    """enqueue → process → inline publish → update-state for ``size`` payloads."""
+def measure_loop(
+    size: int, workers: int, profile: bool, tmpdir: str | None, processes: bool = False
+) -> dict[str, Any]:
+    """enqueue → process → inline publish → update-state for ``size`` payloads; with
+    ``processes`` the workers are OS processes (their CPU time is counted as children's)."""
     with tempfile.TemporaryDirectory(prefix="cirrus-feed-bench-", dir=tmpdir) as tmp:
         app = local_app(Path(tmp) / "root")
         try:
             setup_rss = peak_rss_mib()
-            profiler = cProfile.Profile() if profile else None
+            # CPU time, not wall time: on a shared machine waits for the CPU would blur it.
+            profiler = cProfile.Profile(time.process_time) if profile else None
             sys_start = system_seconds()
             cpu_start, start = cpu_seconds(), time.perf_counter()
             queued = app.enqueuer.enqueue(payloads(size))
@@ -127,7 +139,9 @@ def measure_loop(size: int, workers: int, profile: bool, tmpdir: str | None) -> 
                 totals = WorkTotals()
                 profiler.runcall(LocalWorker(app).drain, totals)
             else:
-                totals = run_workers(app, workers, once=True, stop=threading.Event())
+                totals = run_workers(
+                    app, workers, once=True, stop=threading.Event(), processes=processes
+                )
             done, cpu_done = time.perf_counter(), cpu_seconds()
             sys_done = system_seconds()
             # Read before clean-up: removing the temp folder (N directories) costs memory too.
@@ -137,7 +151,7 @@ def measure_loop(size: int, workers: int, profile: bool, tmpdir: str | None) -> 
             app.close()
     return {
         "size": size,
-        "workers": workers,
+        "workers": f"{workers}p" if processes else str(workers),
         "enqueue_s": enqueued - start,
         "loop_s": done - enqueued,
         "total_s": done - start,
@@ -211,41 +225,51 @@ def in_subprocess(**job: Any) -> dict[str, Any]:
 def child(job: dict[str, Any]) -> dict[str, Any]:
     if job["kind"] == "floor":
         return measure_floor(job["size"], job["tmpdir"])
-    return measure_loop(job["size"], job["workers"], job["profile"], job["tmpdir"])
+    return measure_loop(
+        job["size"], job["workers"], job["profile"], job["tmpdir"], job.get("processes", False)
+    )
 
 
 # -- output -------------------------------------------------------------------------------------
 
 
-def print_local(loops: list[dict[str, Any]], floors: dict[int, dict[str, Any]], where: str) -> None:
+def print_local(loops: list[dict[str, Any]], floors: dict[int, dict[str, Any]], where: str) -> bool:
+    """Print the table; whether every run ended with every payload SUCCEEDED."""
     print("\nLocal loop: enqueue → process → inline publish → update-state (publish-only)")
     size = len(json.dumps(make_payload(0)))
     print(f"local.root under {where}; payloads of {size:,} bytes; one fresh subprocess per row;")
     print("rates in payloads/s;")
     print("floor = SqlitePayloadQueue send+receive+delete of the same bodies, nothing else;")
     print("cpu ms = CPU time (all threads, user+sys) per payload, of which sys ms in the kernel;")
+    print("xcpu = the floor's cpu ms ÷ the run's (the ratio a busy, shared machine blurs least);")
     print("busy = CPU time / wall time (1.00 = one core busy all along)\n")
     header = (
         f"{'N':>7} {'workers':>7} {'enqueue':>8} {'loop':>6} {'total':>6} {'xfloor':>7} "
-        f"{'cpu ms':>6} {'sys ms':>6} {'busy':>5} {'RSS setup':>10} {'RSS peak':>9}  check"
+        f"{'cpu ms':>6} {'sys ms':>6} {'xcpu':>6} {'busy':>5} {'RSS setup':>10} {'RSS peak':>9}"
+        "  check"
     )
     print(header)
     print("-" * len(header))
+    all_ok = True
     for size, floor in floors.items():
         floor_rate = size / floor["total_s"]
+        floor_cpu = floor["cpu_s"] / size * 1e3
         print(
             f"{size:>7,} {'floor':>7} {'':>8} {'':>6} {floor_rate:>6,.0f} {'1.000x':>7} "
-            f"{floor['cpu_s'] / size * 1e3:>6.3f} {'':>6} "
+            f"{floor_cpu:>6.3f} {'':>6} {'1.000x':>6} "
             f"{floor['cpu_s'] / floor['total_s']:>5.2f} "
             f"{floor['setup_rss_mib']:>7.1f}MiB {floor['peak_rss_mib']:>6.1f}MiB"
         )
         for run in (r for r in loops if r["size"] == size):
             total = size / run["total_s"]
-            check = "ok" if run["succeeded"] == size else f"{run['succeeded']} SUCCEEDED"
+            cpu = run["cpu_s"] / size * 1e3
+            ok = run["succeeded"] == size
+            all_ok = all_ok and ok
+            check = "ok" if ok else f"{run['succeeded']} SUCCEEDED"
             print(
                 f"{size:>7,} {run['workers']:>7} {size / run['enqueue_s']:>8,.0f} "
                 f"{size / run['loop_s']:>6,.0f} {total:>6,.0f} {total / floor_rate:>6.3f}x "
-                f"{run['cpu_s'] / size * 1e3:>6.3f} {run['sys_s'] / size * 1e3:>6.3f} "
+                f"{cpu:>6.3f} {run['sys_s'] / size * 1e3:>6.3f} {floor_cpu / cpu:>5.3f}x "
                 f"{run['cpu_s'] / run['total_s']:>5.2f} "
                 f"{run['setup_rss_mib']:>7.1f}MiB {run['peak_rss_mib']:>6.1f}MiB  {check}"
             )
@@ -254,12 +278,14 @@ def print_local(loops: list[dict[str, Any]], floors: dict[int, dict[str, Any]], 
         size = run["size"]
         floor_rate = size / floors[size]["total_s"]
         total = size / run["total_s"]
-        verdict = "meets" if total >= GOAL_LOCAL_RATE else "MISSES"
+        ratio = total / floor_rate
+        verdict = "meets" if ratio >= GOAL_LOCAL_RATIO else "MISSES"
         print(
             f"N={size:,}, {run['workers']} worker(s): full loop {total:,.0f} payloads/s = "
-            f"{total / floor_rate:.3f}x the queue-only floor ({floor_rate:,.0f}/s); "
-            f"{verdict} the goal of {GOAL_LOCAL_RATE:,.0f}/s"
+            f"{ratio:.3f}x the queue-only floor ({floor_rate:,.0f}/s); "
+            f"{verdict} the goal of {GOAL_LOCAL_RATIO}x"
         )
+    return all_ok
 
 
 def print_load(when: str) -> None:
@@ -299,6 +325,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--skip-aws", action="store_true", help="local loop only")
     add_aws_arguments(parser)
     parser.add_argument(
+        "--processes", action="store_true", help="also run each worker count as OS processes"
+    )
+    parser.add_argument(
         "--profile", action="store_true", help="also cProfile one worker on the largest size"
     )
     parser.add_argument(
@@ -320,11 +349,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     print_load("before")
     floors = {size: in_subprocess(kind="floor", size=size, tmpdir=tmp) for size in sizes}
     loops = [
-        in_subprocess(kind="loop", size=size, workers=w, profile=False, tmpdir=tmp)
+        in_subprocess(kind="loop", size=size, workers=w, profile=False, tmpdir=tmp, processes=p)
         for size in sizes
         for w in workers
+        for p in ((False, True) if args.processes else (False,))
     ]
-    print_local(loops, floors, tmp or tempfile.gettempdir())
+    local_ok = print_local(loops, floors, tmp or tempfile.gettempdir())
     if args.profile:
         profiled = in_subprocess(kind="loop", size=max(sizes), workers=1, profile=True, tmpdir=tmp)
         print(f"\ncProfile of one worker draining {max(sizes):,} payloads (main thread):")
@@ -332,6 +362,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not args.skip_aws:
         run_aws(args)
     print_load("after")
+    if not local_ok:
+        raise SystemExit("local loop: not every payload ended SUCCEEDED (see the check column)")
 
 
 if __name__ == "__main__":

@@ -456,6 +456,10 @@ class LocalExecutor(Protocol):
         """Record ``outcome`` as final, so no worker runs the execution again."""
         ...
 
+    def complete_many(self, outcomes: Sequence[ExecutionOutcome]) -> None:
+        """`complete` for a batch, in one write."""
+        ...
+
 
 # -- notifier -------------------------------------------------------------------------------
 

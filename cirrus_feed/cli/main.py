@@ -216,16 +216,25 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 @cli.command()
 @click.option("--once", is_flag=True, help="Stop when the queue is drained.")
 @click.option("--workers", type=click.IntRange(min=1), help="Worker threads.")
+@click.option(
+    "--processes", is_flag=True, help="Workers as OS processes, not threads (local backend)."
+)
 @click.option("--json", "as_json", is_flag=True)
 @pass_context
-def process(ctx: Context, once: bool, workers: int | None, as_json: bool) -> None:
+def process(ctx: Context, once: bool, workers: int | None, processes: bool, as_json: bool) -> None:
     """Receive payloads, claim them, run their workflows and record the outcome."""
     from cirrus_feed.service.worker import run_workers
 
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in _STOP_SIGNALS}
     try:
-        totals = run_workers(ctx.app, workers or ctx.settings.process.workers, once=once, stop=stop)
+        totals = run_workers(
+            ctx.app,
+            workers or ctx.settings.process.workers,
+            once=once,
+            stop=stop,
+            processes=processes,
+        )
     finally:  # the handlers close over this call's `stop`: put the caller's back
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -1,7 +1,8 @@
 """Local workers: drive payloads from the queue through inline workflows to a final state.
 
-One loop iteration = receive a batch → process stage → delete what was handled, then run
-pending inline executions → update-state → mark each execution complete. An execution is
+One loop iteration = receive a batch (up to `RECEIVES_PER_STEP` receives) → process stage →
+delete what was handled, then run pending inline executions → update-state → mark the
+executions whose outcome was recorded complete, in one write. An execution is
 marked complete only after its outcome is recorded, so a crash re-runs it (at least once,
 as Step Functions retries would); the state DB's compare-and-set keeps the result single.
 """
@@ -27,6 +28,8 @@ log = logging.getLogger(__name__)
 
 RETRY_MIN_SECONDS = 1.0
 RETRY_MAX_SECONDS = 60.0
+# Receives (of ``process.batch_size`` each) gathered into one batch of the local loop.
+RECEIVES_PER_STEP = 5
 
 
 @dataclass
@@ -134,18 +137,34 @@ class LocalWorker:
         announcing what a crashed run left in the outbox."""
         drain_outbox(self.app.backends, self.app.clock)
         queue = self.app.backends.queue
-        messages = queue.receive(self.batch_size, wait_seconds=self.wait_seconds if wait else 0)
+        messages = self.receive(queue, wait=wait)
         processed = StageReport()
         if messages:
             started = self.pulse.clock.monotonic()
             processed = self.app.processor.process(normalize(as_sqs_event(messages)))
             self.pulse.timed("process", started, processed)
             settle(queue, messages, processed)
-        updated = self.run_pending()
+        updated = self.run_pending(self.batch_size * RECEIVES_PER_STEP)
         self.pulse.beat()
         return processed, updated
 
+    def receive(self, queue: PayloadQueue, *, wait: bool) -> list[QueueMessage]:
+        """Up to `RECEIVES_PER_STEP` receives of ``batch_size``, as one batch: the stages
+        write once per batch, so a bigger one costs less per payload. Only the first waits;
+        a short receive means the queue is drained for now."""
+        messages = queue.receive(self.batch_size, wait_seconds=self.wait_seconds if wait else 0)
+        for _ in range(RECEIVES_PER_STEP - 1):
+            if len(messages) < self.batch_size:
+                break
+            more = queue.receive(self.batch_size)
+            if not more:
+                break
+            messages += more
+        return messages
+
     def run_pending(self, max_count: int = 10) -> StageReport:
+        """Run the due executions, ``max_count`` at a time: execute, update-state, then mark
+        complete (in one write) those whose outcome was recorded."""
         report = StageReport()
         while pending := self.runner.claim_pending(max_count):
             started = self.pulse.clock.monotonic()
@@ -153,10 +172,16 @@ class LocalWorker:
             self.pulse.timed("workflow", started, StageReport())
             started = self.pulse.clock.monotonic()
             updated = self.pulse.timed("update_state", started, self.app.updater.update(outcomes))
-            for outcome, result in zip(outcomes, updated.results, strict=True):
-                if result.outcome is not Outcome.FAILED:
-                    self.runner.complete(outcome)
+            self.runner.complete_many(
+                [
+                    outcome
+                    for outcome, result in zip(outcomes, updated.results, strict=True)
+                    if result.outcome is not Outcome.FAILED
+                ]
+            )
             report.extend(updated)
+            if len(pending) < max_count:
+                break  # the rest is due later (or leased by another worker)
         return report
 
     def drain(self, totals: WorkTotals, stop: threading.Event | None = None) -> None:
@@ -187,14 +212,25 @@ class LocalWorker:
 
 
 def run_workers(
-    app: App, workers: int, *, once: bool, stop: threading.Event, keep_results: bool = False
+    app: App,
+    workers: int,
+    *,
+    once: bool,
+    stop: threading.Event,
+    keep_results: bool = False,
+    processes: bool = False,
 ) -> WorkTotals:
-    """Run ``workers`` local workers as threads until drained (``once``) or ``stop`` is set.
+    """Run ``workers`` local workers as threads (or, with ``processes``, OS processes:
+    `cirrus_feed.service.worker_processes`) until drained (``once``) or ``stop`` is set.
     Off the local backend: the queue workers of `cirrus_feed.service.queue_worker`."""
     if app.settings.backend != "local":
         from cirrus_feed.service.queue_worker import run_queue_workers
 
         return run_queue_workers(app, workers, once=once, stop=stop, keep_results=keep_results)
+    if processes:
+        from cirrus_feed.service.worker_processes import run_worker_processes
+
+        return run_worker_processes(app, workers, once=once, stop=stop, keep_results=keep_results)
     totals = WorkTotals(keep_results=keep_results)
 
     def target() -> None:

@@ -533,8 +533,12 @@ def test_cli_update_state_applies_saved_events(config: Path, tmp_path: Path) -> 
     assert succeeded["state"] == "SUCCEEDED"
     assert failed["state"] == "FAILED"
     assert failed["last_error"] == "States.TaskFailed: it broke"
-    archived = Path(succeeded["output_payload_url"].removeprefix("file://"))
-    assert json.loads(archived.read_text())["features"][0]["assets"] == {"a": {"href": "x"}}
+    # The archived output, read by its URL as every stage reads stored payloads (locally an
+    # executions/ object is a row of payloads/objects.sqlite, not a file).
+    reader = build_app(load_settings(config, env={}))
+    archived = reader.backends.store.get_json(succeeded["output_payload_url"])
+    reader.close()
+    assert archived["features"][0]["assets"] == {"a": {"href": "x"}}
 
 
 def test_cli_update_state_unknown_execution_is_stale(config: Path, tmp_path: Path) -> None:

@@ -3,24 +3,32 @@ abandoned execution is run again when its lease runs out."""
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import sqlite3
 import threading
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypedDict
 
 import pytest
 
 from cirrus_feed.app import App, LocalPaths, build_app
-from cirrus_feed.backends.base import StateQuery, StateRecord, StateStore
+from cirrus_feed.backends.base import ExecutionOutcome, StateQuery, StateRecord, StateStore
 from cirrus_feed.backends.local.inline_runner import InlineWorkflowRunner
 from cirrus_feed.config import LocalSettings, ProcessSettings, Settings, load_settings
+from cirrus_feed.errors import (
+    ExecutionAlreadyExistsError,
+    LimitExceededError,
+    PayloadNotFoundError,
+    WorkflowNotFoundError,
+)
 from cirrus_feed.model.envelopes import normalize
 from cirrus_feed.model.executions import execution_arn, execution_name
 from cirrus_feed.model.reports import Outcome, RecordResult, StageReport
 from cirrus_feed.model.states import State
+from cirrus_feed.pipeline.update_state import StateUpdater
 from cirrus_feed.service.worker import (
     LocalWorker,
     StageTally,
@@ -290,3 +298,182 @@ def test_process_resuming_a_claim_finished_by_another_worker_is_not_a_start(
         assert outcomes_of(report) == ["skipped"]
     finally:
         h.app.close()
+
+
+class _FailsOne(StateUpdater):
+    """An updater that reports one payload's outcome FAILED, as if its write had failed."""
+
+    def __init__(self, app: App, failing: str) -> None:
+        super().__init__(app.backends, clock=app.clock)
+        self.failing = failing
+
+    def update(
+        self, outcomes: Sequence[ExecutionOutcome], message_ids: Sequence[str | None] | None = None
+    ) -> StageReport:
+        report = super().update(outcomes, message_ids)
+        report.results = [
+            RecordResult(r.index, Outcome.FAILED, r.payload_id, reason="state DB down")
+            if r.payload_id == self.failing
+            else r
+            for r in report.results
+        ]
+        return report
+
+
+def test_run_pending_completes_in_one_batch_only_the_recorded_outcomes(tmp_path: Path) -> None:
+    # Given three started payloads, and an update-state that fails to record one of them.
+    clock = FakeClock()
+    app = local_app(tmp_path, lease_seconds=5, clock=clock)
+    try:
+        app.enqueuer.enqueue([make_payload(f"batch-{i}") for i in range(3)])
+        LocalWorker(app).receive(app.backends.queue, wait=False)  # leaves them in flight
+        clock.advance(200)  # past the visibility timeout: the worker below gets them again
+        flaky = dataclasses.replace(app, updater=_FailsOne(app, payload_id("batch-1")))
+        worker = LocalWorker(flaky)
+
+        # When the worker runs one step.
+        processed, updated = worker.step()
+
+        # Then the two recorded executions are complete, the other stays leased and runs
+        # again (at least once) when its lease is over, and then ends.
+        assert processed.counts == {"started": 3}
+        assert Counter(r.outcome.value for r in updated.results) == {"updated": 2, "failed": 1}
+        by_status = Counter(status for _, status, _ in execution_rows(tmp_path))
+        assert by_status == {"SUCCEEDED": 2, "RUNNING": 1}
+        assert LocalWorker(app).run_pending().results == []  # leased: not run before its time
+        clock.advance(5.1)
+        again = LocalWorker(app).run_pending()
+        # (The wrapper only hid that the write went through: the rerun finds it recorded.)
+        assert [(r.payload_id, r.outcome) for r in again.results] == [
+            (payload_id("batch-1"), Outcome.DUPLICATE)
+        ]
+        rows = {arn.rsplit(":", 1)[-1]: (s, n) for arn, s, n in execution_rows(tmp_path)}
+        assert sorted(rows.values()) == [("SUCCEEDED", 1), ("SUCCEEDED", 1), ("SUCCEEDED", 2)]
+    finally:
+        app.close()
+
+
+def test_local_worker_step_gathers_several_receives_into_one_batch(tmp_path: Path) -> None:
+    app = local_app(tmp_path)
+    try:
+        app.enqueuer.enqueue([make_payload(f"many-{i:02d}") for i in range(37)])
+        worker = LocalWorker(app)
+
+        processed, updated = worker.step()
+
+        # 37 ≤ five receives of 10: one batch through process and update-state.
+        assert processed.counts == {"started": 37}
+        assert updated.counts == {"updated": 37}
+        assert app.backends.queue.depth().visible == 0
+        assert worker.step() == (StageReport(), StageReport())
+    finally:
+        app.close()
+
+
+def test_complete_many_records_the_known_and_names_the_unknown(tmp_path: Path) -> None:
+    app = local_app(tmp_path)
+    try:
+        runner = app.backends.runner
+        assert isinstance(runner, InlineWorkflowRunner)
+        app.enqueuer.enqueue([make_payload("known")])
+        messages = app.backends.queue.receive(10)
+        app.processor.process(normalize(as_sqs_event(messages)))
+        [pending] = runner.claim_pending(10)
+        outcome = runner.execute(pending)
+        unknown = dataclasses.replace(outcome, execution_arn=f"{outcome.execution_arn}-nobody")
+
+        with pytest.raises(PayloadNotFoundError, match="nobody"):
+            runner.complete_many([unknown, outcome])
+
+        assert runner.describe(outcome.execution_arn) is not None  # recorded all the same
+        assert runner.claim_pending(10) == []
+    finally:
+        app.close()
+
+
+def test_run_workers_as_processes_start_each_payload_once(tmp_path: Path) -> None:
+    # Given 100 payloads each on the queue four times.
+    app = local_app(tmp_path)
+    try:
+        ids = enqueue_copies(app, 100)
+
+        # When three worker processes drain the queue.
+        totals = run_workers(
+            app, 3, once=True, stop=threading.Event(), keep_results=True, processes=True
+        )
+
+        # Then each copy has one outcome, and each payload's execution started and ran once
+        # (the executions table). The reports may say "started" twice for one payload: a
+        # worker resuming another's claim (its execution exists) sets it PROCESSING, and when
+        # the execution ends before the starter's own set-processing, the starter reports
+        # its start too ("already SUCCEEDED"); truly parallel processes hit that window.
+        assert not totals.crashed
+        counts = totals.process.counts
+        assert set(counts) <= {"started", "skipped", "duplicate"}
+        assert sum(counts.values()) == COPIES * len(ids)
+        started = {r.payload_id for r in kept(totals.process) if r.outcome is Outcome.STARTED}
+        assert started == set(ids)
+        assert totals.update.counts == {"updated": 100}
+        assert_each_ran_once(app, tmp_path, ids)
+    finally:
+        app.close()
+
+
+def test_run_workers_as_processes_stop_when_told(tmp_path: Path) -> None:
+    app = local_app(tmp_path)
+    try:
+        stop = threading.Event()
+        stop.set()  # before they start: each ends at its first check
+
+        totals = run_workers(app, 2, once=False, stop=stop, processes=True)
+
+        assert not totals.crashed
+        assert totals.process.counts == Counter()
+    finally:
+        app.close()
+
+
+def test_start_many_starts_each_once_and_answers_each_start(tmp_path: Path) -> None:
+    app = local_app(tmp_path)
+    try:
+        runner = app.backends.runner
+        assert isinstance(runner, InlineWorkflowRunner)
+        payload = make_payload("many")
+        first = runner.start("test-workflow1", "name-0", payload)
+
+        results = runner.start_many(
+            [
+                ("test-workflow1", "name-0", payload),  # started before
+                ("test-workflow1", "name-1", payload),
+                ("no-such-workflow", "name-2", payload),
+                ("test-workflow1", "bad name", payload),
+                ("test-workflow1", "name-1", payload),  # twice in the batch
+            ]
+        )
+
+        assert isinstance(results[0], ExecutionAlreadyExistsError)
+        assert results[1] == execution_arn(runner.base_arn, "test-workflow1", "name-1")
+        assert isinstance(results[2], WorkflowNotFoundError)
+        assert isinstance(results[3], LimitExceededError)
+        assert isinstance(results[4], ExecutionAlreadyExistsError)
+        assert sorted(p.name for p in runner.claim_pending(10)) == ["name-0", "name-1"]
+        assert first == execution_arn(runner.base_arn, "test-workflow1", "name-0")
+    finally:
+        app.close()
+
+
+def test_run_workers_as_processes_report_a_crashed_worker(tmp_path: Path) -> None:
+    # Given a state DB the worker processes cannot open (not a database).
+    app = local_app(tmp_path)
+    app.close()
+    state = LocalPaths(tmp_path).state
+    for leftover in (state.with_name(f"{state.name}-wal"), state.with_name(f"{state.name}-shm")):
+        leftover.unlink(missing_ok=True)
+    state.write_bytes(b"not a database " * 512)
+
+    # When two of them are to drain the queue.
+    totals = run_workers(app, 2, once=True, stop=threading.Event(), processes=True)
+
+    # Then the call returns, and says a worker crashed.
+    assert totals.crashed
+    assert totals.process.counts == Counter()

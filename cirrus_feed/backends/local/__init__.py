@@ -4,7 +4,7 @@
 | --------------- | ---------------------- | ---------------------------------------- |
 | StateStore      | `SqliteStateStore`     | SQLite table shaped like the DynamoDB one |
 | PayloadQueue    | `SqlitePayloadQueue`   | SQLite, SQS semantics + dead letters     |
-| PayloadStore    | `FilePayloadStore`     | files, the Cirrus v2 bucket layout       |
+| PayloadStore    | `FilePayloadStore`     | v2 layout: `executions/` in SQLite, the rest files |
 | WorkflowRunner  | `InlineWorkflowRunner` | SQLite execution log, tasks in-process   |
 | Notifier        | `EventLogNotifier`     | SQLite event log                         |
 | MetricLog       | `EventLogMetricLog`    | SQLite event log, ``metrics`` table      |

@@ -55,9 +55,21 @@ CREATE TABLE IF NOT EXISTS items (
 """
 
 
+# A character is at most 4 UTF-8 bytes: a message of fewer characters than this fits.
+_SURELY_FITS = SNS_MAX_MESSAGE_BYTES // 4
+
+
+def _characters(body: str, attributes: Mapping[str, tuple[str, str]]) -> int:
+    return len(body) + sum(len(n) + len(t) + len(v) for n, (t, v) in attributes.items())
+
+
 def _oversize(messages: Sequence[tuple[str, Mapping[str, tuple[str, str]]]]) -> dict[int, int]:
-    """index → size of the messages SNS would refuse."""
-    sizes = {i: sns_message_size(body, attrs) for i, (body, attrs) in enumerate(messages)}
+    """index → size of the messages SNS would refuse (only the long ones are encoded)."""
+    sizes = {
+        i: sns_message_size(body, attrs)
+        for i, (body, attrs) in enumerate(messages)
+        if _characters(body, attrs) > _SURELY_FITS
+    }
     return {i: size for i, size in sizes.items() if size > SNS_MAX_MESSAGE_BYTES}
 
 
@@ -77,14 +89,16 @@ class EventLogNotifier:
         ]
         if rows:
             with self._db.write() as conn:
-                for event, message in rows:
-                    if event.event_id is not None and not self._first(conn, event.event_id):
-                        continue  # announced before a crash, re-announced from the outbox
-                    conn.execute(
-                        "INSERT INTO events (event_type, payload_id, isotimestamp, message) "
-                        "VALUES (?, ?, ?, ?)",
-                        (event.event_type, event.payload_id, event.isotimestamp, message),
-                    )
+                conn.executemany(
+                    "INSERT INTO events (event_type, payload_id, isotimestamp, message) "
+                    "VALUES (?, ?, ?, ?)",
+                    [
+                        (event.event_type, event.payload_id, event.isotimestamp, message)
+                        for event, message in rows
+                        # Not one announced before a crash, re-announced from the outbox.
+                        if event.event_id is None or self._first(conn, event.event_id)
+                    ],
+                )
         if oversize:
             raise notifications_too_large(oversize, len(events), "event log (workflow events)")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import traceback
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from cirrus_feed.backends.limits import check_execution
 from cirrus_feed.backends.local.sqlite import SqliteDatabase
 from cirrus_feed.backends.local.workflows import Workflow, error_name
 from cirrus_feed.errors import (
+    CirrusFeedError,
     ExecutionAlreadyExistsError,
     PayloadNotFoundError,
     WorkflowNotFoundError,
@@ -86,24 +87,50 @@ class InlineWorkflowRunner:
         self._db = SqliteDatabase(path, SCHEMA)
 
     def start(self, workflow: str, name: str, payload: Mapping[str, Any]) -> str:
-        if workflow not in self.workflows:
-            raise WorkflowNotFoundError(
-                f"State Machine Does Not Exist: '{state_machine_arn(self.base_arn, workflow)}'"
-            )
-        text = json.dumps(payload)
-        check_execution(name, text)  # Step Functions' name and input limits
-        arn = execution_arn(self.base_arn, workflow, name)
-        with self._db.write() as conn:
-            # INSERT OR IGNORE + rowcount rather than catching IntegrityError: the conflict
-            # is the expected idempotent case, not an error of the database.
-            cursor = conn.execute(
-                "INSERT OR IGNORE INTO executions (arn, name, workflow, status, input, started_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (arn, name, workflow, RUNNING, text, self.clock.time()),
-            )
-            if cursor.rowcount == 0:
-                raise ExecutionAlreadyExistsError(f"Execution Already Exists: '{arn}'")
-        return arn
+        [result] = self.start_many([(workflow, name, payload)])
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def start_many(
+        self, starts: Sequence[tuple[str, str, Mapping[str, Any]]]
+    ) -> list[str | CirrusFeedError]:
+        """`start` for each ``(workflow, name, payload)`` in one transaction (a batch of the
+        process stage): per start its ARN, or the error `start` would raise for it
+        (`WorkflowNotFoundError`, `ExecutionAlreadyExistsError`, a limit error). Raises
+        only for the whole batch (the database)."""
+        now = self.clock.time()
+        results: list[str | CirrusFeedError] = []
+        rows: list[tuple[int, str, str, str, str]] = []
+        for index, (workflow, name, payload) in enumerate(starts):
+            if workflow not in self.workflows:
+                arn = state_machine_arn(self.base_arn, workflow)
+                results.append(WorkflowNotFoundError(f"State Machine Does Not Exist: '{arn}'"))
+                continue
+            text = json.dumps(payload)
+            try:
+                check_execution(name, text)  # Step Functions' name and input limits
+            except CirrusFeedError as exc:
+                results.append(exc)
+                continue
+            arn = execution_arn(self.base_arn, workflow, name)
+            results.append(arn)
+            rows.append((index, arn, name, workflow, text))
+        if rows:
+            with self._db.write() as conn:
+                for index, arn, name, workflow, text in rows:
+                    # INSERT OR IGNORE + rowcount rather than catching IntegrityError: the
+                    # conflict is the expected idempotent case, not an error of the database.
+                    cursor = conn.execute(
+                        "INSERT OR IGNORE INTO executions "
+                        "(arn, name, workflow, status, input, started_at) "
+                        "VALUES (?, ?, ?, ?, ?, ?)",
+                        (arn, name, workflow, RUNNING, text, now),
+                    )
+                    if cursor.rowcount == 0:
+                        message = f"Execution Already Exists: '{arn}'"
+                        results[index] = ExecutionAlreadyExistsError(message)
+        return results
 
     def claim_pending(self, max_count: int = 1) -> list[PendingExecution]:
         """Lease up to ``max_count`` running executions nobody holds (oldest first)."""
@@ -181,27 +208,44 @@ class InlineWorkflowRunner:
 
         Raises: PayloadNotFoundError for an unknown execution.
         """
-        output = None if outcome.output is None else json.dumps(outcome.output)
-        with self._db.write() as conn:
-            cursor = conn.execute(
-                "UPDATE executions SET status = ?, output = ?, error = ?, cause = ?, "
-                "stopped_at = ? WHERE arn = ? AND status = ?",
-                (
-                    outcome.status,
-                    output,
-                    outcome.error,
-                    outcome.cause,
-                    self.clock.time(),
-                    outcome.execution_arn,
-                    RUNNING,
-                ),
+        self.complete_many([outcome])
+
+    def complete_many(self, outcomes: Sequence[ExecutionOutcome]) -> None:
+        """`complete` for each outcome, all in one transaction (a worker's batch).
+
+        Raises: PayloadNotFoundError naming the unknown executions; the others are recorded.
+        """
+        if not outcomes:
+            return
+        now = self.clock.time()
+        rows = [
+            (
+                outcome.status,
+                None if outcome.output is None else json.dumps(outcome.output),
+                outcome.error,
+                outcome.cause,
+                now,
+                outcome.execution_arn,
+                RUNNING,
             )
-            if cursor.rowcount == 0:
-                exists = conn.execute(
-                    "SELECT 1 FROM executions WHERE arn = ?", (outcome.execution_arn,)
-                ).fetchone()
-                if exists is None:
-                    raise PayloadNotFoundError(f"Execution not found: {outcome.execution_arn}")
+            for outcome in outcomes
+        ]
+        unknown = []
+        with self._db.write() as conn:
+            for row in rows:
+                cursor = conn.execute(
+                    "UPDATE executions SET status = ?, output = ?, error = ?, cause = ?, "
+                    "stopped_at = ? WHERE arn = ? AND status = ?",
+                    row,
+                )
+                if cursor.rowcount == 0:
+                    exists = conn.execute(
+                        "SELECT 1 FROM executions WHERE arn = ?", (row[5],)
+                    ).fetchone()
+                    if exists is None:
+                        unknown.append(str(row[5]))
+        if unknown:
+            raise PayloadNotFoundError(f"Execution not found: {', '.join(unknown)}")
 
     def describe(self, execution_arn: str) -> ExecutionOutcome | None:
         with self._db.read() as conn:

@@ -20,7 +20,6 @@ payload INVALID, exactly as Cirrus does for its own tasks.
 
 from __future__ import annotations
 
-import copy
 import importlib
 import json
 from collections.abc import Callable, Mapping
@@ -107,20 +106,28 @@ def publish(payload: dict[str, Any], context: TaskContext) -> dict[str, Any]:
     """
     if context.catalog is None:
         raise TaskError(f"workflow '{context.workflow}': publish needs a catalog folder")
-    output = copy.deepcopy(payload)
     now = context.clock.now().isoformat()
-    for index, item in enumerate(output.get("features") or []):
+    features = payload.get("features") or []
+    written = []
+    for index, item in enumerate(features):
         if not isinstance(item, dict):
             raise InvalidInput(f"features[{index}] is not an object")
         item_id = _path_segment(item.get("id"), f"features[{index}].id")
         collection = _path_segment(item.get("collection"), f"features[{index}].collection")
-        properties = item.setdefault("properties", {})
+        # Copies of only what changes (the item and its properties), not a deep copy: the
+        # input payload is left as it came, the rest is shared with the output.
+        properties = item.get("properties", {})
+        if not isinstance(properties, dict):
+            raise InvalidInput(f"features[{index}].properties is not an object")
+        properties = dict(properties)
         properties.setdefault("created", now)
         properties["updated"] = now
+        item = {**item, "properties": properties}
         write_atomically(
             context.catalog / collection / f"{item_id}.json", json.dumps(item).encode()
         )
-    return output
+        written.append(item)
+    return {**payload, "features": written} if features else dict(payload)
 
 
 def fail(payload: dict[str, Any], context: TaskContext) -> dict[str, Any]:
