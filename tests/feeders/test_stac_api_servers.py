@@ -18,7 +18,7 @@ import stac_data
 from stac_data import RANGE_END, RANGE_START, ids_between, parse
 
 from cirrus_feed.feeding.contract import Checkpoint, FeedRequest
-from cirrus_feed.model.payload import ProcessPayload
+from cirrus_feed.model.payload import PreparedPayload, ProcessPayload
 from cirrus_feed.testing import feeder_context
 from feeders.stac_api.feeder import StacApiConfig, StacApiFeeder
 
@@ -45,8 +45,17 @@ def make_feeder(url: str, **settings: Any) -> StacApiFeeder:
     return StacApiFeeder("servers-test", StacApiConfig.model_validate(config), feeder_context())
 
 
+def validated(out: Any) -> Any:
+    """A prepared payload as the `ProcessPayload` its body validates to (same id)."""
+    if isinstance(out, PreparedPayload):
+        payload = ProcessPayload.from_dict(out.to_dict())
+        assert payload.id == out.id
+        return payload
+    return out
+
+
 def feed(feeder: StacApiFeeder, **request: Any) -> list[Any]:
-    return list(feeder.feed(FeedRequest(**request)))
+    return [validated(o) for o in feeder.feed(FeedRequest(**request))]
 
 
 def item_ids(out: list[Any]) -> list[str]:
