@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from itertools import islice
 from typing import Any, ClassVar
 
@@ -32,9 +32,10 @@ from cirrus_feed.feeding.contract import (
 from cirrus_feed.model.payload import PreparedPayload
 from feeders.stac_api.config import StacApiConfig, StacApiConfigError
 from feeders.stac_api.cursor import Partial, load_watermark
-from feeders.stac_api.items import PayloadBuilder, digest, has_id, item_instant, stub_item
+from feeders.stac_api.items import PayloadBuilder, digest, has_id, stub_item
+from feeders.stac_api.reading import WindowReader
 from feeders.stac_api.search import Searcher, SearchStats
-from feeders.stac_api.windows import Leaf, Probed, Window, isoformat, plan, resolve_range
+from feeders.stac_api.windows import Leaf, Window, isoformat, plan, resolve_range
 
 __all__ = ["StacApiConfig", "StacApiFeeder", "stub_item"]
 
@@ -71,14 +72,35 @@ class StacApiFeeder(Feeder[StacApiConfig]):
         partial = Partial.load(request.cursor)
         searcher = Searcher(self.instance, self.config, self.context.clock)
         self.stats = searcher.stats
-        limit = request.limit
+        reader = WindowReader(searcher, self.config.page_size, self._reject)
+        try:
+            fed = yield from self._feed(run, reader, request.limit, partial, builder)
+        finally:
+            reader.close()
+        logger.info(
+            "%s: read %d items in %d search pages for %d payloads",
+            self.instance,
+            self.stats.items,
+            self.stats.requests,
+            fed,
+        )
+
+    def _feed(
+        self,
+        run: Window,
+        reader: WindowReader,
+        limit: int | None,
+        partial: Partial | None,
+        builder: PayloadBuilder,
+    ) -> Generator[FeedItem, None, int]:
+        """`feed` once the run is set up; returns the number of payloads yielded."""
         fed = 0
         cap = self.config.max_items_per_window
-        for leaf in plan(run, lambda w, c: self._probe(searcher, w, c), cap):
+        for leaf in plan(run, reader.probe, cap, ahead=lambda w: reader.ahead(w, cap)):
             yield from self._drain_rejections()
             skip = partial.sent if partial is not None and leaf.window.start < partial.end else None
             sent: list[str] = []  # digests, kept only when a limit may stop inside the window
-            for group in self._groups(searcher, leaf, skip):
+            for group in self._groups(reader, leaf, skip):
                 payload = builder.build(group)
                 if isinstance(payload, PreparedPayload):
                     if limit is not None and fed >= limit:
@@ -86,7 +108,7 @@ class StacApiFeeder(Feeder[StacApiConfig]):
                             Partial.after(partial, leaf.window, sent).cursor(leaf.window.start),
                             label=f"{leaf.window.label}: {len(sent)} items sent (limit)",
                         )
-                        return
+                        return fed
                     if limit is not None:
                         sent += map(digest, group)
                     fed += 1
@@ -101,13 +123,7 @@ class StacApiFeeder(Feeder[StacApiConfig]):
             yield Checkpoint(cursor, label=leaf.window.label)
             if limit is not None and fed >= limit:
                 break
-        logger.info(
-            "%s: read %d items in %d search pages for %d payloads",
-            self.instance,
-            self.stats.items,
-            self.stats.requests,
-            fed,
-        )
+        return fed
 
     def _run_window(self, request: FeedRequest) -> Window | None:
         watermark = load_watermark(self.instance, request.cursor)
@@ -131,28 +147,10 @@ class StacApiFeeder(Feeder[StacApiConfig]):
         except PayloadValidationError as exc:
             raise StacApiConfigError(f"feeder '{self.instance}': process: {exc}") from exc
 
-    # Reading ----------------------------------------------------------------------------
-
-    def _probe(self, searcher: Searcher, window: Window, cap: int) -> Probed[dict[str, Any]]:
-        """The window's own items if at most ``cap``; stops paging at the first extra one."""
-        page_size = min(self.config.page_size, cap + 1)
-        records: list[dict[str, Any]] = []
-        instants = []
-        start, end = window.start, window.end
-        with searcher.items(window, page_size) as items:
-            for raw in items:
-                instant, problem = item_instant(raw, self._time_field)
-                if instant is None:
-                    self._reject(raw, problem)
-                elif start <= instant < end:
-                    records.append(raw)
-                    instants.append(instant)
-                    if len(records) > cap:
-                        return Probed(records, instants, complete=False, ordered=searcher.ordered)
-        return Probed(records, instants, complete=True)
+    # Items ------------------------------------------------------------------------------
 
     def _groups(
-        self, searcher: Searcher, leaf: Leaf[dict[str, Any]], skip: frozenset[str] | None
+        self, reader: WindowReader, leaf: Leaf[dict[str, Any]], skip: frozenset[str] | None
     ) -> Iterator[tuple[dict[str, Any], ...]]:
         """The window's items with ids, not in ``skip`` (digests), in payload-sized groups:
         in id order when the window is held, in API order when it is paged."""
@@ -160,9 +158,7 @@ class StacApiFeeder(Feeder[StacApiConfig]):
             yield from self._grouped(sorted(leaf.records, key=_id_key), skip)
             return
         logger.info("%s: %s holds more than the cap; paging it", self.instance, leaf.window)
-        with searcher.items(leaf.window, self.config.page_size) as items:
-            owned = (raw for raw in items if self._owns(leaf.window, raw))
-            yield from self._grouped(owned, skip)
+        yield from self._grouped(reader.page(leaf.window), skip)
 
     def _grouped(
         self, items: Iterable[dict[str, Any]], skip: frozenset[str] | None
@@ -173,14 +169,6 @@ class StacApiFeeder(Feeder[StacApiConfig]):
         size = self.config.items_per_payload
         while group := tuple(islice(valid, size)):
             yield group
-
-    def _owns(self, window: Window, raw: Any) -> bool:
-        """True when ``raw``'s time is in ``window``; an unreadable time is rejected once."""
-        instant, problem = item_instant(raw, self._time_field)
-        if instant is None:
-            self._reject(raw, problem)
-            return False
-        return instant in window
 
     def _has_id(self, raw: dict[str, Any]) -> bool:
         if has_id(raw):

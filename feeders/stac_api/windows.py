@@ -110,15 +110,22 @@ class Probed(Generic[T]):
     ordered: bool = False
 
 
-def plan(window: Window, probe: Probe[T], cap: int) -> Iterator[Leaf[T]]:
+def plan(
+    window: Window,
+    probe: Probe[T],
+    cap: int,
+    *,
+    ahead: Callable[[Window], None] | None = None,
+) -> Iterator[Leaf[T]]:
     """Cut ``window`` into leaves of at most ``cap`` records, probing each once.
 
     Leaves come out in chronological order and partition ``window`` exactly. Lazy: the
-    next window is probed only when the next leaf is asked for. Widths are chosen from
-    the records seen, never from a reported match count: the first window is a small
-    slice (`FIRST_SLICE`), and each next one is sized for ``cap // 2`` records at the
-    density of the last one (growing at most `MAX_GROWTH` times), so a steady source is
-    read once, with no probe thrown away. A probe that overflows anyway picks the next
+    next window is probed only when the next leaf is asked for; ``ahead`` is told which
+    window that will be before a leaf is yielded, so its probe can start early. Widths are
+    chosen from the records seen, never from a reported match count: the first window is
+    a small slice (`FIRST_SLICE`), and each next one is sized for ``cap // 2`` records at
+    the density of the last one (growing at most `MAX_GROWTH` times), so a steady source
+    is read once, with no probe thrown away. A probe that overflows anyway picks the next
     end from its own instants; when the API sorts, its records before that end are
     complete and are fed rather than read again.
     """
@@ -131,24 +138,25 @@ def plan(window: Window, probe: Probe[T], cap: int) -> Iterator[Leaf[T]]:
         current = Window(cursor, min(window.end, cursor + width))
         read = probe(current, cap)
         if read.complete:
-            yield Leaf(current, read.records)
-            width = _next_width(current, len(read.records), target)
-            cursor = current.end
-            continue
-        if current.atomic or sum(t == cursor for t in read.instants) > cap:
+            leaf = Leaf(current, read.records)
+        elif current.atomic or sum(t == cursor for t in read.instants) > cap:
             atomic = Window(cursor, cursor + MICROSECOND)  # one crowded instant: page it
             yield Leaf(atomic, None)
             cursor = atomic.end
             continue
-        cut = _sorted_cut(read, cursor) if read.ordered else None
-        if cut is not None:  # sorted: what came before `cut` is all of [cursor, cut)
-            fed = Window(cursor, cut)
+        else:
+            cut = _sorted_cut(read, cursor) if read.ordered else None
+            if cut is None:
+                width = _unsorted_cut(read.instants, cursor, target) - cursor
+                continue
+            # sorted: what came before `cut` is all of [cursor, cut)
             records = [r for r, t in zip(read.records, read.instants, strict=True) if t < cut]
-            yield Leaf(fed, records)
-            width = _next_width(fed, len(records), target)
-            cursor = cut
-            continue
-        width = _unsorted_cut(read.instants, cursor, target) - cursor
+            leaf = Leaf(Window(cursor, cut), records)
+        width = _next_width(leaf.window, len(leaf.records or ()), target)
+        cursor = leaf.window.end
+        if ahead is not None and cursor < window.end:
+            ahead(Window(cursor, min(window.end, cursor + width)))
+        yield leaf
 
 
 def _next_width(done: Window, count: int, target: int) -> timedelta:
