@@ -5,6 +5,7 @@ The stdlib fake stands in only where a failure must be injected or requests insp
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -241,6 +242,48 @@ def test_stac_api_limit_inside_a_window_checkpoints_what_it_sent(stac_api_url: s
     assert watermark <= noon
     assert watermark_of(last) == watermark_of(complete[-1])  # resumes at that window's start
     assert len(last.cursor["partial"]["sent"]) == len(set(run.item_ids) - before)
+
+
+def steady_items(count: int) -> list[dict[str, Any]]:
+    """``count`` items evenly over the tests' range, every 7th on a half second."""
+    step = (RANGE_END - RANGE_START) / count
+    stamps = (
+        RANGE_START + step * n + timedelta(milliseconds=500 * (n % 7 == 0)) for n in range(count)
+    )
+    return [stac_data.make_item(f"S2F_{n:05d}", stac_data.isoz(t)) for n, t in enumerate(stamps)]
+
+
+def test_stac_api_reads_a_steady_source_once(
+    serve_items: Callable[[list[dict[str, Any]]], str],
+) -> None:
+    items = steady_items(3000)
+    url = serve_items(items)
+    feeder = make_feeder(url, max_items_per_window=200, page_size=40)
+
+    run = feed(feeder)
+
+    assert Counter(run.item_ids) == Counter(i["id"] for i in items)
+    assert feeder.stats.items == len(items)  # no probe thrown away, no window read twice
+    windows = len(run.checkpoints)
+    assert windows > 3000 / 200  # the cap still cuts the range
+    assert feeder.stats.requests <= 3000 / 40 + windows + 1  # one search per window
+    assert not [t for t in threading.enumerate() if t.name.startswith("stac-api")]
+
+
+def test_stac_api_limit_stops_the_probe_running_ahead(
+    serve_items: Callable[[list[dict[str, Any]]], str],
+) -> None:
+    url = serve_items(steady_items(600))
+    feeder = make_feeder(url, max_items_per_window=50, page_size=10)
+
+    first = feed(feeder, limit=30)
+    rest = feed(feeder, cursor=first.checkpoints[-1].cursor)
+
+    assert len(first.payloads) == 30
+    assert not [t for t in threading.enumerate() if t.name.startswith("stac-api")]
+    assert Counter(first.ids_before_last_checkpoint() + rest.item_ids) == Counter(
+        f"S2F_{n:05d}" for n in range(600)
+    )
 
 
 def test_stac_api_rejects_item_without_datetime_once(
