@@ -26,7 +26,7 @@ from cirrus_feed.config import load_settings
 from cirrus_feed.errors import ConfigError
 from cirrus_feed.feeding.contract import FeedRequest
 from cirrus_feed.feeding.reconcile import reconcile
-from cirrus_feed.model.payload import ProcessPayload
+from cirrus_feed.model.payload import PreparedPayload, ProcessPayload
 from cirrus_feed.model.states import State
 from cirrus_feed.service.worker import run_workers
 
@@ -61,9 +61,11 @@ def source_ids(app: App, **window: Any) -> list[str]:
     """The payload ids a fresh run of the feeder would feed."""
     items = app.feeders["src"].feed(FeedRequest(dry_run=True, **window))
     return [
-        (item if isinstance(item, ProcessPayload) else ProcessPayload.from_dict(item)).id
+        item.id
+        if isinstance(item, ProcessPayload | PreparedPayload)
+        else ProcessPayload.from_dict(item).id
         for item in items
-        if isinstance(item, ProcessPayload | Mapping)
+        if isinstance(item, ProcessPayload | PreparedPayload | Mapping)
     ]
 
 
