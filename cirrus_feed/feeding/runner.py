@@ -39,7 +39,7 @@ from cirrus_feed.feeding.contract import (
 )
 from cirrus_feed.feeding.pacing import InFlight, QueueDepthGate, TokenBucket
 from cirrus_feed.model.payload import PreparedPayload, ProcessPayload
-from cirrus_feed.model.reports import Outcome
+from cirrus_feed.model.reports import Outcome, RecordResult
 from cirrus_feed.model.states import SKIP_UNLESS_REPLACE
 from cirrus_feed.pipeline.enqueue import Enqueueable, Enqueuer, Unreadable
 from cirrus_feed.support.clock import Clock
@@ -237,6 +237,10 @@ def _log_left_out(name: str, counts: Mapping[str, int]) -> None:
 
 
 _Pending = tuple[str | None, Enqueueable]  # (source tag, payload or unreadable record)
+_PAYLOADS = frozenset({Tagged, PreparedPayload, ProcessPayload, dict})  # exact types
+_WITH_ID = (ProcessPayload, PreparedPayload)
+_PARSED = (Unreadable, ProcessPayload, PreparedPayload)
+_COUNTED = frozenset({Outcome.DUPLICATE, Outcome.INVALID, Outcome.FAILED})
 
 
 class _Batch:
@@ -278,6 +282,12 @@ class _Batch:
 
     def take(self, item: Any) -> None:
         self.lease.due()
+        if type(item) in _PAYLOADS:  # the common case, without the checks below
+            self.result.counts["seen"] += 1
+            self.items.append((item.tag, item.payload) if type(item) is Tagged else (None, item))
+            if len(self.items) >= self.flush_size:
+                self.flush()
+            return
         if isinstance(item, Checkpoint):
             self.flush()
             self._checkpoint(item)
@@ -329,49 +339,48 @@ class _Batch:
         if self.bucket is not None and fresh:
             self.bucket.acquire(len(fresh))
         report = self.runner.app.enqueuer.enqueue(item for _, item in fresh)
-        queued = [
-            r.payload_id for r in report.results if r.outcome is Outcome.QUEUED and r.payload_id
-        ]
+        self._count(report.results, fresh)
+        if self.runner.progress is not None:
+            self.runner.progress(dict(self.result.counts))
+
+    def _count(self, results: list[RecordResult], fresh: list[_Pending]) -> None:
+        """Add a flush's outcomes to the counts, note failed tags and in-flight ids."""
+        queued = [r.payload_id for r in results if r.outcome is Outcome.QUEUED and r.payload_id]
         if self.in_flight is not None:
             self.in_flight.add(queued)
         counts = self.result.counts
         counts["enqueued"] += len(queued)
-        for outcome in (Outcome.DUPLICATE, Outcome.INVALID, Outcome.FAILED):
-            counts[outcome.value] += sum(r.outcome is outcome for r in report.results)
-        for result in report.results:
+        for result in results:
+            outcome = result.outcome
+            if outcome is Outcome.QUEUED:
+                continue
+            if outcome in _COUNTED:
+                counts[outcome.value] += 1
             tag = fresh[result.index][0]
-            if result.outcome is Outcome.FAILED and tag is not None:
+            if outcome is Outcome.FAILED and tag is not None:
                 self.failed_tags.add(tag)
         if counts["failed"]:
             self.cursor_blocked = True
-        if self.runner.progress is not None:
-            self.runner.progress(dict(counts))
 
     def _dedupe(self, items: list[_Pending]) -> list[_Pending]:
         """Drop payloads already done (`SKIP_UNLESS_REPLACE`) unless they ask for ``replace``:
         one state query for the whole flush."""
         parsed: list[_Pending] = []
         for tag, item in items:
-            if isinstance(item, Unreadable | ProcessPayload | PreparedPayload):
+            if isinstance(item, _PARSED):
                 parsed.append((tag, item))
                 continue
             try:
                 parsed.append((tag, ProcessPayload.from_dict(item)))
             except PayloadValidationError:
                 parsed.append((tag, item))  # enqueue records it as invalid, with the reason
-        ids = {
-            p.id
-            for _, p in parsed
-            if isinstance(p, ProcessPayload | PreparedPayload) and not p.replace
-        }
+        ids = {p.id for _, p in parsed if isinstance(p, _WITH_ID) and not p.replace}
         records = self.runner.app.backends.state.get_many(ids) if ids else {}
         if not records:
             return parsed
         fresh: list[_Pending] = []
         for tag, item in parsed:
-            record = (
-                records.get(item.id) if isinstance(item, ProcessPayload | PreparedPayload) else None
-            )
+            record = records.get(item.id) if isinstance(item, _WITH_ID) else None
             if record is not None and record.state in SKIP_UNLESS_REPLACE:
                 self.result.counts["duplicate"] += 1
             else:

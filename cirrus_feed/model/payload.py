@@ -145,6 +145,11 @@ class PreparedPayload:
 def check_prepared_id(payload_id: str) -> None:
     """What the pipeline checks of a `PreparedPayload` it did not build: an id that parses
     and can be stored. Raises `PayloadValidationError` naming ``id``."""
+    if isinstance(payload_id, str) and plainly_storable(payload_id):
+        collections, sep, rest = payload_id.partition("/workflow-")
+        workflow, slash, itemids = rest.partition("/")
+        if collections and sep and slash and itemids and workflow not in ("", ".", ".."):
+            return  # what the regex and the store checks below accept, at a glance
     if not isinstance(payload_id, str) or PAYLOAD_ID_REGEX.match(payload_id) is None:
         raise _fail(
             payload_id,
@@ -158,6 +163,18 @@ def check_prepared_id(payload_id: str) -> None:
     problem = storable.payload_problem(data, payload_id, key.collections_workflow, key.itemids)
     if problem is not None:
         raise _fail(payload_id, "id", problem[1])
+
+
+def plainly_storable(text: str) -> bool:
+    """True when ``text`` (an id, or an id's parts joined by ``/``) is short, clean text any
+    store holds: no unsafe character, at most `storable.MAX_PAYLOAD_ID_BYTES` bytes, and no
+    ``/``-segment that is not a file name. Cheap; False says only "check it in full"."""
+    size = len(text) if text.isascii() else storable.utf8_size(text)
+    if size > storable.MAX_PAYLOAD_ID_BYTES or storable.unsafe_character(text) is not None:
+        return False
+    if text.startswith(".") or "/." in text or size > storable.LOCAL_MAX_NAME_BYTES:
+        return storable.segment_problem(text) is None
+    return True
 
 
 # -- validation -----------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from cirrus_feed.model.payload import (
     _shown,
     derive_payload_id,
     payload_id_to_key,
+    plainly_storable,
     validate,
 )
 
@@ -40,7 +41,7 @@ class PayloadTemplate:
     def __init__(self, process: Sequence[Any]) -> None:
         self.process = list(process)
         sample = {"features": [{"id": "x"}], "process": self.process}
-        validate(sample, _derive(self.process, [{"id": "x"}]))
+        validate(sample, derive_payload_id(sample))
         self.definition: Mapping[str, Any] = self.process[0]
         self.workflow = str(self.definition["workflow"])
         self.replace = bool(self.definition.get("replace"))
@@ -58,8 +59,10 @@ class PayloadTemplate:
                 `ProcessPayload.from_dict` would for the same payload.
         """
         items = [item if type(item) is dict else dict(item) for item in features]
-        payload_id = self._derive(items)
-        self._check(items, payload_id)
+        payload_id = self._plain_id(items)
+        if payload_id is None:  # not the common case: the full per-payload checks
+            payload_id = derive_payload_id({"features": items, "process": self.process})
+            self._check(items, payload_id)
         body = f"{self._head}{json.dumps(items)}{self._tail}{json.dumps(payload_id)}}}"
         return PreparedPayload(payload_id, body, self.replace)
 
@@ -79,17 +82,24 @@ class PayloadTemplate:
             "process": self.process,
         }
 
-    def _derive(self, items: list[dict[str, Any]]) -> str:
-        if len(items) == 1:  # the common case, without sorting and sets
-            item = items[0]
-            item_id = item.get("id", _MISSING)
-            if type(item_id) is str:
-                collection = item.get("collection")
-                collections = self._fixed_collections
-                if collections is None:
-                    collections = "none" if collection is None else str(collection)
-                return f"{collections}/workflow-{self.workflow}/{item_id}"
-        return _derive(self.process, items)
+    def _plain_id(self, items: list[dict[str, Any]]) -> str | None:
+        """The id of one item whose id and collection are plain text that fits every store,
+        checked on the id alone (it holds both); None for anything else, which `prepare`
+        derives and checks part by part to name the field at fault."""
+        if len(items) != 1 or self._fixed_collections is not None:
+            return None
+        item = items[0]
+        item_id, collection = item.get("id"), item.get("collection")
+        if type(item_id) is not str or not item_id:
+            return None
+        collections = "none" if collection is None else str(collection)
+        if not collections or "/workflow-" in collections:
+            return None  # an id that parses back to another workflow
+        payload_id = f"{collections}/workflow-{self.workflow}/{item_id}"
+        # The id holds both parts, and its segments are theirs (the workflow's, checked
+        # once, grown by "workflow-"): a clean id has clean parts. The key sizes are below
+        # the id's limit.
+        return payload_id if plainly_storable(payload_id) else None
 
     def _check(self, items: list[dict[str, Any]], payload_id: str) -> None:
         """`validate`'s per-payload part: the id parses back to this workflow, and every
@@ -113,11 +123,3 @@ class PayloadTemplate:
         problem = storable.payload_problem(data, payload_id, key.collections_workflow, key.itemids)
         if problem is not None:
             raise _fail(payload_id, *problem)
-
-
-_MISSING = object()
-
-
-def _derive(process: list[Any], items: list[Any]) -> str:
-    """`derive_payload_id` of a payload with these ``features`` and ``process``."""
-    return derive_payload_id({"features": items, "process": process})

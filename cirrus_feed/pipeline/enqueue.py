@@ -134,7 +134,8 @@ class Enqueuer:
     ) -> tuple[str, str | None]:
         if isinstance(payload, PreparedPayload):
             body = payload.body
-            if len(body.encode()) <= self.queue.max_message_bytes:
+            size = len(body) if body.isascii() else len(body.encode())  # isascii: O(1)
+            if size <= self.queue.max_message_bytes:
                 return body, None
             data = payload.to_dict()
         else:

@@ -11,6 +11,7 @@ the record framing (`cirrus_feed.support.json_records`).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -122,7 +123,9 @@ def decode_record(raw: bytes, limits: RecordLimits = DEFAULT_LIMITS) -> Any:
     size = len(raw) - raw.endswith(b"\n") - raw.endswith(b"\r\n")
     if size > limits.max_bytes:
         raise RecordDecodeError(too_large(size, limits.max_bytes))
-    depth = nesting_depth(raw)
+    # Fewer opening brackets than the limit, in strings or not, cannot nest deeper than it.
+    openers = raw.count(b"{") + raw.count(b"[")
+    depth = nesting_depth(raw) if openers > limits.max_depth else openers
     if depth > limits.max_depth:
         limit = limits.max_depth
         raise RecordDecodeError(f"nested {depth:,} levels deep, over the limit of {limit}")
@@ -133,12 +136,7 @@ def decode_record(raw: bytes, limits: RecordLimits = DEFAULT_LIMITS) -> Any:
             f"not valid UTF-8: byte 0x{raw[exc.start]:02x} at offset {exc.start}"
         ) from None
     try:
-        value = json.loads(
-            text,
-            parse_int=_int_parser(limits.max_number_chars),
-            parse_float=_float_parser(limits.max_number_chars),
-            parse_constant=_constant,
-        )
+        value = _decoder(limits.max_number_chars).decode(text)
     except _RefusedError as exc:
         raise RecordDecodeError(exc.reason) from None
     except json.JSONDecodeError as exc:
@@ -154,6 +152,17 @@ def decode_record(raw: bytes, limits: RecordLimits = DEFAULT_LIMITS) -> Any:
 
 def too_large(size: int, limit: int) -> str:
     return f"record is {size:,} bytes, over the limit of {limit:,} bytes"
+
+
+@functools.cache
+def _decoder(max_number_chars: int) -> json.JSONDecoder:
+    """One decoder per number limit: building one (and its scanner) per record costs more
+    than decoding a small record."""
+    return json.JSONDecoder(
+        parse_int=_int_parser(max_number_chars),
+        parse_float=_float_parser(max_number_chars),
+        parse_constant=_constant,
+    )
 
 
 def _int_parser(limit: int) -> Any:

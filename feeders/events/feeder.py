@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -50,6 +50,7 @@ from cirrus_feed.feeding.contract import (
     Tagged,
 )
 from cirrus_feed.model.envelopes import Envelope, NotifiedObject, normalize
+from cirrus_feed.model.prepared import PayloadTemplate
 from cirrus_feed.support.durations import IntSeconds
 from feeders.events.filter import MessageFilter
 from feeders.events.mappers import (
@@ -70,9 +71,11 @@ from feeders.events.sources import (
     SqsMessageSource,
     SqsSettings,
 )
-from feeders.s3.objects import to_payload
 
 DEFAULT_SEEN_TTL = 24 * 3600
+# Messages of a file settled (and looked up in the seen cache) together: nothing to ack, so
+# a batch as big as a few runner flushes, not SQS's 10.
+FILE_BATCH = 500
 
 
 class EventSourceSettings(BaseModel):
@@ -148,6 +151,25 @@ class _Budget:
         return outputs
 
 
+@dataclass(slots=True)
+class _Opened:
+    """One message normalised: the envelopes to map (seen ones dropped by `_screen`), how
+    many test events it held, and the seen keys of the records left out."""
+
+    message: Message
+    envelopes: list[Envelope]
+    ignored: int = 0
+    already: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, message: Message) -> _Opened:
+        if message.error is not None:
+            return cls(message, [])
+        envelopes = normalize(message.event)
+        kept = [envelope for envelope in envelopes if envelope.kind != "ignored"]
+        return cls(message, kept, len(envelopes) - len(kept))
+
+
 class EventsFeeder(Feeder[EventsConfig]):
     """Feeds the items mapped from messages (see the module docstring).
 
@@ -179,7 +201,7 @@ class EventsFeeder(Feeder[EventsConfig]):
         """A copy reading ``source`` (a `MessageSource`, or an NDJSON path / ``-``)."""
         feeder = copy.copy(self)
         feeder._source = (
-            FileMessageSource(source, limits=self.context.input_limits)
+            FileMessageSource(source, batch_size=FILE_BATCH, limits=self.context.input_limits)
             if isinstance(source, str | Path)
             else source
         )
@@ -203,7 +225,9 @@ class EventsFeeder(Feeder[EventsConfig]):
         if settings is None:
             raise ConfigError(f"feeder '{self.instance}': no 'source' (give it messages)")
         if settings.file is not None:
-            return FileMessageSource(settings.file, limits=self.context.input_limits)
+            return FileMessageSource(
+                settings.file, batch_size=FILE_BATCH, limits=self.context.input_limits
+            )
         assert settings.sqs is not None  # one of the two, by validation
         client = self.context.clients(
             "sqs", region=settings.sqs.region_name(), endpoint_url=settings.sqs.endpoint_url
@@ -213,15 +237,20 @@ class EventsFeeder(Feeder[EventsConfig]):
     def feed(self, request: FeedRequest) -> Iterator[FeedItem]:
         source = self.open_source()
         budget = _Budget(request.limit)
-        process = self.config.process_template()
+        template = PayloadTemplate(self.config.process_template())
         try:
             for number, batch in enumerate(source.batches(lambda: budget.left), start=1):
                 unfinished: set[str] = set()
-                for message in batch.messages:
+                opened = [_Opened.of(message) for message in batch.messages]
+                if budget.left is None:  # every message is handled: one cache call for all
+                    self._screen(opened, request)
+                for entry in opened:
                     if budget.exhausted:
-                        unfinished.add(message.tag)
+                        unfinished.add(entry.message.tag)
                         continue
-                    yield from budget.take(list(self._handle(message, process, request)))
+                    if budget.left is not None:  # a limit may leave the rest unread
+                        self._screen([entry], request)
+                    yield from budget.take(self._handle(entry, template))
                 label = f"batch {number}: {len(batch.messages)} messages"
                 yield Checkpoint(label=label, commit=self._settler(batch, frozenset(unfinished)))
                 if budget.exhausted:
@@ -231,29 +260,24 @@ class EventsFeeder(Feeder[EventsConfig]):
 
     # -- one message ------------------------------------------------------------------------
 
-    def _handle(
-        self, message: Message, process: list[Any], request: FeedRequest
-    ) -> Iterator[FeedItem]:
+    def _handle(self, entry: _Opened, template: PayloadTemplate) -> list[FeedItem]:
+        message = entry.message
         if message.error is not None:
-            yield SourceRejection(message.event, message.error, message.tag, retry=True)
-            return
-        envelopes = []
-        for envelope in normalize(message.event):
-            if envelope.kind == "ignored":  # s3:TestEvent and the like: counted, not mapped
-                yield Skipped(f"message {message.tag}: a test event", "ignored", message.tag)
-            else:
-                envelopes.append(envelope)
-        envelopes, already = self._fresh(envelopes, message, request)
-        for key in already:
+            return [SourceRejection(message.event, message.error, message.tag, retry=True)]
+        outputs: list[FeedItem] = []
+        for _ in range(entry.ignored):  # s3:TestEvent and the like: counted, not mapped
+            outputs.append(Skipped(f"message {message.tag}: a test event", "ignored", message.tag))
+        for key in entry.already:
             reason = f"message {message.tag}: record {key} already handled (seen cache)"
-            yield Skipped(reason, "seen-cache", message.tag)
+            outputs.append(Skipped(reason, "seen-cache", message.tag))
+        done = len(outputs)
         try:
-            outputs = list(self._map(envelopes, message.tag, process))
+            self._map(entry.envelopes, message.tag, template, outputs)
         except Exception as exc:  # noqa: BLE001 - a plugin mapper's bug must not sink the batch
             reason = f"message {message.tag}: mapper failed: {type(exc).__name__}: {exc}"
-            yield SourceRejection(message.event, reason, message.tag, retry=True)
-            return
-        yield from outputs
+            del outputs[done:]  # none of the message's items: it is retried whole
+            outputs.append(SourceRejection(message.event, reason, message.tag, retry=True))
+        return outputs
 
     def forget_unsettled(self) -> None:
         """Forget the seen keys of every message not settled yet (the run failed before its
@@ -284,54 +308,72 @@ class EventsFeeder(Feeder[EventsConfig]):
 
         return commit
 
-    def _fresh(
-        self, envelopes: list[Envelope], message: Message, request: FeedRequest
-    ) -> tuple[list[Envelope], list[str]]:
-        """``envelopes`` without the records the seen cache already knows (first delivery),
-        and the seen keys of those left out."""
+    def _screen(self, entries: list[_Opened], request: FeedRequest) -> None:
+        """Drop from ``entries`` the records the seen cache already knows, in one cache call:
+        on a first delivery, a record whose key the cache held, or an earlier message of
+        these named, is left out (its key goes to ``already``)."""
         if self.seen is None or request.dry_run:
-            return envelopes, []
-        keys = [seen_key(envelope) for envelope in envelopes]
-        wanted = sorted({key for key in keys if key is not None})
+            return
+        keyed = [(entry, [seen_key(envelope) for envelope in entry.envelopes]) for entry in entries]
+        wanted = sorted({key for _, keys in keyed for key in keys if key is not None})
         if not wanted:
-            return envelopes, []
-        already = self.seen.remember(wanted, self.config.seen_ttl_seconds)
-        if message.receive_count is not None and message.receive_count > 1:
-            return envelopes, []  # a retry of ours: see the module docstring
-        self._remembered[message.tag] = [key for key in wanted if key not in already]
-        fresh = [e for e, key in zip(envelopes, keys, strict=True) if key not in already]
-        self.duplicates += len(envelopes) - len(fresh)
-        return fresh, [key for key in keys if key in already]
+            return
+        known = self.seen.remember(wanted, self.config.seen_ttl_seconds)
+        for entry, keys in keyed:
+            own = sorted({key for key in keys if key is not None})
+            if not own:
+                continue
+            before = {key for key in own if key in known}
+            known.update(own)  # later messages see these as already handled
+            message = entry.message
+            if message.receive_count is not None and message.receive_count > 1:
+                continue  # a retry of ours: see the module docstring
+            self._remembered[message.tag] = [key for key in own if key not in before]
+            if before:
+                fresh = [
+                    e for e, key in zip(entry.envelopes, keys, strict=True) if key not in before
+                ]
+                self.duplicates += len(entry.envelopes) - len(fresh)
+                entry.envelopes = fresh
+                entry.already = [key for key in keys if key in before]
 
-    def _map(self, envelopes: list[Envelope], tag: str, process: list[Any]) -> Iterator[FeedItem]:
+    def _map(
+        self, envelopes: list[Envelope], tag: str, template: PayloadTemplate, out: list[FeedItem]
+    ) -> None:
+        """Append what ``envelopes`` (one message's) map to onto ``out``."""
         topic = self._topic(envelopes)
         for group, mapper in self._groups(envelopes, topic):
             if mapper is None:
-                yield self._unmapped(group[0], tag, topic)
+                out.append(self._unmapped(group[0], tag, topic))
                 continue
             # A grouping mapper's items may span records: the filter sees the first one's.
-            runs = (
-                [(group[0], mapper.map_message(group))]
-                if mapper.groups
-                else [(envelope, mapper.map(envelope)) for envelope in group]
-            )
-            for envelope, outputs in runs:
-                for output in outputs:
-                    yield from self._output(output, envelope, tag, process)
+            if mapper.groups:
+                self._outputs(mapper.map_message(group), group[0], tag, template, out)
+            else:
+                for envelope in group:
+                    self._outputs(mapper.map(envelope), envelope, tag, template, out)
 
-    def _output(
-        self, output: Mapped, envelope: Envelope, tag: str, process: list[Any]
-    ) -> Iterator[FeedItem]:
-        if isinstance(output, Skip):
-            self.filtered += 1
-            yield Skipped(output.reason, output.kind, tag)
-        elif isinstance(output, SourceRejection):
-            yield replace(output, tag=tag)
-        elif self._filter is None or self._filter.keeps(envelope, output):
-            yield Tagged(to_payload(output, process), tag)
-        else:
-            self.filtered += 1
-            yield Skipped(f"item {output.get('id')!r}: dropped by the filter", "filter", tag)
+    def _outputs(
+        self,
+        outputs: Iterable[Mapped],
+        envelope: Envelope,
+        tag: str,
+        template: PayloadTemplate,
+        out: list[FeedItem],
+    ) -> None:
+        keeps = self._filter.keeps if self._filter is not None else None
+        for output in outputs:
+            if isinstance(output, Skip):
+                self.filtered += 1
+                out.append(Skipped(output.reason, output.kind, tag))
+            elif isinstance(output, SourceRejection):
+                out.append(replace(output, tag=tag))
+            elif keeps is None or keeps(envelope, output):
+                out.append(Tagged(template.build([output]), tag))
+            else:
+                self.filtered += 1
+                reason = f"item {output.get('id')!r}: dropped by the filter"
+                out.append(Skipped(reason, "filter", tag))
 
     def _groups(
         self, envelopes: list[Envelope], topic: str | None

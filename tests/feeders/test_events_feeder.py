@@ -411,7 +411,7 @@ def test_sqs_poller_stopped_mid_batch_loses_nothing_and_sends_nothing_twice(
 
     def seen_then_stop(keys: list[str]) -> set[str]:
         calls.append(keys)
-        if len(calls) == 3:  # the third message of the first batch: stop (e.g. SIGTERM)
+        if len(calls) == 1:  # the first batch's one lookup: stop (e.g. SIGTERM) mid-batch
             runner.stop()
         return cache.remember(keys, 3600)
 
@@ -421,6 +421,7 @@ def test_sqs_poller_stopped_mid_batch_loses_nothing_and_sends_nothing_twice(
 
     assert first.run.status == "interrupted"
     assert first.counts["enqueued"] == 5  # ran on to the end of its batch, then committed
+    assert [len(keys) for keys in calls[:1]] == [5]  # one cache call for the whole batch
     assert second.counts["enqueued"] == 10
     ids = queued(app)
     assert sorted(ids) == sorted(tile_id(t) for t in tiles)

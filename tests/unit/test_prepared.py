@@ -30,6 +30,11 @@ def full(features: list[Any], process: list[Any] | None = None) -> ProcessPayloa
         ([{"id": "é/ü", "collection": "c", "properties": {"x": [1.5, None]}}], PROCESS),
         ([{"id": "a", "collection": "c"}], [{"workflow": "wf", "replace": True}]),
         ([{"id": "a", "collection": "c"}], [{"workflow": "wf"}, {"workflow": "next"}]),
+        ([{"id": "a", "collection": ""}], PROCESS),  # an empty collection counts as none
+        ([{"id": "a", "collection": 5}], PROCESS),
+        ([{"id": "a/.b/c.tif", "collection": "c.d"}], PROCESS),
+        ([{"id": "/".join(["s" * 200] * 4), "collection": "c"}], PROCESS),  # long, short segments
+        ([{"id": "/".join(["ä" * 100] * 3), "collection": "c"}], PROCESS),  # 602 bytes
     ],
 )
 def test_template_payload_equals_the_validated_payload(
@@ -58,6 +63,11 @@ def test_template_payload_equals_the_validated_payload(
         [{"id": "", "collection": "c"}],
         [{"id": "a", "collection": "c/workflow-other"}],
         [{"id": "..", "collection": "c"}],
+        [{"id": "a/./b", "collection": "c"}],
+        [{"id": "a", "collection": "."}],
+        [{"id": "ä" * 200, "collection": "c"}],  # one segment of 400 bytes
+        [{"id": "/".join(["s" * 200] * 5), "collection": "c"}],  # 1,004 bytes
+        [{"id": "a\ud800", "collection": "c"}],
     ],
 )
 def test_template_rejects_what_from_dict_rejects_with_the_same_field(
@@ -70,6 +80,19 @@ def test_template_rejects_what_from_dict_rejects_with_the_same_field(
         PayloadTemplate(PROCESS).prepare(features)
 
     assert (got.value.field, str(got.value)) == (expected.value.field, str(expected.value))
+
+
+def test_template_with_fixed_collections_still_checks_each_item_collection() -> None:
+    process = [{"workflow": "wf", "collections": "fixed"}]
+    features = [{"id": "a", "collection": "bad\x00"}]
+    with pytest.raises(PayloadValidationError) as expected:
+        full(features, process)
+
+    with pytest.raises(PayloadValidationError) as got:
+        PayloadTemplate(process).prepare(features)
+
+    assert got.value.field == expected.value.field == "features[0].collection"
+    assert str(got.value) == str(expected.value)
 
 
 def test_template_build_hands_a_bad_payload_on_as_its_plain_mapping() -> None:
@@ -102,7 +125,16 @@ def test_template_does_not_share_the_caller_feature() -> None:
 
 
 @pytest.mark.parametrize(
-    "payload_id", ["no-workflow-segment", "c/workflow-wf/a\rb", "c/workflow-wf/" + "z" * 1100]
+    "payload_id",
+    [
+        "no-workflow-segment",
+        "c/workflow-wf/a\rb",
+        "c/workflow-wf/" + "z" * 1100,
+        "c/workflow-../a",
+        "c/workflow-wf/" + "z" * 256,
+        "c/workflow-wf/",
+        "/workflow-wf/a",
+    ],
 )
 def test_check_prepared_id_names_the_id(payload_id: str) -> None:
     with pytest.raises(PayloadValidationError) as caught:

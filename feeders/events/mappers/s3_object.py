@@ -52,10 +52,16 @@ class S3ObjectMapper(Mapper):
     name: ClassVar[str] = "s3-object"
     Options: ClassVar[type[MapperOptions]] = S3ObjectOptions
 
+    def __init__(self, options: MapperOptions) -> None:
+        super().__init__(options)
+        assert isinstance(options, S3ObjectOptions)
+        self._settings = options
+        self._shared: ItemBuilder | None = None
+        self._fed_events: dict[str, bool] = {}  # event name → one of ``events``? (few names)
+
     @property
     def settings(self) -> S3ObjectOptions:
-        assert isinstance(self.options, S3ObjectOptions)
-        return self.options
+        return self._settings
 
     @property
     def groups(self) -> bool:
@@ -72,7 +78,7 @@ class S3ObjectMapper(Mapper):
                 objects.append(picked)
             else:
                 yield picked
-        builder = ItemBuilder(self.settings.item, self.settings.filter.key_regex)
+        builder = self._builder()
         # Groups are consecutive runs of keys, so siblings must come sorted.
         if self.settings.item.group_by is not None:
             objects.sort(key=lambda obj: obj.key)
@@ -80,28 +86,56 @@ class S3ObjectMapper(Mapper):
             yield from builder.push(obj)
         yield from builder.finish()
 
+    def _builder(self) -> ItemBuilder:
+        """Without grouping a builder keeps no state between objects: one (its templates
+        parsed once) serves every message, from any thread. A grouping one holds the open
+        group, so each message gets its own."""
+        if self.settings.item.group_by is not None:
+            return ItemBuilder(self.settings.item, self.settings.filter.key_regex)
+        if self._shared is None:
+            self._shared = ItemBuilder(self.settings.item, self.settings.filter.key_regex)
+        return self._shared
+
     def _pick(self, envelope: Envelope) -> S3Object | Skip | SourceRejection:
         event = envelope.body
         if envelope.kind != "s3-object" or not isinstance(event, NotifiedObject):
             return SourceRejection(envelope.raw, f"s3-object: a {envelope.kind} event")
-        where = f"s3://{event.bucket}/{event.key}"
-        if not any(fnmatchcase(event.event_name, p) for p in self.settings.events):
+        if not self._fed(event.event_name):
             return Skip(
-                f"{where}: event {event.event_name!r} is not one of the events fed", "event"
+                f"s3://{event.bucket}/{event.key}: event {event.event_name!r} is not one of the "
+                "events fed",
+                "event",
             )
         if event.key.endswith("/"):
-            return Skip(f"{where}: a folder marker, not a file", "folder-marker")
+            return Skip(
+                f"s3://{event.bucket}/{event.key}: a folder marker, not a file", "folder-marker"
+            )
         obj = S3Object(
-            bucket=event.bucket,
-            key=event.key,
-            size=event.size,
-            last_modified=_parse_time(event.event_time),
-            etag=event.etag,
-            version_id=event.version_id,
+            event.bucket,
+            event.key,
+            event.size,
+            _parse_time(event.event_time),
+            event.etag,
+            None,
+            event.version_id,
         )
-        if not self.settings.filter.matches(obj):
-            return Skip(f"{where}: not selected by the object filter", "object-filter")
+        if not self._settings.filter.matches(obj):
+            return Skip(
+                f"s3://{event.bucket}/{event.key}: not selected by the object filter",
+                "object-filter",
+            )
         return obj
+
+    def _fed(self, event_name: str) -> bool:
+        fed = self._fed_events.get(event_name)
+        if fed is None:
+            fed = any(fnmatchcase(event_name, p) for p in self._settings.events)
+            if len(self._fed_events) < _EVENT_NAMES:
+                self._fed_events[event_name] = fed
+        return fed
+
+
+_EVENT_NAMES = 256  # names remembered; S3 has a few dozen
 
 
 def _parse_time(text: str | None) -> datetime | None:
