@@ -85,6 +85,7 @@ class StacApiConfig(FeederConfig):
     url: str
     search: SearchSettings = SearchSettings()
     datetime_range: DatetimeRange = Field(default_factory=DatetimeRange, alias="datetime")
+    # No search is paged deeper than this (APIs cap result windows); windows aim at half.
     max_items_per_window: PositiveInt = 5000
     page_size: int = Field(250, ge=1, le=10_000)
     headers: dict[str, str] = Field(default_factory=dict)
