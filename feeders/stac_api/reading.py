@@ -57,7 +57,7 @@ class WindowReader:
         rejected: list[tuple[Any, str]] = []
         start, end, field = window.start, window.end, self.time_field
         ordered = self.searcher.ordered
-        with self.searcher.items(window, page_size) as items:
+        with self.searcher.items(window, page_size, read_ahead=False) as items:
             for raw in items:
                 instant, problem = item_instant(raw, field)
                 if instant is None:

@@ -1,9 +1,9 @@
 """Item searches of one STAC API: the client, what it conforms to, and pages read ahead.
 
 `Searcher` opens the API with pystac-client, refuses settings the API would ignore, and
-reads a window's items. Pages are fetched one ahead in a thread (`_PageReader`), so the
-wait for the next page overlaps the work on this one; the thread only ever runs one search
-at a time, and a search left early is closed (joined) before the next one starts.
+reads a window's items. Unless the caller is a worker thread already, pages are fetched
+one ahead in a thread (`_PageReader`), so the wait for the next page overlaps the work on
+this one; a search left early is closed (joined) before the next one starts.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import logging
 import queue
 import re
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Generator, Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,9 +111,12 @@ class Searcher:
         return params
 
     @contextmanager
-    def items(self, window: Window, page_size: int) -> Iterator[Iterator[Any]]:
-        """The items the API returns for ``window``, pages read one ahead; leaving the
-        block stops the search."""
+    def items(
+        self, window: Window, page_size: int, *, read_ahead: bool = True
+    ) -> Iterator[Iterator[Any]]:
+        """The items the API returns for ``window``, pages read one ahead in a thread
+        unless the caller runs in one already (``read_ahead=False``); leaving the block
+        stops the search."""
         params = self.params(window)
         # STAC APIs take cql2-text only in GET; everything else goes by POST (rustac's GET
         # with `collections` fails, and POST bodies have no length limit).
@@ -122,17 +125,35 @@ class Searcher:
             search = self.client.search(method=method, limit=page_size, **params)
         except (APIError, ValueError) as exc:
             raise translate(exc, self.config.url) from exc
-        reader = _PageReader(search.pages_as_dicts(), self.stats)
+        pages = search.pages_as_dicts()
+        if not read_ahead:
+            with closing(_counted(pages, self.stats)) as items:
+                yield self._translated(items)
+            return
+        reader = _PageReader(pages, self.stats)
         try:
-            yield self._translated(reader)
+            yield self._translated(iter(reader))
         finally:
             reader.close()
 
-    def _translated(self, reader: _PageReader) -> Iterator[Any]:
+    def _translated(self, items: Iterator[Any]) -> Iterator[Any]:
         try:
-            yield from reader
+            yield from items
         except (APIError, ValueError) as exc:
             raise translate(exc, self.config.url) from exc
+
+
+def _features(page: Any) -> list[Any]:
+    features = page.get("features") if isinstance(page, dict) else None
+    return features if isinstance(features, list) else []
+
+
+def _counted(pages: Iterator[dict[str, Any]], stats: SearchStats) -> Generator[Any, None, None]:
+    for page in pages:
+        features = _features(page)
+        stats.requests += 1
+        stats.items += len(features)
+        yield from features
 
 
 class _PageReader:
@@ -150,8 +171,7 @@ class _PageReader:
     def _run(self) -> None:
         try:
             for page in self._pages:
-                features = page.get("features") if isinstance(page, dict) else None
-                features = features if isinstance(features, list) else []
+                features = _features(page)
                 self._stats.requests += 1
                 self._stats.items += len(features)
                 if not self._put(features):
