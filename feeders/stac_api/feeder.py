@@ -113,7 +113,8 @@ class StacApiFeeder(Feeder[StacApiConfig]):
                         sent += map(digest, group)
                     fed += 1
                 yield payload
-                yield from self._drain_rejections()
+                if self._pending:
+                    yield from self._drain_rejections()
             yield from self._drain_rejections()
             cursor: dict[str, Any] = {"watermark": isoformat(leaf.window.end)}
             if partial is not None and leaf.window.end < partial.end:
@@ -167,6 +168,9 @@ class StacApiFeeder(Feeder[StacApiConfig]):
         if skip:
             valid = (raw for raw in valid if digest(raw) not in skip)
         size = self.config.items_per_payload
+        if size == 1:
+            yield from ((raw,) for raw in valid)
+            return
         while group := tuple(islice(valid, size)):
             yield group
 

@@ -75,7 +75,7 @@ class PayloadBuilder:
     def build(self, items: Sequence[dict[str, Any]]) -> PreparedPayload | SourceRejection:
         """The payload of ``items``, or its rejection naming the field that failed."""
         assets = self._stub_assets
-        features = list(items) if assets is None else [stub_item(i, assets) for i in items]
+        features = items if assets is None else [stub_item(i, assets) for i in items]
         try:
             return self.template.prepare(features)
         except PayloadValidationError as exc:
