@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from itertools import islice
 from typing import Any, ClassVar
 
@@ -72,9 +72,7 @@ class StacApiFeeder(Feeder[StacApiConfig]):
         partial = Partial.load(request.cursor)
         searcher = Searcher(self.instance, self.config, self.context.clock)
         self.stats = searcher.stats
-        # One-item payloads are built by the probe's thread, for the windows it reads whole.
-        build = self._build_one(builder) if self.config.items_per_payload == 1 else None
-        reader = WindowReader(searcher, self.config.page_size, self._reject, build)
+        reader = WindowReader(searcher, self.config.page_size, self._reject)
         try:
             fed = yield from self._feed(run, reader, request.limit, partial, builder)
         finally:
@@ -102,12 +100,8 @@ class StacApiFeeder(Feeder[StacApiConfig]):
             yield from self._drain_rejections()
             skip = partial.sent if partial is not None and leaf.window.start < partial.end else None
             sent: list[str] = []  # digests, kept only when a limit may stop inside the window
-            built = reader.built(leaf.window)
-            if built is not None and skip is None:
-                outputs = self._taken(built)
-            else:
-                outputs = ((g, builder.build(g)) for g in self._groups(reader, leaf, skip))
-            for group, payload in outputs:
+            for group in self._groups(reader, leaf, skip):
+                payload = builder.build(group)
                 if isinstance(payload, PreparedPayload):
                     if limit is not None and fed >= limit:
                         yield Checkpoint(
@@ -155,24 +149,6 @@ class StacApiFeeder(Feeder[StacApiConfig]):
             raise StacApiConfigError(f"feeder '{self.instance}': process: {exc}") from exc
 
     # Items ------------------------------------------------------------------------------
-
-    def _build_one(
-        self, builder: PayloadBuilder
-    ) -> Callable[[dict[str, Any]], PreparedPayload | SourceRejection | None]:
-        def build(raw: dict[str, Any]) -> PreparedPayload | SourceRejection | None:
-            return builder.build((raw,)) if has_id(raw) else None
-
-        return build
-
-    def _taken(
-        self, built: list[tuple[dict[str, Any], Any]]
-    ) -> Iterator[tuple[tuple[dict[str, Any], ...], PreparedPayload | SourceRejection]]:
-        """Payloads the probe built, in id order; items without an id rejected here."""
-        for raw, payload in built:
-            if payload is None:
-                self._reject(raw, "item has no 'id'")
-            else:
-                yield (raw,), payload
 
     def _groups(
         self, reader: WindowReader, leaf: Leaf[dict[str, Any]], skip: frozenset[str] | None

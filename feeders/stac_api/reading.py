@@ -5,8 +5,7 @@ the first one past the cap. `ahead` starts the probe of the next window in a wor
 while the feeder turns the current leaf into payloads, so the API works on the next window
 meanwhile; only one search runs at a time (nothing else searches while a probe is ahead:
 the planner never asks ahead of a leaf it pages). Items without a readable time are handed
-to ``reject`` in the feeding thread. Given ``build``, a probe that read its window in full
-also builds its payloads (in id order), so that work overlaps the feeder's sends too.
+to ``reject`` in the feeding thread.
 """
 
 from __future__ import annotations
@@ -21,30 +20,18 @@ from feeders.stac_api.search import Searcher
 from feeders.stac_api.windows import Probed, Window
 
 Reject = Callable[[Any, str], None]
-Build = Callable[[dict[str, Any]], Any]
-"""Turns one item into what the feeder yields for it (``None``: the item has no id)."""
-Built = list[tuple[dict[str, Any], Any]]
 _Read = tuple[Probed[dict[str, Any]], list[tuple[Any, str]]]
 
 
 class WindowReader:
     """Probes and pages the windows of one run against ``searcher``."""
 
-    def __init__(
-        self, searcher: Searcher, page_size: int, reject: Reject, build: Build | None = None
-    ) -> None:
+    def __init__(self, searcher: Searcher, page_size: int, reject: Reject) -> None:
         self.searcher, self.page_size, self.reject = searcher, page_size, reject
         self.time_field = searcher.time_field
-        self._build = build
-        self._built: dict[Window, Built] = {}
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stac-api-probe")
         self._ahead: tuple[Window, int, Future[_Read]] | None = None
         self._stop = threading.Event()
-
-    def built(self, window: Window) -> Built | None:
-        """What ``build`` made of a window that was read in full, in id order, if it was
-        (the feeder's work done in the probe's thread, while the feeder was busy)."""
-        return self._built.pop(window, None)
 
     def ahead(self, window: Window, cap: int) -> None:
         """Start probing ``window`` now; `probe` of the same window takes the result."""
@@ -82,9 +69,6 @@ class WindowReader:
                         return Probed(records, instants, complete=False, ordered=ordered), rejected
                 if self._stop.is_set():  # cancelled: the caller drops what this returns
                     break
-        if self._build is not None and not self._stop.is_set():
-            held = sorted(records, key=_id_key)
-            self._built[window] = [(raw, self._build(raw)) for raw in held]
         return Probed(records, instants, complete=True), rejected
 
     def page(self, window: Window) -> Iterator[dict[str, Any]]:
@@ -110,7 +94,3 @@ class WindowReader:
         if pending is not None:
             self._cancel(pending[2])
         self._pool.shutdown(wait=True)
-
-
-def _id_key(raw: dict[str, Any]) -> str:
-    return str(raw.get("id"))
