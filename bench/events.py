@@ -140,7 +140,7 @@ def measure_feed(messages: Path, root: Path, profile: Path | None = None) -> dic
     app.close()
     problems = []
     if not result.ok:
-        problems.append(f"run {result.run.status}: {dict(result.counts)}")
+        problems.append(f"run not ok (status {result.run.status}): {dict(result.counts)}")
     if result.counts["enqueued"] != expected:
         problems.append(f"enqueued {result.counts['enqueued']:,} of {expected:,} messages")
     if depth.visible + depth.in_flight != expected:

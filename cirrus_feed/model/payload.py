@@ -126,7 +126,7 @@ class PreparedPayload:
 
     Build it with `cirrus_feed.model.prepared.PayloadTemplate`, which runs the per-payload
     checks of `ProcessPayload.from_dict` without the parse-validate-dump round trip. The
-    pipeline trusts the body; it still checks the id (`check_prepared_id`), so a hand-built
+    pipeline trusts the body; it still checks the id (`prepared.check_prepared_id`), so a hand-built
     one with a bad id is recorded invalid, not sent.
     """
 
@@ -140,41 +140,6 @@ class PreparedPayload:
         data = json.loads(self.body)
         assert isinstance(data, dict)
         return data
-
-
-def check_prepared_id(payload_id: str) -> None:
-    """What the pipeline checks of a `PreparedPayload` it did not build: an id that parses
-    and can be stored. Raises `PayloadValidationError` naming ``id``."""
-    if isinstance(payload_id, str) and plainly_storable(payload_id):
-        collections, sep, rest = payload_id.partition("/workflow-")
-        workflow, slash, itemids = rest.partition("/")
-        if collections and sep and slash and itemids and workflow not in ("", ".", ".."):
-            return  # what the regex and the store checks below accept, at a glance
-    if not isinstance(payload_id, str) or PAYLOAD_ID_REGEX.match(payload_id) is None:
-        raise _fail(
-            payload_id,
-            "id",
-            "Payload 'id' field must match "
-            f"'${{COLLECTIONS}}/workflow-${{WORKFLOW_NAME}}/${{ITEMIDS}}: {_shown(payload_id)}",
-        )
-    key = payload_id_to_key(payload_id)
-    # As an explicit id: every problem is the id's own, so each names ``id``.
-    data = {"id": payload_id, "process": [{"workflow": key.workflow}]}
-    problem = storable.payload_problem(data, payload_id, key.collections_workflow, key.itemids)
-    if problem is not None:
-        raise _fail(payload_id, "id", problem[1])
-
-
-def plainly_storable(text: str) -> bool:
-    """True when ``text`` (an id, or an id's parts joined by ``/``) is short, clean text any
-    store holds: no unsafe character, at most `storable.MAX_PAYLOAD_ID_BYTES` bytes, and no
-    ``/``-segment that is not a file name. Cheap; False says only "check it in full"."""
-    size = len(text) if text.isascii() else storable.utf8_size(text)
-    if size > storable.MAX_PAYLOAD_ID_BYTES or storable.unsafe_character(text) is not None:
-        return False
-    if text.startswith(".") or "/." in text or size > storable.LOCAL_MAX_NAME_BYTES:
-        return storable.segment_problem(text) is None
-    return True
 
 
 # -- validation -----------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from cirrus_feed.errors import PayloadValidationError
@@ -25,9 +26,12 @@ from cirrus_feed.model.payload import (
     _shown,
     derive_payload_id,
     payload_id_to_key,
-    plainly_storable,
     validate,
 )
+
+# What ``json.dumps`` does with its defaults, without its per-call argument handling.
+_encode = json.JSONEncoder().encode
+_encode_text = encode_basestring_ascii
 
 
 class PayloadTemplate:
@@ -63,7 +67,7 @@ class PayloadTemplate:
         if payload_id is None:  # not the common case: the full per-payload checks
             payload_id = derive_payload_id({"features": items, "process": self.process})
             self._check(items, payload_id)
-        body = f"{self._head}{json.dumps(items)}{self._tail}{json.dumps(payload_id)}}}"
+        body = f"{self._head}{_encode(items)}{self._tail}{_encode_text(payload_id)}}}"
         return PreparedPayload(payload_id, body, self.replace)
 
     def build(self, features: Sequence[Mapping[str, Any]]) -> PreparedPayload | dict[str, Any]:
@@ -123,3 +127,38 @@ class PayloadTemplate:
         problem = storable.payload_problem(data, payload_id, key.collections_workflow, key.itemids)
         if problem is not None:
             raise _fail(payload_id, *problem)
+
+
+def check_prepared_id(payload_id: str) -> None:
+    """What the pipeline checks of a `PreparedPayload` it did not build: an id that parses
+    and can be stored. Raises `PayloadValidationError` naming ``id``."""
+    if isinstance(payload_id, str) and plainly_storable(payload_id):
+        collections, sep, rest = payload_id.partition("/workflow-")
+        workflow, slash, itemids = rest.partition("/")
+        if collections and sep and slash and itemids and workflow not in ("", ".", ".."):
+            return  # what the regex and the store checks below accept, at a glance
+    if not isinstance(payload_id, str) or PAYLOAD_ID_REGEX.match(payload_id) is None:
+        raise _fail(
+            payload_id,
+            "id",
+            "Payload 'id' field must match "
+            f"'${{COLLECTIONS}}/workflow-${{WORKFLOW_NAME}}/${{ITEMIDS}}: {_shown(payload_id)}",
+        )
+    key = payload_id_to_key(payload_id)
+    # As an explicit id: every problem is the id's own, so each names ``id``.
+    data = {"id": payload_id, "process": [{"workflow": key.workflow}]}
+    problem = storable.payload_problem(data, payload_id, key.collections_workflow, key.itemids)
+    if problem is not None:
+        raise _fail(payload_id, "id", problem[1])
+
+
+def plainly_storable(text: str) -> bool:
+    """True when ``text`` (an id, or an id's parts joined by ``/``) is short, clean text any
+    store holds: no unsafe character, at most `storable.MAX_PAYLOAD_ID_BYTES` bytes, and no
+    ``/``-segment that is not a file name. Cheap; False says only "check it in full"."""
+    size = len(text) if text.isascii() else storable.utf8_size(text)
+    if size > storable.MAX_PAYLOAD_ID_BYTES or storable.unsafe_character(text) is not None:
+        return False
+    if text.startswith(".") or "/." in text or size > storable.LOCAL_MAX_NAME_BYTES:
+        return storable.segment_problem(text) is None
+    return True

@@ -16,7 +16,8 @@ from typing import Any
 from cirrus_feed.backends.base import PayloadQueue, PayloadStore, SendResult
 from cirrus_feed.errors import BackendError, PayloadValidationError
 from cirrus_feed.model import layout
-from cirrus_feed.model.payload import PreparedPayload, ProcessPayload, check_prepared_id
+from cirrus_feed.model.payload import PreparedPayload, ProcessPayload
+from cirrus_feed.model.prepared import check_prepared_id
 from cirrus_feed.model.reports import Outcome, RecordResult, StageReport
 from cirrus_feed.pipeline.invalid import record_invalid
 from cirrus_feed.pipeline.isolation import unexpected

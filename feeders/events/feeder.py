@@ -19,9 +19,11 @@ suppresses (kind ``seen-cache``) and test events (kind ``ignored``). After each 
 failed ones.
 
 Idempotency: the seen cache (`FeederContext.seen`, the feeder's slice of the feed store) is asked
-about each message's keys (``sns:<MessageId>``; ``s3:<bucket>/<key>#<sequencer>`` per S3
-record) just before its items are yielded. On a first delivery the records already seen are
-dropped (`EventsFeeder.duplicates`). A *redelivered* SQS message (receive count > 1) is
+about the keys of a whole batch at once (``sns:<MessageId>``; ``s3:<bucket>/<key>#<sequencer>``
+per S3 record; `feeders.events.screening`) before its items are yielded, or about one message
+at a time when a ``limit`` may leave the rest unread. On a first delivery the records already
+seen, by the cache or by an earlier message of the batch, are dropped
+(`EventsFeeder.duplicates`). A *redelivered* SQS message (receive count > 1) is
 handled whole anyway: the earlier attempt may have failed after remembering it, and losing
 it would be worse than a duplicate, which the runner's state dedupe and Cirrus's process
 claim absorb. Dry runs never touch the cache.
@@ -31,7 +33,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -49,7 +51,7 @@ from cirrus_feed.feeding.contract import (
     SourceRejection,
     Tagged,
 )
-from cirrus_feed.model.envelopes import Envelope, NotifiedObject, normalize
+from cirrus_feed.model.envelopes import Envelope
 from cirrus_feed.model.prepared import PayloadTemplate
 from cirrus_feed.support.durations import IntSeconds
 from feeders.events.filter import MessageFilter
@@ -62,10 +64,10 @@ from feeders.events.mappers import (
     When,
     sns_notification,
 )
+from feeders.events.screening import Opened, screen
 from feeders.events.sources import (
     FileMessageSource,
     ListMessageSource,
-    Message,
     MessageBatch,
     MessageSource,
     SqsMessageSource,
@@ -73,8 +75,8 @@ from feeders.events.sources import (
 )
 
 DEFAULT_SEEN_TTL = 24 * 3600
-# Messages of a file settled (and looked up in the seen cache) together: nothing to ack, so
-# a batch as big as a few runner flushes, not SQS's 10.
+# Messages of a file or a pushed list settled (and looked up in the seen cache) together:
+# nothing to ack remotely, so a batch as big as a few runner flushes, not SQS's 10.
 FILE_BATCH = 500
 
 
@@ -151,25 +153,6 @@ class _Budget:
         return outputs
 
 
-@dataclass(slots=True)
-class _Opened:
-    """One message normalised: the envelopes to map (seen ones dropped by `_screen`), how
-    many test events it held, and the seen keys of the records left out."""
-
-    message: Message
-    envelopes: list[Envelope]
-    ignored: int = 0
-    already: list[str] = field(default_factory=list)
-
-    @classmethod
-    def of(cls, message: Message) -> _Opened:
-        if message.error is not None:
-            return cls(message, [])
-        envelopes = normalize(message.event)
-        kept = [envelope for envelope in envelopes if envelope.kind != "ignored"]
-        return cls(message, kept, len(envelopes) - len(kept))
-
-
 class EventsFeeder(Feeder[EventsConfig]):
     """Feeds the items mapped from messages (see the module docstring).
 
@@ -215,7 +198,7 @@ class EventsFeeder(Feeder[EventsConfig]):
 
     def pushed(self, events: Iterable[Any]) -> PushedEvents:
         """`PushTarget`: a one-off feed over pushed ``events``."""
-        source = ListMessageSource(events)
+        source = ListMessageSource(events, batch_size=FILE_BATCH)  # nothing to ack remotely
         return PushedEvents(self.with_source(source), source)
 
     def open_source(self) -> MessageSource:
@@ -241,7 +224,7 @@ class EventsFeeder(Feeder[EventsConfig]):
         try:
             for number, batch in enumerate(source.batches(lambda: budget.left), start=1):
                 unfinished: set[str] = set()
-                opened = [_Opened.of(message) for message in batch.messages]
+                opened = [Opened.of(message) for message in batch.messages]
                 if budget.left is None:  # every message is handled: one cache call for all
                     self._screen(opened, request)
                 for entry in opened:
@@ -260,7 +243,7 @@ class EventsFeeder(Feeder[EventsConfig]):
 
     # -- one message ------------------------------------------------------------------------
 
-    def _handle(self, entry: _Opened, template: PayloadTemplate) -> list[FeedItem]:
+    def _handle(self, entry: Opened, template: PayloadTemplate) -> list[FeedItem]:
         message = entry.message
         if message.error is not None:
             return [SourceRejection(message.event, message.error, message.tag, retry=True)]
@@ -308,34 +291,13 @@ class EventsFeeder(Feeder[EventsConfig]):
 
         return commit
 
-    def _screen(self, entries: list[_Opened], request: FeedRequest) -> None:
-        """Drop from ``entries`` the records the seen cache already knows, in one cache call:
-        on a first delivery, a record whose key the cache held, or an earlier message of
-        these named, is left out (its key goes to ``already``)."""
+    def _screen(self, entries: list[Opened], request: FeedRequest) -> None:
+        """Leave out of ``entries`` what the seen cache already knows (one cache call)."""
         if self.seen is None or request.dry_run:
             return
-        keyed = [(entry, [seen_key(envelope) for envelope in entry.envelopes]) for entry in entries]
-        wanted = sorted({key for _, keys in keyed for key in keys if key is not None})
-        if not wanted:
-            return
-        known = self.seen.remember(wanted, self.config.seen_ttl_seconds)
-        for entry, keys in keyed:
-            own = sorted({key for key in keys if key is not None})
-            if not own:
-                continue
-            before = {key for key in own if key in known}
-            known.update(own)  # later messages see these as already handled
-            message = entry.message
-            if message.receive_count is not None and message.receive_count > 1:
-                continue  # a retry of ours: see the module docstring
-            self._remembered[message.tag] = [key for key in own if key not in before]
-            if before:
-                fresh = [
-                    e for e, key in zip(entry.envelopes, keys, strict=True) if key not in before
-                ]
-                self.duplicates += len(entry.envelopes) - len(fresh)
-                entry.envelopes = fresh
-                entry.already = [key for key in keys if key in before]
+        remembered, left_out = screen(entries, self.seen, self.config.seen_ttl_seconds)
+        self._remembered.update(remembered)
+        self.duplicates += left_out
 
     def _map(
         self, envelopes: list[Envelope], tag: str, template: PayloadTemplate, out: list[FeedItem]
@@ -416,22 +378,6 @@ class EventsFeeder(Feeder[EventsConfig]):
             return SourceRejection(envelope.raw, str(envelope.error), tag, retry=True)
         where = f"source {envelope.source}, kind {envelope.kind}, topic {topic or 'none'}"
         return SourceRejection(envelope.raw, f"message {tag}: no mapper takes it ({where})", tag)
-
-
-def seen_key(envelope: Envelope) -> str | None:
-    """The seen-cache key of one record: its S3 object version, or its SNS MessageId."""
-    body = envelope.body
-    if envelope.kind == "s3-object" and isinstance(body, NotifiedObject):
-        marker = body.sequencer or body.version_id or body.etag
-        return f"s3:{body.bucket}/{body.key}#{marker}" if marker else None
-    if envelope.kind != "payload":
-        return None
-    if envelope.source == "sns":
-        return f"sns:{envelope.message_id}" if envelope.message_id else None
-    if envelope.source == "sns-sqs":
-        message_id = sns_notification(envelope).get("MessageId")
-        return f"sns:{message_id}" if isinstance(message_id, str) else None
-    return None
 
 
 @dataclass(frozen=True)

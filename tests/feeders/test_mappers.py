@@ -27,11 +27,12 @@ from cirrus_feed.feeding.seen import FeedStoreSeenCache
 from cirrus_feed.model.envelopes import Envelope, normalize
 from cirrus_feed.model.payload import ProcessPayload
 from cirrus_feed.testing import feeder_context
-from feeders.events.feeder import EventsConfig, EventsFeeder, seen_key
+from feeders.events.feeder import EventsConfig, EventsFeeder
 from feeders.events.mappers import Mapped, Mapper, MapperRegistry, Skip
 from feeders.events.mappers.landsat import LandsatC2Mapper
 from feeders.events.mappers.sentinel2 import Sentinel2Mapper
 from feeders.events.mappers.stac_item import StacItemMapper
+from feeders.events.screening import seen_key
 from feeders.events.sources import ListMessageSource
 
 CASES = sorted(p.name.removesuffix(".expected.json") for p in FIXTURES.glob("*.expected.json"))

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from cirrus_feed.errors import PayloadValidationError
-from cirrus_feed.model.payload import PreparedPayload, ProcessPayload, check_prepared_id
-from cirrus_feed.model.prepared import PayloadTemplate
+from cirrus_feed.model.payload import PreparedPayload, ProcessPayload
+from cirrus_feed.model.prepared import PayloadTemplate, check_prepared_id
 
 PROCESS = [{"workflow": "wf", "upload_options": {"path_template": "/x/${id}"}}]
 
