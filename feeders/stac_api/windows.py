@@ -1,16 +1,16 @@
-"""Half-open UTC time windows, and the splitter that keeps each one under a size cap.
+"""Half-open UTC time windows, and the planner that cuts a run into windows under a cap.
 
-Pure: no IO. The source is abstracted as a *probe*, a callable that returns a window's
-records when there are at most ``cap`` of them and ``None`` when there are more. The
-splitter halves over-full windows (by time, at microsecond precision) until each fits,
-and yields the leaves in chronological order. The leaves partition the requested range
-exactly: ``[a, b)`` and ``[b, c)`` share no instant and leave no gap, whatever the
-records' sub-second parts are (the old feeder's second-precision closed windows lost
-``…:59:59.5``).
+Pure: no IO. The source is abstracted as a *probe*, a callable that reads a window and
+returns its records, all of them when there are at most ``cap``, else the first
+``cap + 1`` it was given (see `Probed`). The planner walks the run from its start,
+window after window, sizing each from the density of the last so that a probe is rarely
+thrown away (`plan`). The leaves partition the requested range exactly: ``[a, b)`` and
+``[b, c)`` share no instant and leave no gap, whatever the records' sub-second parts are
+(the old feeder's second-precision closed windows lost ``…:59:59.5``).
 
-A window one microsecond wide holds a single instant and cannot be halved; when it is
-still over the cap it is yielded with ``records=None`` and the caller pages through it
-in full, so one crowded instant never makes the splitter recurse forever.
+A window one microsecond wide holds a single instant and cannot be cut; when it is still
+over the cap it is yielded with ``records=None`` and the caller pages through it in full,
+so one crowded instant never makes the planner loop forever.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import pairwise
 from typing import Generic, TypeVar
 
 from cirrus_feed.support.clock import utc
@@ -26,8 +27,15 @@ T = TypeVar("T")
 
 MICROSECOND = timedelta(microseconds=1)
 
-Probe = Callable[["Window", int], "Sequence[T] | None"]
-"""``probe(window, cap)``: the records in ``window`` if at most ``cap``, else ``None``."""
+Probe = Callable[["Window", int], "Probed[T]"]
+"""``probe(window, cap)``: the records read of ``window``, all of them if at most ``cap``."""
+
+FIRST_SLICE = 1024
+"""The first window of a run is this fraction of it: small enough to fit a dense source,
+few enough steps (growing 4 times each) to reach the cap's size on a sparse one."""
+
+MAX_GROWTH = 4.0
+SORT_SLACK = timedelta(seconds=1)
 
 
 def isoformat(value: datetime) -> str:
@@ -77,7 +85,7 @@ class Window:
 
 @dataclass(frozen=True, slots=True)
 class Leaf(Generic[T]):
-    """A window that needs no further split, with its records.
+    """A window to feed, with its records.
 
     ``records`` is ``None`` only for an atomic window over the cap: page it in full.
     """
@@ -86,24 +94,103 @@ class Leaf(Generic[T]):
     records: Sequence[T] | None
 
 
-def split(window: Window, probe: Probe[T], cap: int) -> Iterator[Leaf[T]]:
-    """Probe ``window``; halve it while it holds more than ``cap`` records.
+@dataclass(frozen=True, slots=True)
+class Probed(Generic[T]):
+    """What a probe read of a window: its records (API order) and their instants.
+
+    ``complete``: every record of the window, at most the cap. Otherwise the probe stopped
+    at the first record past the cap. ``ordered``: the search asked the API to sort by
+    time, so an incomplete read is the window's earliest records (give or take
+    `SORT_SLACK`).
+    """
+
+    records: Sequence[T]
+    instants: Sequence[datetime]
+    complete: bool
+    ordered: bool = False
+
+
+def plan(
+    window: Window,
+    probe: Probe[T],
+    cap: int,
+    *,
+    ahead: Callable[[Window], None] | None = None,
+) -> Iterator[Leaf[T]]:
+    """Cut ``window`` into leaves of at most ``cap`` records, probing each once.
 
     Leaves come out in chronological order and partition ``window`` exactly. Lazy: the
-    next window is probed only when the next leaf is asked for. The split is decided by
-    what the probe sees, never by a reported match count.
+    next window is probed only when the next leaf is asked for; ``ahead`` is told which
+    window that will be before a leaf is yielded, so its probe can start early. Widths are
+    chosen from the records seen, never from a reported match count: the first window is
+    a small slice (`FIRST_SLICE`), and each next one is sized for ``cap // 2`` records at
+    the density of the last one (growing at most `MAX_GROWTH` times), so a steady source
+    is read once, with no probe thrown away. A probe that overflows anyway picks the next
+    end from its own instants; when the API sorts, its records before that end are
+    complete and are fed rather than read again.
     """
     if cap < 1:
         raise ValueError(f"cap must be at least 1, not {cap}")
-    pending = [window]  # a stack, latest window at the bottom, so leaves come out in order
-    while pending:
-        current = pending.pop()
-        records = probe(current, cap)
-        if records is not None or current.atomic:
-            yield Leaf(current, records)
+    target = max(1, cap // 2)
+    cursor = window.start
+    width = max((window.end - window.start) / FIRST_SLICE, MICROSECOND)
+    while cursor < window.end:
+        current = Window(cursor, min(window.end, cursor + width))
+        read = probe(current, cap)
+        if read.complete:
+            leaf = Leaf(current, read.records)
+        elif current.atomic or sum(t == cursor for t in read.instants) > cap:
+            atomic = Window(cursor, cursor + MICROSECOND)  # one crowded instant: page it
+            yield Leaf(atomic, None)
+            cursor = atomic.end
             continue
-        first, second = current.halves()
-        pending.extend((second, first))
+        else:
+            cut = _sorted_cut(read, cursor) if read.ordered else None
+            if cut is None:
+                width = _unsorted_cut(read.instants, cursor, target) - cursor
+                continue
+            # sorted: what came before `cut` is all of [cursor, cut)
+            records = [r for r, t in zip(read.records, read.instants, strict=True) if t < cut]
+            leaf = Leaf(Window(cursor, cut), records)
+        width = _next_width(leaf.window, len(leaf.records or ()), target)
+        cursor = leaf.window.end
+        if ahead is not None and cursor < window.end:
+            ahead(Window(cursor, min(window.end, cursor + width)))
+        yield leaf
+
+
+def _next_width(done: Window, count: int, target: int) -> timedelta:
+    """The width that holds ``target`` records at ``done``'s density, grown at most
+    `MAX_GROWTH` times (an empty window says little about the next)."""
+    width = done.end - done.start
+    factor = MAX_GROWTH if count == 0 else min(MAX_GROWTH, target / count)
+    return max(width * factor, MICROSECOND)
+
+
+def _sorted_cut(read: Probed[T], cursor: datetime) -> datetime | None:
+    """The end before which a sorted read holds every record of the window, or ``None``
+    when the read is not in time order after all (or all within the slack of ``cursor``).
+
+    Records not read come after the last one read in the API's order, so their instants
+    are at least the last one's minus the API's rounding (`SORT_SLACK` covers sorting
+    at whole seconds, rounded or cut).
+    """
+    instants = read.instants
+    if any(b < a - SORT_SLACK for a, b in pairwise(instants)):
+        return None
+    cut = instants[-1] - SORT_SLACK
+    return cut if cut > cursor else None
+
+
+def _unsorted_cut(instants: Sequence[datetime], cursor: datetime, target: int) -> datetime:
+    """An end for a window after ``cursor`` that held ``instants`` and more: before it at
+    most ``target`` of them (exactly the window's records when the API happened to answer
+    in time order). Needs at most the cap of ``instants`` on ``cursor`` itself."""
+    ordered = sorted(instants)
+    cut = ordered[min(target, len(ordered) - 1)]
+    if cut > cursor:
+        return cut
+    return next(t for t in ordered if t > cursor)
 
 
 def resolve_range(

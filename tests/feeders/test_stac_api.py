@@ -5,6 +5,7 @@ The stdlib fake stands in only where a failure must be injected or requests insp
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from stac_data import RANGE_END, RANGE_START, ids_between, parse
 
 from cirrus_feed.errors import ConfigError, FeederError, SourceUnavailableError
 from cirrus_feed.feeding.contract import Checkpoint, FeedRequest, SourceRejection
-from cirrus_feed.model.payload import ProcessPayload
+from cirrus_feed.model.payload import PreparedPayload, ProcessPayload
 from cirrus_feed.support.clock import FakeClock
 from cirrus_feed.testing import feeder_context
 from feeders.stac_api.feeder import StacApiConfig, StacApiFeeder
@@ -86,8 +87,17 @@ def watermark_of(checkpoint: Checkpoint) -> str:
     return value
 
 
+def validated(out: Any) -> Any:
+    """A prepared payload as the `ProcessPayload` its body validates to (same id)."""
+    if isinstance(out, PreparedPayload):
+        payload = ProcessPayload.from_dict(out.to_dict())
+        assert payload.id == out.id
+        return payload
+    return out
+
+
 def feed(feeder: StacApiFeeder, **request: Any) -> Run:
-    return Run(list(feeder.feed(FeedRequest(**request))))
+    return Run([validated(o) for o in feeder.feed(FeedRequest(**request))])
 
 
 def assert_windows_tile(run: Run, start: datetime, end: datetime) -> None:
@@ -215,7 +225,10 @@ def test_stac_api_stub_mapping_keeps_only_named_assets(stac_api_url: str) -> Non
 
 
 def test_stac_api_limit_inside_a_window_checkpoints_what_it_sent(stac_api_url: str) -> None:
-    run = feed(make_feeder(stac_api_url, max_items_per_window=2), limit=5)
+    noon = parse(stac_data.BOUNDARY_CROWD_INSTANT)  # nine items at one instant: one window
+    start = noon - timedelta(hours=2)
+    around = {"start": start.isoformat(), "end": (noon + timedelta(hours=2)).isoformat()}
+    run = feed(make_feeder(stac_api_url, max_items_per_window=20, datetime=around), limit=5)
 
     assert len(run.payloads) == 5
     assert len(set(run.item_ids)) == 5
@@ -224,10 +237,53 @@ def test_stac_api_limit_inside_a_window_checkpoints_what_it_sent(stac_api_url: s
     assert "partial" in last.cursor  # the fifth item's window was not complete
     # the complete windows' checkpoints claim only windows whose items were all yielded
     watermark = parse(watermark_of(complete[-1]))
-    before = ids_between(RANGE_START, watermark, ALL_ITEMS)
+    before = ids_between(start, watermark, ALL_ITEMS)
     assert before < set(run.item_ids)
+    assert watermark <= noon
     assert watermark_of(last) == watermark_of(complete[-1])  # resumes at that window's start
     assert len(last.cursor["partial"]["sent"]) == len(set(run.item_ids) - before)
+
+
+def steady_items(count: int) -> list[dict[str, Any]]:
+    """``count`` items evenly over the tests' range, every 7th on a half second."""
+    step = (RANGE_END - RANGE_START) / count
+    stamps = (
+        RANGE_START + step * n + timedelta(milliseconds=500 * (n % 7 == 0)) for n in range(count)
+    )
+    return [stac_data.make_item(f"S2F_{n:05d}", stac_data.isoz(t)) for n, t in enumerate(stamps)]
+
+
+def test_stac_api_reads_a_steady_source_once(
+    serve_items: Callable[[list[dict[str, Any]]], str],
+) -> None:
+    items = steady_items(3000)
+    url = serve_items(items)
+    feeder = make_feeder(url, max_items_per_window=200, page_size=40)
+
+    run = feed(feeder)
+
+    assert Counter(run.item_ids) == Counter(i["id"] for i in items)
+    assert feeder.stats.items == len(items)  # no probe thrown away, no window read twice
+    windows = len(run.checkpoints)
+    assert windows > 3000 / 200  # the cap still cuts the range
+    assert feeder.stats.requests <= 3000 / 40 + windows + 1  # one search per window
+    assert not [t for t in threading.enumerate() if t.name.startswith("stac-api")]
+
+
+def test_stac_api_limit_stops_the_probe_running_ahead(
+    serve_items: Callable[[list[dict[str, Any]]], str],
+) -> None:
+    url = serve_items(steady_items(600))
+    feeder = make_feeder(url, max_items_per_window=50, page_size=10)
+
+    first = feed(feeder, limit=30)
+    rest = feed(feeder, cursor=first.checkpoints[-1].cursor)
+
+    assert len(first.payloads) == 30
+    assert not [t for t in threading.enumerate() if t.name.startswith("stac-api")]
+    assert Counter(first.ids_before_last_checkpoint() + rest.item_ids) == Counter(
+        f"S2F_{n:05d}" for n in range(600)
+    )
 
 
 def test_stac_api_rejects_item_without_datetime_once(
@@ -316,8 +372,8 @@ def test_stac_api_bug2_subsecond_items_at_window_edges_are_fed(stac_api_url: str
         "S2C_EDGE_2",
     ):
         assert run.item_ids.count(name) == 1, name
-    labels = {c.label.split("/")[1] for c in run.checkpoints}
-    assert "2024-01-01T06:00:00.000000Z" in labels  # a window did end right after …:59:59.5
+    # the windows end where the items put them, at sub-second instants too
+    assert any(parse(c.label.split("/")[1]).microsecond for c in run.checkpoints)
 
 
 def test_stac_api_bug3_open_end_uses_aware_utc_now(stac_api_url: str) -> None:
@@ -411,7 +467,9 @@ def test_stac_api_retries_5xx_and_timeouts(fake_stac: FakeStacApi) -> None:
     run = feed(make_feeder(fake_stac.url, timeout=0.2, max_retries=3))
 
     assert run.item_ids == ["A"]
-    assert len([r for r in fake_stac.requests if r[1] == "POST /search"]) == 3
+    searches = [r[2] for r in fake_stac.requests if r[1] == "POST /search"]
+    assert searches[:3] == [searches[0]] * 3  # the first search, sent three times
+    assert searches[3] != searches[0]
 
 
 def test_stac_api_raises_source_unavailable_when_retries_run_out(fake_stac: FakeStacApi) -> None:
