@@ -75,6 +75,7 @@ from feeders.events.sources import (
 )
 
 DEFAULT_SEEN_TTL = 24 * 3600
+_UNMAPPABLE = frozenset({"ignored", "error", "execution"})  # envelope kinds no mapper takes
 # Messages of a file or a pushed list settled (and looked up in the seen cache) together:
 # nothing to ack remotely, so a batch as big as a few runner flushes, not SQS's 10.
 FILE_BATCH = 500
@@ -171,6 +172,9 @@ class EventsFeeder(Feeder[EventsConfig]):
         self._remembered: dict[str, list[str]] = {}
         self._source: MessageSource | None = None
         self._default, self._rules = _build_mappers(config, self.mapper_registry())
+        # Only ``mapper``, not grouping: `_map` maps envelope by envelope, as `_groups` would.
+        single = not self._rules and self._default is not None and not self._default.groups
+        self._single = self._default if single else None
         self._wants_topic = any(when.topic_arn is not None for when, _ in self._rules)
         self._filter = MessageFilter.parse(config.filter) if config.filter else None
         self.filtered = 0  # items dropped by a mapper's Skip or by ``filter``
@@ -304,6 +308,14 @@ class EventsFeeder(Feeder[EventsConfig]):
     ) -> None:
         """Append what ``envelopes`` (one message's) map to onto ``out``."""
         topic = self._topic(envelopes)
+        if self._single is not None:  # one mapper, one envelope at a time: no grouping
+            for envelope in envelopes:
+                if envelope.kind in _UNMAPPABLE:
+                    if envelope.kind != "ignored":
+                        out.append(self._unmapped(envelope, tag, topic))
+                else:
+                    self._outputs(self._single.map(envelope), envelope, tag, template, out)
+            return
         for group, mapper in self._groups(envelopes, topic):
             if mapper is None:
                 out.append(self._unmapped(group[0], tag, topic))
@@ -325,7 +337,9 @@ class EventsFeeder(Feeder[EventsConfig]):
     ) -> None:
         keeps = self._filter.keeps if self._filter is not None else None
         for output in outputs:
-            if isinstance(output, Skip):
+            if keeps is None and type(output) is dict:  # the common case first
+                out.append(Tagged(template.build([output]), tag))
+            elif isinstance(output, Skip):
                 self.filtered += 1
                 out.append(Skipped(output.reason, output.kind, tag))
             elif isinstance(output, SourceRejection):
@@ -344,7 +358,7 @@ class EventsFeeder(Feeder[EventsConfig]):
         group: list[Envelope] = []
         current: Mapper | None = None
         for envelope in envelopes:
-            if envelope.kind in ("ignored", "error", "execution"):
+            if envelope.kind in _UNMAPPABLE:
                 if group:
                     yield group, current
                     group = []

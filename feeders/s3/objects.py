@@ -327,6 +327,9 @@ class ItemBuilder:
         self.regex = re.compile(key_regex) if key_regex is not None else None
         template.check_fields(self.regex)
         self._t = template.templates()
+        # Compiled once: the values an item is built from are all text.
+        self._render = {name: t.renderer() for name, t in self._t.items()}
+        self._key_url = any("key_url" in t.fields for t in self._t.values())
         self._anchor = re.compile(template.anchor_regex) if template.anchor_regex else None
         self._group: list[tuple[S3Object, dict[str, str]]] = []
         self._group_key: str | None = None
@@ -337,7 +340,7 @@ class ItemBuilder:
 
     def push(self, obj: S3Object) -> list[Built]:
         """Take one object; return what it completed (nothing while a group stays open)."""
-        values = obj.fields()
+        values = self._values(obj)
         if self.regex is not None:
             match = self.regex.search(obj.key)
             if match is None:
@@ -355,6 +358,23 @@ class ItemBuilder:
         self._group_key = group_key
         self._group.append((obj, values))
         return out
+
+    def _values(self, obj: S3Object) -> dict[str, str]:
+        """`S3Object.fields`, without ``key_url`` (a `quote` per object) when no template
+        uses it."""
+        key = obj.key
+        cut = key.rfind("/") + 1
+        dirname, basename = key[:cut], key[cut:]
+        if dirname and dirname != "/" * len(dirname):  # as posixpath.split
+            dirname = dirname.rstrip("/")
+        stem, dot, ext = basename.rpartition(".")
+        if not dot or not stem:  # "README" or ".hidden": no extension
+            stem, ext = basename, ""
+        values = {"bucket": obj.bucket, "key": key, "dirname": dirname, "basename": basename}
+        values["stem"], values["ext"] = stem, ext
+        if self._key_url:
+            values["key_url"] = quote(key, safe="/")
+        return values
 
     def finish(self) -> list[Built]:
         """Close the open group (at the end of the source)."""
@@ -399,17 +419,17 @@ class ItemBuilder:
             properties["datetime"] = self._datetime(head, values)
             assets: dict[str, Any] = {}
             for obj, obj_values in entries:
-                name = self._t["asset"].render(obj_values)
+                name = self._render["asset"](obj_values)
                 if not name:
                     raise ValueError("the asset name is empty (a folder marker?)")
                 if name in assets:
                     raise ValueError(f"two files make asset {name!r}")
-                assets[name] = _asset(self._t["href"].render(obj_values), obj)
+                assets[name] = _asset(self._render["href"](obj_values), obj)
             return {
                 "type": "Feature",
                 "stac_version": STAC_VERSION,
-                "id": self._t["id"].render(values),
-                "collection": self._t["collection"].render(values),
+                "id": self._render["id"](values),
+                "collection": self._render["collection"](values),
                 "geometry": None,
                 "properties": properties,
                 "assets": assets,
@@ -438,10 +458,32 @@ def iso_z(when: datetime | None) -> str | None:
 
 def _asset(href: str, obj: S3Object) -> dict[str, Any]:
     asset: dict[str, Any] = {"href": href}
-    media_type, _ = mimetypes.guess_type(obj.key, strict=False)
+    media_type = media_type_of(obj.key)
     if media_type is not None:
         asset["type"] = media_type
     return asset
+
+
+_MEDIA_TYPES: dict[str, str | None] = {}  # a key's suffixes ("x.tif", "x.tar.gz") → type
+_MEDIA_TYPES_KEPT = 4096
+
+
+def media_type_of(key: str) -> str | None:
+    """``mimetypes.guess_type(key, strict=False)``'s type, looked up once per run of
+    suffixes: the guess reads only the suffixes of the key's last segment, unless the key
+    has a ``scheme:`` (a ``data:`` URL is parsed) or the name starts with a dot."""
+    basename = key[key.rfind("/") + 1 :]
+    first = basename.find(".")
+    if first <= 0 or ":" in key:
+        return mimetypes.guess_type(key, strict=False)[0]
+    suffixes = "x" + basename[first:]
+    try:
+        return _MEDIA_TYPES[suffixes]
+    except KeyError:
+        media_type = mimetypes.guess_type(suffixes, strict=False)[0]
+        if len(_MEDIA_TYPES) < _MEDIA_TYPES_KEPT:
+            _MEDIA_TYPES[suffixes] = media_type
+        return media_type
 
 
 def build_items(

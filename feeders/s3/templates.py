@@ -12,7 +12,8 @@ from __future__ import annotations
 import ast
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from operator import itemgetter
 
 from cirrus_feed.errors import ConfigError
 
@@ -143,3 +144,22 @@ class Template:
                 value = apply_filter(value, filter_name, args)
             out.append(value)
         return "".join(out)
+
+    def renderer(self) -> Callable[[Mapping[str, str]], str]:
+        """`render` for a mapping whose values are all text (no None), compiled once: a
+        plain field is a lookup, filterless text a ``str.format_map``; the same text, and
+        the same `KeyError` for a missing field."""
+        fields = [part for part in self._parts if isinstance(part, tuple)]
+        if any(steps for _, steps in fields):
+            return self.render
+        if len(self._parts) == 1 and fields:
+            return itemgetter(fields[0][0])
+        if not fields:
+            text = "".join(part for part in self._parts if isinstance(part, str))
+            return lambda _values: text
+        escaped = str.maketrans({"{": "{{", "}": "}}"})
+        pattern = "".join(
+            f"{{{part[0]}}}" if isinstance(part, tuple) else part.translate(escaped)
+            for part in self._parts
+        )
+        return pattern.format_map

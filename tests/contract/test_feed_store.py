@@ -447,6 +447,15 @@ def test_feed_store_remember_key_is_new_again_after_expiry(
     assert feed_store.remember("events", ["short"], 1) == {"short"}
 
 
+def test_feed_store_remember_many_keys_answers_each_held_one(feed_store: FeedStore) -> None:
+    # More keys than one statement of the local store takes, held and new ones mixed.
+    held = [f"k-{n:04d}" for n in range(0, 1000, 3)]
+    assert feed_store.remember("events", held, 60) == set()
+    asked = [f"k-{n:04d}" for n in range(1000)] + held[:5]  # repeats count once
+    assert feed_store.remember("events", asked, 60) == set(held)
+    assert feed_store.remember("events", asked, 60) == set(asked)
+
+
 def test_feed_store_remember_rejects_a_non_positive_ttl(feed_store: FeedStore) -> None:
     with pytest.raises(ValueError, match="events"):
         feed_store.remember("events", ["m-1"], 0)

@@ -53,11 +53,15 @@ CREATE TABLE IF NOT EXISTS seen (
 PRUNE_EVERY = 500
 
 # Put-if-absent: a live row is left alone (rowcount 0); a missing or expired one is written.
+# Put-if-absent for many keys in one statement: the keys inserted (or expired and renewed)
+# come back; the others were held. Rows per statement: under SQLite's old limit of 999
+# parameters.
 _REMEMBER = (
-    "INSERT INTO seen (feeder, key, expires_at) VALUES (?, ?, ?)"
+    "INSERT INTO seen (feeder, key, expires_at) VALUES {rows}"
     " ON CONFLICT (feeder, key) DO UPDATE SET expires_at = excluded.expires_at"
-    " WHERE seen.expires_at <= ?"
+    " WHERE seen.expires_at <= ? RETURNING key"
 )
+_REMEMBER_ROWS = 300
 
 _STATUSES: frozenset[str] = frozenset(get_args(RunStatus))
 _COLUMNS = (
@@ -201,16 +205,18 @@ class SqliteFeedStore:
             raise ValueError(f"remember for feeder {feeder!r}: ttl_seconds must be positive")
         check_seen_keys(feeder, keys)  # DynamoDB's sort-key size, so both refuse the same
         now = int(self.clock.time())
-        seen: set[str] = set()
+        unique = list(dict.fromkeys(keys))
+        fresh: set[str] = set()
         with self._db.write() as conn:
             if self._remember_calls % PRUNE_EVERY == 0:
                 conn.execute("DELETE FROM seen WHERE expires_at <= ?", (now,))
-            for key in dict.fromkeys(keys):
-                cursor = conn.execute(_REMEMBER, (feeder, key, now + ttl_seconds, now))
-                if cursor.rowcount == 0:
-                    seen.add(key)
+            for start in range(0, len(unique), _REMEMBER_ROWS):
+                part = unique[start : start + _REMEMBER_ROWS]
+                sql = _REMEMBER.format(rows=", ".join(["(?, ?, ?)"] * len(part)))
+                params = [v for key in part for v in (feeder, key, now + ttl_seconds)]
+                fresh.update(row[0] for row in conn.execute(sql, [*params, now]))
         self._remember_calls += 1
-        return seen
+        return {key for key in unique if key not in fresh}
 
     def forget(self, feeder: str, keys: Sequence[str]) -> None:
         with self._db.write() as conn:

@@ -58,6 +58,8 @@ class S3ObjectMapper(Mapper):
         self._settings = options
         self._shared: ItemBuilder | None = None
         self._fed_events: dict[str, bool] = {}  # event name → one of ``events``? (few names)
+        # The default filter takes every object: not asked per object.
+        self._filters = options.filter != ObjectFilter()
 
     @property
     def settings(self) -> S3ObjectOptions:
@@ -68,7 +70,11 @@ class S3ObjectMapper(Mapper):
         return self.settings.item.group_by is not None
 
     def map(self, envelope: Envelope) -> Iterable[Mapped]:
-        return self.map_message([envelope])
+        if self.settings.item.group_by is not None:
+            return self.map_message([envelope])
+        # One object, no group to hold open: what `map_message` yields, as a list.
+        picked = self._pick(envelope)
+        return self._builder().push(picked) if isinstance(picked, S3Object) else [picked]
 
     def map_message(self, envelopes: Sequence[Envelope]) -> Iterator[Mapped]:
         objects: list[S3Object] = []
@@ -119,7 +125,7 @@ class S3ObjectMapper(Mapper):
             None,
             event.version_id,
         )
-        if not self._settings.filter.matches(obj):
+        if self._filters and not self._settings.filter.matches(obj):
             return Skip(
                 f"s3://{event.bucket}/{event.key}: not selected by the object filter",
                 "object-filter",
