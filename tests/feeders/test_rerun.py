@@ -8,6 +8,8 @@ then finished.
 from __future__ import annotations
 
 import json
+import sqlite3
+from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -154,7 +156,11 @@ def test_rerun_missing_stored_payload_is_rejected_and_counted_invalid(tmp_path: 
     assert record.latest_execution is not None
     name = record.latest_execution.rsplit(":", 1)[-1]
     url = app.backends.store.url_for(layout.input_key(lost, name))
-    Path(urlsplit(url).path).unlink()
+    # Locally an execution's input is a row of payloads/objects.sqlite: lose that row.
+    key = Path(urlsplit(url).path).relative_to(tmp_path / "payloads").as_posix()
+    with closing(sqlite3.connect(tmp_path / "payloads" / "objects.sqlite")) as db, db:
+        deleted = db.execute("DELETE FROM objects WHERE key = ?", (key.split("/", 1)[1],))
+        assert deleted.rowcount == 1
     rerun = feeder(app)
 
     items = list(rerun.feed(FeedRequest()))
