@@ -46,7 +46,6 @@ from cirrus_feed.errors import (
     InvalidSourceDataError,
 )
 from cirrus_feed.feeding.contract import (
-    FLUSH_SIZE,
     Checkpoint,
     Counted,
     Feeder,
@@ -111,17 +110,13 @@ class S3InventoryConfig(FeederConfig):
             parse_s3_uri(self.since_manifest)
         if self.since_manifest is not None and self.item.group_by is not None:
             raise ValueError("since_manifest with item.group_by is not supported")
-        if self.checkpoint_items is not None and self.checkpoint_items >= self.flush_size():
-            raise ValueError(f"checkpoint_items must be below the flush size {self.flush_size()}")
+        if self.checkpoint_items is not None and self.checkpoint_items >= self.flush():
+            raise ValueError(f"checkpoint_items must be below the flush size {self.flush()}")
         try:
             ItemBuilder(self.item, self.filter.key_regex)
         except ConfigError as exc:
             raise ValueError(str(exc)) from exc
         return self
-
-    def flush_size(self) -> int:
-        """How many items the runner sends at once (mirrors `cirrus_feed.feeding.runner`)."""
-        return min(FLUSH_SIZE, self.max_in_flight or FLUSH_SIZE)
 
     def chunk_items(self) -> int:
         """Items per hand-over from a reader, each followed by a checkpoint.
@@ -131,7 +126,7 @@ class S3InventoryConfig(FeederConfig):
         full batch therefore means nothing is ever enqueued without its cursor being saved
         right after, so a stopped or crashed run re-enqueues nothing when resumed.
         """
-        return self.checkpoint_items or self.flush_size() - 1
+        return self.checkpoint_items or self.flush() - 1
 
 
 @dataclass
