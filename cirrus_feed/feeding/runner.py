@@ -28,7 +28,6 @@ from cirrus_feed.errors import BackendError, CirrusFeedError, PayloadValidationE
 from cirrus_feed.feeding.contract import (
     DUPLICATE_KINDS,
     FILTER_KINDS,
-    FLUSH_SIZE,
     Checkpoint,
     Counted,
     Feeder,
@@ -273,7 +272,7 @@ class _Batch:
             if config.max_queue_depth
             else None
         )
-        self.flush_size = min(FLUSH_SIZE, config.max_in_flight or FLUSH_SIZE)
+        self.flush_size = config.flush()
 
     @property
     def limit_reached(self) -> bool:

@@ -22,9 +22,11 @@ resume); a resumed file skips that many rows. A ``--limit`` reached inside a chu
 A data file that cannot be read or fails its ``MD5checksum`` becomes a `SourceRejection`
 naming it; the other files still feed. A checksum mismatch marks the file done (its data
 is wrong, a retry will not help); other failures leave it to be retried by the next run.
-CSV files are hashed while being read, so a mismatch is known at their end; ORC and
-Parquet need random access, so they are hashed in a streaming pass first, then read by
-ranged requests.
+Each data file is transferred once, into an unnamed temporary file while its MD5 is taken,
+and verified before any row is read (`inventory_io.spool`; one file per reader thread on
+disk). With ``download: false`` nothing touches the disk: CSV files are hashed while being
+read, so a mismatch is known at their end; ORC and Parquet need random access, so they are
+hashed in a streaming pass first, then read by ranged requests.
 """
 
 from __future__ import annotations
@@ -44,7 +46,6 @@ from cirrus_feed.errors import (
     InvalidSourceDataError,
 )
 from cirrus_feed.feeding.contract import (
-    FLUSH_SIZE,
     Checkpoint,
     Counted,
     Feeder,
@@ -93,7 +94,10 @@ class S3InventoryConfig(FeederConfig):
     # runner's flush size, so every flush is followed by a checkpoint (see `chunk_items`).
     checkpoint_items: int | None = Field(None, ge=1)
     batch_rows: int = Field(65_536, ge=1)
-    download: bool = False  # spool each data file to a temporary file before reading
+    # Each data file copied once to an unnamed temporary file (disk: one data file per
+    # reader thread) while hashed, then read locally; false: no disk, CSV hashed while
+    # streamed, ORC/Parquet hashed in one pass and then read by ranged requests.
+    download: bool = True
 
     @model_validator(mode="after")
     def _consistent(self) -> S3InventoryConfig:
@@ -106,17 +110,13 @@ class S3InventoryConfig(FeederConfig):
             parse_s3_uri(self.since_manifest)
         if self.since_manifest is not None and self.item.group_by is not None:
             raise ValueError("since_manifest with item.group_by is not supported")
-        if self.checkpoint_items is not None and self.checkpoint_items >= self.flush_size():
-            raise ValueError(f"checkpoint_items must be below the flush size {self.flush_size()}")
+        if self.checkpoint_items is not None and self.checkpoint_items >= self.flush():
+            raise ValueError(f"checkpoint_items must be below the flush size {self.flush()}")
         try:
             ItemBuilder(self.item, self.filter.key_regex)
         except ConfigError as exc:
             raise ValueError(str(exc)) from exc
         return self
-
-    def flush_size(self) -> int:
-        """How many items the runner sends at once (mirrors `cirrus_feed.feeding.runner`)."""
-        return min(FLUSH_SIZE, self.max_in_flight or FLUSH_SIZE)
 
     def chunk_items(self) -> int:
         """Items per hand-over from a reader, each followed by a checkpoint.
@@ -126,7 +126,7 @@ class S3InventoryConfig(FeederConfig):
         full batch therefore means nothing is ever enqueued without its cursor being saved
         right after, so a stopped or crashed run re-enqueues nothing when resumed.
         """
-        return self.checkpoint_items or self.flush_size() - 1
+        return self.checkpoint_items or self.flush() - 1
 
 
 @dataclass

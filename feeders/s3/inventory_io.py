@@ -1,10 +1,12 @@
-"""Reading S3 Inventory reports from S3: objects, report discovery, checksummed streams.
+"""Reading S3 Inventory reports from S3: objects, report discovery, checksummed reads.
 
-`InventoryBucket` wraps one injected boto3 S3 client (requester-pays aware). Data files are
-read either sequentially through `HashingStream` (CSV.gz: the MD5 is taken over exactly the
-bytes read, then the rest is drained into it) or through `RangeFile`, a seekable file that
-fetches byte ranges on demand (ORC, Parquet: their footers sit at the end), after a
-streaming MD5 pass. Nothing is held whole in memory or written to disk.
+`InventoryBucket` wraps one injected boto3 S3 client (requester-pays aware). By default a
+data file is transferred once (`spool`): streamed into an unnamed temporary file while its
+MD5 is taken, verified, then read locally (random access for ORC and Parquet). Without
+disk (``download: false``) it is read sequentially through `HashingStream` (CSV.gz: the MD5
+is taken over exactly the bytes read, then the rest is drained into it) or through
+`RangeFile`, a seekable file that fetches byte ranges on demand (ORC, Parquet: their
+footers sit at the end), after a streaming MD5 pass. Nothing is held whole in memory.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import hashlib
 import io
 import logging
 import re
-import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -216,6 +217,33 @@ def verify(data: DataFile, where: str, actual: str) -> None:
         )
 
 
+SPOOL_PREFIX = "cirrus-feed-inventory-"
+
+
+@contextmanager
+def spool(source: InventoryBucket, bucket: str, key: str) -> Iterator[tuple[IO[bytes], str]]:
+    """The object copied into a temporary file in one streamed pass, and its MD5.
+
+    The file is unnamed where the OS allows (Linux: ``O_TMPFILE``), so a killed process
+    leaves nothing behind; elsewhere it is removed when closed. Closed on leaving, also on
+    error.
+    """
+    where = f"s3://{bucket}/{key}"
+    body = source.get(bucket, key)["Body"]
+    digest = hashlib.md5(usedforsecurity=False)
+    with tempfile.TemporaryFile(prefix=SPOOL_PREFIX) as local:
+        try:
+            while chunk := body.read(CHUNK_BYTES):
+                digest.update(chunk)
+                local.write(chunk)
+        except BotoCoreError as exc:
+            raise translate(exc, f"read {where}") from exc
+        finally:
+            body.close()
+        local.seek(0)
+        yield local, digest.hexdigest()
+
+
 @contextmanager
 def open_data(
     source: InventoryBucket, manifest: Manifest, data: DataFile, *, download: bool
@@ -227,13 +255,9 @@ def open_data(
     """
     bucket, where = manifest.bucket, f"data file s3://{manifest.bucket}/{data.key}"
     if download:
-        with tempfile.TemporaryFile(prefix="cirrus-feed-inventory-") as spool:
-            hashing = HashingStream(source, bucket, data.key)
-            shutil.copyfileobj(hashing, spool, 1 << 20)
-            md5 = hashing.hexdigest()
+        with spool(source, bucket, data.key) as (local, md5):
             verify(data, where, md5)
-            spool.seek(0)
-            yield spool, lambda: md5
+            yield local, lambda: md5
         return
     if manifest.file_format == "CSV":
         streaming = HashingStream(source, bucket, data.key)

@@ -91,7 +91,8 @@ def stac_setup(root: Path, url: str, expected: set[str]) -> Setup:
         "type": "stac-api",
         "url": url,
         "datetime": "2024-01-01T00:00:00Z/2024-01-02T00:00:00Z",
-        "max_items_per_window": 150,  # > the flush size: kills re-send
+        "max_items_per_window": 150,
+        "flush_size": 100,  # < the checkpoint's 150: kills re-send
         "max_rate": 30,
     }
     experiment = Experiment(root, "stac", settings, expected)
@@ -111,7 +112,8 @@ def listing_setup(root: Path, aws: Callable[[str], Any], endpoint: str) -> Setup
         "endpoint_url": endpoint,
         "shard_depth": 1,
         "page_size": 40,
-        "checkpoint_every": 150,  # > the flush size: kills re-send
+        "checkpoint_every": 150,
+        "flush_size": 100,  # < the checkpoint's 150: kills re-send
         "item": {"collection": "c"},
         "max_rate": 30,
     }

@@ -6,6 +6,7 @@ pipeline's queue, read back from its SQLite file.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import json
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import inventory_data as inv
 import pytest
+from botocore.exceptions import ReadTimeoutError
 
 from cirrus_feed.app import App, LocalPaths, build_app
 from cirrus_feed.backends.base import FeedStore
@@ -426,10 +428,10 @@ def test_old_bug5_discovery_finds_an_older_weekly_report(
     assert enqueued(app) == [pid("w/a.json")]
 
 
-def test_old_bug6_data_files_are_verified_and_not_downloaded(
+def test_old_bug6_data_files_are_verified_and_downloaded_once(
     s3: S3Client, bucket: str, aws_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The MD5 is checked; no temporary file is made unless ``download: true``."""
+    """The MD5 is checked; one temporary file per data file, none with ``download: false``."""
     report = inv.write_report(s3, bucket, "inv", "CSV", [rows(["v/a.json"])], corrupt=[0])
     made: list[str] = []
     real = tempfile.TemporaryFile
@@ -439,14 +441,111 @@ def test_old_bug6_data_files_are_verified_and_not_downloaded(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(tempfile, "TemporaryFile", spy)
-    streamed = make_app(tmp_path / "s", aws_endpoint, manifest=report.manifest_url)
+    streamed = make_app(tmp_path / "s", aws_endpoint, manifest=report.manifest_url, download=False)
     assert run(streamed).counts["invalid"] == 1
     assert made == []
-    downloaded = make_app(tmp_path / "d", aws_endpoint, manifest=report.manifest_url, download=True)
+    downloaded = make_app(tmp_path / "d", aws_endpoint, manifest=report.manifest_url)
     result = run(downloaded)
     assert made == ["temp"]
     assert result.counts["invalid"] == 1
     assert enqueued(downloaded) == []  # downloaded files are verified before any row is fed
+
+
+def _open_in(directory: Path) -> list[str]:
+    """Files of this process still open under ``directory`` (named or deleted)."""
+    found = []
+    for fd in Path("/proc/self/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = str(fd.readlink())
+            if target.startswith(str(directory)):
+                found.append(target)
+    return found
+
+
+@pytest.mark.parametrize("fmt", ["CSV", "ORC", "Parquet"])
+def test_inventory_downloads_each_file_once_and_removes_the_copy(
+    fmt: str,
+    s3: S3Client,
+    bucket: str,
+    aws_endpoint: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Given: a report with a good and a corrupt file, temporary files in ``spool/``."""
+    files = [rows([f"g{n}/k{i}.json" for i in range(4)]) for n in range(2)]
+    report = inv.write_report(s3, bucket, "inv", fmt, files, corrupt=[1])
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spool_dir))
+    gets: list[str] = []
+    open_during: list[str] = []
+    app = make_app(tmp_path / "app", aws_endpoint, manifest=report.manifest_url, concurrency=1)
+    client = app.feeders["inv"].bucket.client  # type: ignore[attr-defined]
+
+    def counted(**kwargs: Any) -> None:
+        if "/data/" in kwargs["params"]["Key"]:
+            gets.append(kwargs["params"]["Key"] + str(kwargs["params"].get("Range", "")))
+            open_during.extend(_open_in(spool_dir))
+
+    client.meta.events.register("before-parameter-build.s3.GetObject", counted)
+
+    # When: it is fed
+    result = run(app)
+
+    # Then: each data file was fetched once, whole; the corrupt one is an error naming it
+    assert sorted(gets) == sorted(report.data_keys)
+    assert set(enqueued(app)) == {pid(f"g0/k{i}.json") for i in range(4)}
+    invalid = list((tmp_path / "app" / "payloads" / "cirrus" / "tmp" / "invalid").glob("*.json"))
+    [kept] = [json.loads(p.read_text()) for p in invalid]
+    assert report.data_keys[1] in kept["error"]
+    assert "does not match the manifest's MD5checksum" in kept["error"]
+    assert result.counts["invalid"] == 1
+    # and the copy of the first file was closed before the second was fetched; none is left
+    assert open_during == []
+    assert _open_in(spool_dir) == []
+    assert list(spool_dir.iterdir()) == []
+
+
+def test_inventory_copy_is_removed_when_the_transfer_fails(
+    s3: S3Client, bucket: str, aws_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transfer cut off mid-file: the file is retried by the next run, no copy remains."""
+    report = inv.write_report(s3, bucket, "inv", "Parquet", [rows(["t/a.json", "t/b.json"])])
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spool_dir))
+    app = make_app(tmp_path / "app", aws_endpoint, manifest=report.manifest_url)
+    client = app.feeders["inv"].bucket.client  # type: ignore[attr-defined]
+
+    def note_key(params: Any, context: Any, **_: Any) -> None:
+        context["test_key"] = params["Key"]
+
+    def broken_body(parsed: Any, context: Any, **_: Any) -> None:
+        if "/data/" in context.get("test_key", "") and "Body" in parsed:
+
+            class Broken:
+                def read(self, _size: int = -1) -> bytes:
+                    raise ReadTimeoutError(endpoint_url="s3")
+
+                def close(self) -> None:
+                    pass
+
+            parsed["Body"] = Broken()
+
+    client.meta.events.register("before-parameter-build.s3.GetObject", note_key)
+    client.meta.events.register("after-call.s3.GetObject", broken_body)
+
+    result = run(app)
+
+    assert result.counts["invalid"] == 1  # the file's failure, recorded
+    assert enqueued(app) == []
+    cursor = feeds_of(app).get_cursor("inv")
+    assert cursor is not None
+    progress = cursor["files"][report.data_keys[0]]
+    assert progress["done"] is False  # retried by the next run
+    assert "error" in progress
+    assert _open_in(spool_dir) == []
+    assert list(spool_dir.iterdir()) == []
 
 
 def test_old_bug7_progress_is_recorded_per_file(

@@ -312,12 +312,9 @@ def test_feed_max_queue_depth_waits_for_the_queue_to_drain(tmp_path: Path) -> No
     assert all(depth > 120 for depth in depths)  # it waited only when over the limit
 
 
-def test_feed_stop_finishes_the_current_window(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_feed_stop_finishes_the_current_window(tmp_path: Path) -> None:
     """A stop asked mid-window runs on to that window's checkpoint, so nothing is re-sent."""
-    monkeypatch.setattr("cirrus_feed.feeding.runner.FLUSH_SIZE", 1)  # progress after every item
-    app = make_app(tmp_path, count=12, per_window=4)
+    app = make_app(tmp_path, count=12, per_window=4, flush_size=1)  # progress after every item
     runner = FeedRunner(app, progress=lambda counts: runner.stop())
     feeder = app.feeders["nums"]
 
@@ -390,3 +387,15 @@ def test_feed_unexpected_error_still_closes_the_run_record(tmp_path: Path) -> No
     assert run.finished is not None
     assert run.error == "ZeroDivisionError: a bug in the feeder"
     assert feeds_of(app).get_cursor("nums") == {"next": 4}
+
+
+def test_feed_flush_size_bounds_each_send(tmp_path: Path) -> None:
+    """``flush_size`` payloads at most per flush (each flush reports progress once)."""
+    app = make_app(tmp_path, count=12, per_window=12, flush_size=5)
+    sizes: list[int] = []
+    runner = FeedRunner(app, progress=lambda counts: sizes.append(counts["enqueued"]))
+
+    result = runner.run("nums", app.feeders["nums"], FeedRequest())
+
+    assert result.counts["enqueued"] == 12
+    assert sizes == [5, 10, 12]
