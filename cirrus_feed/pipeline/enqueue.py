@@ -25,7 +25,7 @@ from cirrus_feed.support.clock import SYSTEM_CLOCK, Clock
 
 log = logging.getLogger(__name__)
 
-SEND_CHUNK = 100  # bodies handed to the queue at once; it batches by 10 / 256 KiB itself
+SEND_CHUNK = 1000  # bodies handed to the queue at once (a runner flush); SQS batches by 10 itself
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,6 +59,21 @@ def test_payload_queue_send_results_follow_input_order(payload_queue: PayloadQue
     assert payload_queue.depth().in_flight == 25
 
 
+def test_payload_queue_send_ids_skip_rejected_bodies(payload_queue: PayloadQueue) -> None:
+    # Bodies rejected for size between sent ones: each sent body keeps its own message id.
+    too_big = "x" * (SQS_MAX_MESSAGE_BYTES + 1)
+    bodies = ["first", too_big, "second", too_big, "third"]
+
+    results = payload_queue.send(bodies)
+
+    assert [result.ok for result in results] == [True, False, True, False, True]
+    assert (results[1].error or "").startswith("message 1:")
+    assert (results[3].error or "").startswith("message 3:")
+    received = receive_all(payload_queue, 3)
+    by_id = {message.message_id: message.body for message in received}
+    assert [by_id[results[n].message_id] for n in (0, 2, 4)] == ["first", "second", "third"]
+
+
 def test_payload_queue_send_nothing(payload_queue: PayloadQueue) -> None:
     assert payload_queue.send([]) == []
     assert payload_queue.depth().visible == 0
