@@ -70,7 +70,7 @@ def test_payload_queue_send_ids_skip_rejected_bodies(payload_queue: PayloadQueue
     assert (results[1].error or "").startswith("message 1:")
     assert (results[3].error or "").startswith("message 3:")
     received = receive_all(payload_queue, 3)
-    by_id = {message.message_id: message.body for message in received}
+    by_id: dict[str | None, str] = {message.message_id: message.body for message in received}
     assert [by_id[results[n].message_id] for n in (0, 2, 4)] == ["first", "second", "third"]
 
 
