@@ -13,7 +13,7 @@ import json
 from collections.abc import Collection, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from cirrus_feed.model.payload import parse_payload_id
 
@@ -23,6 +23,9 @@ from cirrus_feed.model.records import ExecutionStatus as ExecutionStatus
 from cirrus_feed.model.records import StateRecord as StateRecord
 from cirrus_feed.model.rejections import InvalidRecord as InvalidRecord
 from cirrus_feed.model.states import State
+
+if TYPE_CHECKING:
+    from cirrus_feed.errors import CirrusFeedError
 
 # -- state store ----------------------------------------------------------------------------
 
@@ -362,6 +365,11 @@ class PayloadStore(Protocol):
         """Write ``obj`` as JSON at ``key``; returns its URL. Raises: BackendError."""
         ...
 
+    def put_many(self, objects: Sequence[tuple[str, Any]]) -> list[str]:
+        """`put_json` of each ``(key, obj)`` (a stage's batch; one write where the store
+        allows); their URLs in order. Raises: BackendError (some may have been written)."""
+        ...
+
     def get_json(self, url: str) -> Any:
         """Read JSON (gunzipped when the key ends ``.gz``) from an allowed location.
 
@@ -416,6 +424,13 @@ class WorkflowRunner(Protocol):
             LimitExceededError: ``name`` is not a valid execution name.
             PayloadTooLargeError: the input is over 256 KiB (pass a ``{"url"}`` pointer).
         """
+        ...
+
+    def start_many(
+        self, starts: Sequence[tuple[str, str, Mapping[str, Any]]]
+    ) -> list[str | CirrusFeedError]:
+        """`start` of each ``(workflow, name, payload)``: per start its ARN or the error
+        `start` would raise for it. Raises only for the whole batch (e.g. the database)."""
         ...
 
     def describe(self, execution_arn: str) -> ExecutionOutcome | None:

@@ -211,21 +211,65 @@ class StateUpdater:
         self, completions: list[_Completion], records: dict[str, StateRecord]
     ) -> list[_CompletionPlan | RecordResult]:
         """`_plan` each completion; side by side (output archives are a write each) when
-        the runner is remote."""
+        the runner is remote, else with the outputs archived in one `put_many`."""
+        local = self.threads <= 1 and len(completions) > 1
+        archives: list[tuple[int, str, dict[str, Any]]] = []
 
         def plan(completion: _Completion) -> _CompletionPlan | RecordResult:
             try:
-                return self._plan(completion, records.get(completion.payload.id))
+                return self._plan(
+                    completion, records.get(completion.payload.id), archives if local else None
+                )
             except Exception as exc:  # noqa: BLE001 - fails this record only
                 return self._crashed(completion, exc)
 
         if self.threads <= 1 or len(completions) <= 1:
-            return [plan(c) for c in completions]
+            planned: list[_CompletionPlan | RecordResult] = []
+            for completion in completions:
+                archives_before = len(archives)
+                planned.append(plan(completion))
+                if len(archives) > archives_before and not isinstance(planned[-1], _CompletionPlan):
+                    del archives[archives_before:]  # planning failed after the output was read
+                elif len(archives) > archives_before:
+                    archives[-1] = (len(planned) - 1, *archives[-1][1:])
+            self._archive_all(planned, archives)
+            return planned
         with ThreadPoolExecutor(max_workers=min(self.threads, len(completions))) as pool:
             return list(pool.map(plan, completions))
 
+    def _archive_all(
+        self,
+        planned: list[_CompletionPlan | RecordResult],
+        archives: list[tuple[int, str, dict[str, Any]]],
+    ) -> None:
+        """Put the outputs `_archive` left for the batch in one write; when that fails,
+        each alone, a failed put failing its completion only."""
+        if not archives:
+            return
+        try:
+            urls = self.b.store.put_many([(key, output) for _, key, output in archives])
+        except Exception:  # noqa: BLE001 - each output then takes its own put, as if alone
+            log.warning("archiving %d outputs failed; one at a time", len(archives))
+            for index, key, output in archives:
+                plan = planned[index]
+                assert isinstance(plan, _CompletionPlan)
+                try:
+                    plan.output_url = self.b.store.put_json(key, output)
+                except BackendError as exc:
+                    planned[index] = self._result(plan.completion, Outcome.FAILED, str(exc))
+                except Exception as exc:  # noqa: BLE001 - fails this record only
+                    planned[index] = self._crashed(plan.completion, exc)
+            return
+        for (index, _, _), url in zip(archives, urls, strict=True):
+            plan = planned[index]
+            assert isinstance(plan, _CompletionPlan)
+            plan.output_url = url
+
     def _plan(
-        self, completion: _Completion, record: StateRecord | None
+        self,
+        completion: _Completion,
+        record: StateRecord | None,
+        archives: list[tuple[int, str, dict[str, Any]]] | None = None,
     ) -> _CompletionPlan | RecordResult:
         """Decide what the completion does; on success archive the output and gather its
         items and chained children (sent for the whole batch at once, before any state moves).
@@ -240,7 +284,7 @@ class StateUpdater:
         plan = _CompletionPlan(completion, record, state, event_type, error, name)
         if state is State.SUCCEEDED:
             try:
-                self._archive(plan)
+                self._archive(plan, archives)
             except PERMANENT_RECORD_ERRORS as exc:
                 log.warning(
                     "output payload rejected: %s", exc, extra={"payload_id": record.payload_id}
@@ -252,15 +296,22 @@ class StateUpdater:
                 return self._result(completion, Outcome.FAILED, str(exc))
         return plan
 
-    def _archive(self, plan: _CompletionPlan) -> None:
-        """Store the output payload and gather its items and next-hop children."""
+    def _archive(
+        self, plan: _CompletionPlan, archives: list[tuple[int, str, dict[str, Any]]] | None
+    ) -> None:
+        """Store the output payload (or leave it in ``archives`` for the batch's one write)
+        and gather its items and next-hop children."""
         payload_id = plan.completion.payload.id
         if plan.completion.outcome.output is None:
             log.warning("execution succeeded without output", extra={"payload_id": payload_id})
             return
         output = self._load(plan.completion.outcome.output, derive_id=False).to_dict()
         children = next_payloads(output)  # a broken chain is the output's fault: FAILED
-        plan.output_url = self.b.store.put_json(layout.output_key(payload_id, plan.name), output)
+        key = layout.output_key(payload_id, plan.name)
+        if archives is None:
+            plan.output_url = self.b.store.put_json(key, output)
+        else:
+            archives.append((-1, key, output))  # its index in the batch: set by _plan_all
         plan.items = list(output.get("features") or [])
         for child in children:
             if child.filtered_out:

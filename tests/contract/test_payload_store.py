@@ -41,6 +41,15 @@ def test_payload_store_put_then_get_round_trip(payload_store: PayloadStore) -> N
     assert payload_store.get_json(url) == PAYLOAD
 
 
+def test_payload_store_put_many_returns_urls_in_order(payload_store: PayloadStore) -> None:
+    keys = [layout.input_key(PAYLOAD_ID, EXECUTION), "tmp/oversized/many.json"]
+
+    urls = payload_store.put_many([(keys[0], PAYLOAD), (keys[1], {"n": 2})])
+
+    assert urls == [payload_store.url_for(k) for k in keys]
+    assert [payload_store.get_json(u) for u in urls] == [PAYLOAD, {"n": 2}]
+
+
 def test_payload_store_put_overwrites(payload_store: PayloadStore) -> None:
     key = layout.output_key(PAYLOAD_ID, EXECUTION)
     payload_store.put_json(key, {"version": 1})

@@ -67,6 +67,23 @@ def test_workflow_runner_start_unknown_workflow_not_found(
         workflow_runner.start("wf-missing", name_for(workflow_runner), PAYLOAD)
 
 
+def test_workflow_runner_start_many_answers_each_start(
+    workflow_runner: WorkflowRunner, drive: Drive
+) -> None:
+    """Per start its ARN or the error `start` would raise, in order; none stops the others."""
+    done = name_for(workflow_runner)
+    drive(workflow_runner, workflow_runner.start("wf-pass", done, PAYLOAD))
+    fresh = name_for(workflow_runner, "col1/workflow-wf-pass/item2")
+
+    results = workflow_runner.start_many(
+        [("wf-pass", done, PAYLOAD), ("wf-missing", fresh, PAYLOAD), ("wf-pass", fresh, PAYLOAD)]
+    )
+
+    assert isinstance(results[0], ExecutionAlreadyExistsError)
+    assert isinstance(results[1], WorkflowNotFoundError)
+    assert results[2] == execution_arn(workflow_runner.base_arn, "wf-pass", fresh)
+
+
 def test_workflow_runner_describe_unknown_execution_not_found(
     workflow_runner: WorkflowRunner,
 ) -> None:

@@ -36,7 +36,7 @@ from cirrus_feed.support.clock import FakeClock
 
 from .kills import KillLoop, cli, run_until
 
-PAYLOADS = int(os.environ.get("CIRRUS_FEED_KILL_PAYLOADS", "6000"))
+PAYLOADS = int(os.environ.get("CIRRUS_FEED_KILL_PAYLOADS", "16000"))  # outlasts the kills
 KILLS = 8
 SEED = 10
 

@@ -305,6 +305,9 @@ class _FailingPuts:
     def put_json(self, key: str, data: Any) -> str:
         raise BackendError(f"put {key} failed: AccessDenied")
 
+    def put_many(self, objects: Any) -> list[str]:
+        raise BackendError(f"put of {len(objects)} objects failed: AccessDenied")
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.real, name)
 

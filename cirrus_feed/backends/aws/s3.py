@@ -60,6 +60,11 @@ class S3PayloadStore:
         )
         return url
 
+    def put_many(self, objects: Sequence[tuple[str, Any]]) -> list[str]:
+        # S3 has no multi-object put: one PutObject each (the stages call this one-threaded
+        # only for local runners; remote batches put side by side per record).
+        return [self.put_json(key, obj) for key, obj in objects]
+
     def is_allowed(self, url: str) -> bool:
         parsed = try_parse_s3_uri(url)
         return parsed is not None and parsed.bucket in self._readable

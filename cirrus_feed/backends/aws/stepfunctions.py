@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -12,6 +12,7 @@ from cirrus_feed.backends.aws.clients import error_code, translate
 from cirrus_feed.backends.base import ExecutionOutcome, ExecutionStatus
 from cirrus_feed.backends.limits import check_execution
 from cirrus_feed.errors import (
+    CirrusFeedError,
     ExecutionAlreadyExistsError,
     InvalidRecordError,
     PayloadNotFoundError,
@@ -56,6 +57,18 @@ class StepFunctionsWorkflowRunner:
         except BotoCoreError as exc:
             raise translate(exc, f"Step Functions StartExecution {name!r} of {machine}") from exc
         return str(response["executionArn"])
+
+    def start_many(
+        self, starts: Sequence[tuple[str, str, Mapping[str, Any]]]
+    ) -> list[str | CirrusFeedError]:
+        """`start` of each, one StartExecution each (Step Functions has no batch start)."""
+        results: list[str | CirrusFeedError] = []
+        for workflow, name, payload in starts:
+            try:
+                results.append(self.start(workflow, name, payload))
+            except CirrusFeedError as exc:
+                results.append(exc)
+        return results
 
     def describe(self, execution_arn: str) -> ExecutionOutcome | None:
         try:
