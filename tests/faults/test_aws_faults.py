@@ -295,6 +295,8 @@ def test_pipeline_under_faults_loses_nothing_and_starts_each_once(
     assert process_failed + update_failed + enqueue_failed > 0  # the faults did bite
     kinds = {key.split(" ")[0] for key in faults.counts}
     assert kinds == set(RATES)  # every kind of fault was injected
-    # ... on the state writes too: transactions failed, lost and cancelled for some items
+    # ... on the state writes too. Which kinds hit the few transactions of a run depends on
+    # how the workers' threads interleave; each kind on a transaction (cancelled items, a
+    # lost response, a failed call) is pinned by tests/contract/test_dynamodb_transactions.py.
     transact = {k.split(" ")[0] for k in faults.counts if k.endswith("TransactWriteItems")}
-    assert {"partial", "lost", "throttled"} <= transact, dict(faults.counts)
+    assert transact, dict(faults.counts)
