@@ -140,14 +140,21 @@ def claim(payload_id: str, execution_arn: str, now: str, claim: Claim | None) ->
     return Conditional(payload_id, "claim", update, f"({condition}) AND {pinned}", expr, record)
 
 
-def set_processing(claimed: StateRecord, now: str) -> Conditional:
-    """CLAIMED → PROCESSING while ``claimed``'s execution is still the latest."""
-    expr = Expr()
-    state_updated = f"{State.PROCESSING.value}_{now}"
+def _stamp(expr: Expr, state: State, now: str) -> tuple[str, str]:
+    """The ``state_updated`` value of a move to ``state`` at ``now``, and the SET clause
+    that stamps it and ``updated``."""
+    state_updated = f"{state.value}_{now}"
     update = (
         f"SET {expr.name('state_updated')} = {expr.value(state_updated)}, "
         f"{expr.name('updated')} = {expr.value(now)}"
     )
+    return state_updated, update
+
+
+def set_processing(claimed: StateRecord, now: str) -> Conditional:
+    """CLAIMED → PROCESSING while ``claimed``'s execution is still the latest."""
+    expr = Expr()
+    state_updated, update = _stamp(expr, State.PROCESSING, now)
     claimed_condition = expr.begins_with_any("state_updated", state_names([State.CLAIMED]))
     condition = f"{claimed_condition} AND {expr.latest_is(claimed.executions)}"
     record = replace(claimed, state=State.PROCESSING, state_updated=state_updated, updated=now)
@@ -157,11 +164,7 @@ def set_processing(claimed: StateRecord, now: str) -> Conditional:
 def finish(f: Finish, now: str) -> Conditional:
     """An active state → ``f.state`` while ``f.current``'s history is still the stored one."""
     expr = Expr()
-    state_updated = f"{f.state.value}_{now}"
-    update = (
-        f"SET {expr.name('state_updated')} = {expr.value(state_updated)}, "
-        f"{expr.name('updated')} = {expr.value(now)}"
-    )
+    state_updated, update = _stamp(expr, f.state, now)
     if f.error is not None:
         update += f", {expr.name('last_error')} = {expr.value(f.error)}"
     if f.event is not None:
